@@ -1,0 +1,89 @@
+"""What every command shares: the ``--output`` option, printing, and the config option.
+
+Commands return plain data (dicts, lists). ``emit`` prints it as JSON for scripts, or
+hands it to a renderer (usually a rich table) for people.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = [
+    "ConfigOpt",
+    "OutputFormat",
+    "OutputOpt",
+    "console",
+    "emit",
+    "err_console",
+    "kv_table",
+    "to_jsonable",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class OutputFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", help="table for people, json for scripts", case_sensitive=False),
+]
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="project config (default: ./mco.yaml if it exists)"),
+]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Make numpy scalars, paths and dataclasses printable as JSON."""
+    if hasattr(value, "model_dump"):
+        return to_jsonable(value.model_dump(mode="json"))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def emit(data: Any, output: OutputFormat, render: Callable[[Any], None] | None = None) -> None:
+    """Print ``data`` as JSON, or with ``render`` (default: a key/value table)."""
+    if output == OutputFormat.json:
+        sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+        sys.stdout.flush()
+        return
+    if render is not None:
+        render(data)
+    elif isinstance(data, dict):
+        console.print(kv_table(data))
+    else:
+        console.print(data)
+
+
+def kv_table(data: dict[str, Any], title: str | None = None) -> Table:
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(to_jsonable(value))
+        table.add_row(str(key), str(value))
+    return table

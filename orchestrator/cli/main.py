@@ -1,0 +1,88 @@
+"""Entry point of the ``mco`` console script.
+
+Each command group lives in its own module and is registered here. ``main`` is the
+one place where an ``MCOError`` becomes a message and an exit code: users see what
+went wrong and how to fix it, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from orchestrator import __version__
+from orchestrator.cli import model as model_cmds
+from orchestrator.cli import serve as serve_cmds
+from orchestrator.cli._common import err_console
+from orchestrator.errors import MCOError
+
+app = typer.Typer(
+    name="mco",
+    help="Deploy one ML model to AWS, GCP and Azure at once, and survive the loss of any one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mco {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """mco: multi-cloud deployment orchestrator for ML models."""
+
+
+app.add_typer(model_cmds.app, name="model", help="train, evaluate and gate models")
+serve_cmds.register(app)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg in ("--output", "-o") and i + 1 < len(argv) and argv[i + 1] == "json":
+            return True
+        if arg in ("--output=json", "-ojson"):
+            return True
+    return False
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    try:
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+    except MCOError as exc:
+        if _wants_json(argv):
+            payload = {"error": exc.message, "kind": type(exc).__name__, "hint": exc.hint}
+            sys.stdout.write(json.dumps(payload) + "\n")
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[bold]fix:[/] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

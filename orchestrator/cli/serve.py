@@ -1,0 +1,28 @@
+"""``mco serve``: run the model server for a bundle on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli._common import err_console
+
+
+def serve(
+    bundle_dir: Annotated[Path, typer.Argument(help="model bundle directory")],
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
+    digest: Annotated[str | None, typer.Option(help="refuse to serve unless the bundle has this digest")] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 1 << 20,
+) -> None:
+    """Serve a bundle: /v1/predict, /healthz, /readyz, /v1/model, /metrics."""
+    from orchestrator.serving.run import run_server
+
+    err_console.print(f"verifying {bundle_dir} and serving on http://{host}:{port}")
+    run_server(bundle_dir, host=host, port=port, expected_digest=digest, max_body_bytes=max_body_bytes)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,145 @@
+"""The one exception tree of mco.
+
+Every error a user can see is one of these. Library and SDK errors are translated
+at the boundary (``raise ... from exc``) so the CLI can print a message that names
+the problem and the fix, and never a traceback.
+
+    MCOError                      -- anything mco reports to a user
+    ├── ConfigError               -- mco.yaml is malformed or inconsistent
+    ├── ModelError                -- a model or bundle cannot be trained, read or trusted
+    │   ├── ExportError           -- a model cannot be exported to ONNX
+    │   └── IntegrityError        -- a digest does not match what was recorded
+    ├── GateError                 -- a model fails its evaluation gate
+    ├── MissingExtraError         -- an optional dependency is not installed
+    ├── CapabilityError           -- a provider cannot do what was asked
+    ├── ProviderError             -- a cloud (or its stand-in) refused or failed
+    │   ├── AccessDenied
+    │   ├── NotFound              -- bucket, container, repository or object missing
+    │   ├── Throttled
+    │   └── Unreachable           -- network, DNS, connection refused, timeout
+    ├── ClusterError              -- a Kubernetes cluster refused or failed
+    │   └── RolloutFailed
+    ├── ReleaseError              -- release history and locks
+    │   └── LockHeld
+    └── DrillFailed               -- a drill missed an objective
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "CapabilityError",
+    "ClusterError",
+    "ConfigError",
+    "DrillFailed",
+    "ExportError",
+    "GateError",
+    "IntegrityError",
+    "LockHeld",
+    "MCOError",
+    "MissingExtraError",
+    "ModelError",
+    "NotFound",
+    "ProviderError",
+    "ReleaseError",
+    "RolloutFailed",
+    "Throttled",
+    "Unreachable",
+]
+
+
+class MCOError(Exception):
+    """Base of every error mco reports. ``hint`` says how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+
+class ConfigError(MCOError):
+    exit_code = 2
+
+
+class ModelError(MCOError):
+    pass
+
+
+class ExportError(ModelError):
+    pass
+
+
+class IntegrityError(ModelError):
+    pass
+
+
+class GateError(MCOError):
+    pass
+
+
+class MissingExtraError(MCOError):
+    def __init__(self, package: str, extra: str, *, purpose: str = "") -> None:
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(
+            f"the Python package '{package}' is not installed{what}",
+            hint=f"pip install 'mco[{extra}]'",
+        )
+        self.package = package
+        self.extra = extra
+
+
+class CapabilityError(MCOError):
+    pass
+
+
+class ProviderError(MCOError):
+    """A cloud refused or failed. ``cloud`` names which one."""
+
+    def __init__(self, message: str, *, cloud: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.cloud = cloud
+
+
+class AccessDenied(ProviderError, PermissionError):
+    pass
+
+
+class NotFound(ProviderError, FileNotFoundError):
+    pass
+
+
+class Throttled(ProviderError):
+    pass
+
+
+class Unreachable(ProviderError, ConnectionError):
+    pass
+
+
+class ClusterError(MCOError):
+    pass
+
+
+class RolloutFailed(ClusterError):
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class ReleaseError(MCOError):
+    pass
+
+
+class LockHeld(ReleaseError):
+    pass
+
+
+class DrillFailed(MCOError):
+    pass

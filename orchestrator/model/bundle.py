@@ -1,0 +1,136 @@
+"""Model bundles: a directory with ``model.onnx``, ``card.json`` and plots.
+
+The card lists every other file with its sha256. The bundle digest is the sha256 of
+the canonical card without its own ``bundle_digest`` field, so it covers every file
+and every word of the card; change one byte anywhere and the digest changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import IntegrityError, ModelError
+from orchestrator.model.digests import canonical_json, sha256_bytes, sha256_file
+
+__all__ = [
+    "CARD_FILE",
+    "MODEL_FILE",
+    "Bundle",
+    "compute_bundle_digest",
+    "list_bundle_files",
+    "load_bundle",
+    "verify_bundle",
+    "write_card",
+]
+
+CARD_FILE = "card.json"
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    card: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.card["name"])
+
+    @property
+    def digest(self) -> str:
+        return str(self.card["bundle_digest"])
+
+    @property
+    def model_sha256(self) -> str:
+        return str(self.card["model"]["sha256"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def ref(self) -> str:
+        """``name@sha256:digest``: how pushes, pulls and releases name a bundle."""
+        return f"{self.name}@sha256:{self.digest}"
+
+    def files(self) -> dict[str, str]:
+        """Relative path -> sha256, card excluded."""
+        return dict(self.card["files"])
+
+
+def list_bundle_files(root: Path) -> list[str]:
+    """Every regular file below ``root`` except the card, as sorted POSIX paths."""
+    out: list[str] = []
+    for dirpath, _dirs, files in os.walk(root):
+        for fname in files:
+            rel = (Path(dirpath) / fname).relative_to(root).as_posix()
+            if rel != CARD_FILE:
+                out.append(rel)
+    return sorted(out)
+
+
+def compute_bundle_digest(card: dict[str, Any]) -> str:
+    body = {k: v for k, v in card.items() if k != "bundle_digest"}
+    return sha256_bytes(canonical_json(body))
+
+
+def write_card(root: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Fill in file digests and the bundle digest, then write ``card.json``."""
+    card = dict(card)
+    card["files"] = {rel: sha256_file(root / rel) for rel in list_bundle_files(root)}
+    card["model"] = {**card.get("model", {}), "file": MODEL_FILE, "sha256": card["files"][MODEL_FILE]}
+    card["bundle_digest"] = compute_bundle_digest(card)
+    tmp = root / (CARD_FILE + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    tmp.replace(root / CARD_FILE)
+    return card
+
+
+def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
+    """Read a bundle; with ``verify`` every file's sha256 and the bundle digest are checked."""
+    root = Path(path)
+    card_path = root / CARD_FILE
+    if not root.is_dir():
+        raise ModelError(f"model bundle {root} does not exist or is not a directory",
+                         hint="train one with `mco model train --out DIR`, or pull one with `mco pull`")
+    if not card_path.is_file():
+        raise ModelError(f"{root} has no {CARD_FILE}; it is not an mco model bundle",
+                         hint="train one with `mco model train --out DIR`")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{card_path} is not valid JSON: {exc}",
+                         hint="the bundle is damaged; pull or train it again") from exc
+    for key in ("name", "bundle_digest", "files", "model", "classes", "input_schema"):
+        if key not in card:
+            raise ModelError(f"{card_path} has no '{key}' field", hint="the bundle is damaged; pull or train it again")
+    bundle = Bundle(root, card)
+    if verify:
+        verify_bundle(bundle)
+    return bundle
+
+
+def verify_bundle(bundle: Bundle) -> None:
+    root = bundle.path
+    expected_digest = compute_bundle_digest(bundle.card)
+    if expected_digest != bundle.digest:
+        raise IntegrityError(
+            f"{root / CARD_FILE} was modified: its content hashes to {expected_digest[:12]}…, "
+            f"not the recorded bundle digest {bundle.digest[:12]}…",
+            hint="do not edit a bundle by hand; retrain or pull it again",
+        )
+    for rel, want in bundle.files().items():
+        file_path = root / rel
+        if not file_path.is_file():
+            raise IntegrityError(f"bundle file {file_path} is missing", hint="pull or train the bundle again")
+        got = sha256_file(file_path)
+        if got != want:
+            raise IntegrityError(
+                f"{file_path} has sha256 {got[:12]}…, but the card records {want[:12]}…; "
+                "the file was changed or corrupted",
+                hint="refusing to use a tampered model; pull or train the bundle again",
+            )

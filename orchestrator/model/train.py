@@ -1,0 +1,135 @@
+"""Train the reference model: multiclass logistic regression in three strategies.
+
+- ``multinomial``: one softmax model over all classes;
+- ``ovr``: one binary logistic regression per class against the rest;
+- ``ovo``: one per pair of classes, decided by votes.
+
+The fitted pipeline is exported to ONNX, evaluated *as ONNX* on a stratified hold-out
+split, and written as a bundle. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator import __version__
+from orchestrator.errors import MissingExtraError, ModelError
+from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, write_card
+from orchestrator.model.datasets import load_dataset, make_imbalanced
+from orchestrator.model.evaluate import evaluation_report
+from orchestrator.model.export import OnnxModel, export_onnx
+from orchestrator.model.plots import write_evaluation_plots
+
+__all__ = ["STRATEGIES", "TrainSpec", "train_bundle"]
+
+STRATEGIES = ("multinomial", "ovr", "ovo")
+HOLDOUT_FILE = "data/holdout.csv"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    dataset: str = "digits"
+    strategy: str = "multinomial"
+    seed: int = 42
+    test_size: float = 0.25
+    class_weight: bool = False
+    imbalance: float | None = None
+    max_iter: int = 2000
+    name: str | None = None
+    version: str = "1"
+
+
+def _estimator(spec: TrainSpec) -> Any:
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as exc:
+        raise MissingExtraError("scikit-learn", "train", purpose="training") from exc
+    base = LogisticRegression(max_iter=spec.max_iter, class_weight="balanced" if spec.class_weight else None,
+                              random_state=spec.seed)
+    if spec.strategy == "multinomial":
+        clf: Any = base  # lbfgs fits a multinomial (softmax) model for multiclass targets
+    elif spec.strategy == "ovr":
+        clf = OneVsRestClassifier(base)
+    elif spec.strategy == "ovo":
+        clf = OneVsOneClassifier(base)
+    else:
+        raise ModelError(f"unknown strategy '{spec.strategy}'", hint=f"choose one of: {', '.join(STRATEGIES)}")
+    return make_pipeline(StandardScaler(), clf)
+
+
+def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
+    """Train, export, evaluate and write a bundle to ``out`` (replaced atomically)."""
+    from sklearn.model_selection import train_test_split
+
+    ds = load_dataset(spec.dataset)
+    if spec.imbalance is not None:
+        ds = make_imbalanced(ds, ratio=spec.imbalance, seed=spec.seed)
+    X_train, X_test, y_train, y_test = train_test_split(
+        ds.X, ds.y, test_size=spec.test_size, random_state=spec.seed, stratify=ds.y)
+    pipeline = _estimator(spec).fit(X_train, y_train)
+    name = spec.name or f"{spec.dataset}-{spec.strategy}"
+    model_bytes, probability_kind = export_onnx(pipeline, X_train, strategy=spec.strategy, name=name)
+
+    onnx_model = OnnxModel(model_bytes)
+    y_pred, proba = onnx_model.predict(X_test)
+    classes = [int(c) for c in pipeline.classes_]
+    report = evaluation_report(y_test, y_pred, proba, classes)
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "card.json").is_file():
+        # Never delete a directory that is not a bundle we wrote.
+        raise ModelError(f"{out} exists and is not an mco model bundle",
+                         hint="choose an empty or new --out directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mco-train-", dir=out.parent))
+    try:
+        (staging / MODEL_FILE).write_bytes(model_bytes)
+        write_evaluation_plots(staging / "plots", report, y_test, proba, classes)
+        _write_holdout(staging / HOLDOUT_FILE, X_test, y_test, ds.feature_names)
+        card = {
+            "schema": "mco.model-card/v1",
+            "name": name,
+            "version": spec.version,
+            "strategy": spec.strategy,
+            "classes": classes,
+            "input_schema": {"n_features": int(ds.X.shape[1]), "dtype": "float32",
+                             "feature_names": ds.feature_names},
+            "training_data": {
+                "dataset": spec.dataset, "description": ds.description, "seed": spec.seed,
+                "test_size": spec.test_size, "split": "stratified", "n_train": int(len(y_train)),
+                "n_test": int(len(y_test)), "imbalance_ratio": spec.imbalance,
+                "class_weight": "balanced" if spec.class_weight else None,
+                "class_counts": {str(c): int((ds.y == c).sum()) for c in classes},
+            },
+            "model": {"format": "onnx", "opset": 17, "outputs": ["label", "probabilities"],
+                      "probabilities": probability_kind, "input_name": onnx_model.input_name},
+            "evaluation": {"data": HOLDOUT_FILE, "report": report},
+            "mco_version": __version__,
+        }
+        write_card(staging, card)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_bundle(out)
+
+
+def _write_holdout(path: Path, X: np.ndarray, y: np.ndarray, feature_names: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([*feature_names, "label"])
+        for row, label in zip(X, y):
+            writer.writerow([repr(float(v)) for v in row] + [int(label)])

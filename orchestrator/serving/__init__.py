@@ -1,0 +1,1 @@
+"""The model server that runs inside every image: ONNX model, digest-checked, with metrics."""

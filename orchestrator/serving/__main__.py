@@ -1,0 +1,3 @@
+from orchestrator.serving.run import main
+
+main()

@@ -1,0 +1,171 @@
+"""ASGI model server.
+
+    POST /v1/predict   {"instances": [[...], ...]} -> {"predictions", "probabilities", "model_digest"}
+    GET  /healthz      liveness: the process answers
+    GET  /readyz       readiness: the model is loaded and its sha256 verified
+    GET  /v1/model     the model card
+    GET  /metrics      Prometheus text
+
+Client mistakes are 4xx with a message naming the problem, never 500. The model is
+verified before the app is built (see ``loader``), so a tampered model never serves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator.model.bundle import Bundle
+from orchestrator.model.export import OnnxModel
+
+__all__ = ["ServerSettings", "build_app"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_body_bytes: int = 1 << 20
+    max_instances: int = 4096
+
+
+class _PayloadTooLarge(Exception):
+    pass
+
+
+class _BadInput(Exception):
+    pass
+
+
+def _json(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return _json(status, {"error": message})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _PayloadTooLarge
+        except ValueError:
+            raise _BadInput("Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _PayloadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise _BadInput(f"{name} is not a finite number")
+
+
+def _parse_instances(raw: bytes, n_features: int, max_instances: int) -> np.ndarray:
+    try:
+        payload = json.loads(raw, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _BadInput(f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise _BadInput('body must be a JSON object with an "instances" list')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise _BadInput('"instances" must be a non-empty list of rows')
+    if len(instances) > max_instances:
+        raise _BadInput(f'"instances" has {len(instances)} rows; at most {max_instances} per request')
+    for i, row in enumerate(instances):
+        if not isinstance(row, list):
+            raise _BadInput(f"instance {i} is not a list of numbers")
+        if len(row) != n_features:
+            raise _BadInput(f"instance {i} has {len(row)} features; the model expects {n_features}")
+        for j, value in enumerate(row):
+            # bool is an int in Python; a feature is never true/false
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _BadInput(f"instance {i}, feature {j} is {json.dumps(value)}, not a number")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _BadInput(f"instance {i}, feature {j} is not finite")
+    X = np.asarray(instances, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        raise _BadInput("a feature value overflows float32")
+    return X
+
+
+def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None = None) -> Starlette:
+    """The app for one verified bundle. ``loader.load_verified`` makes the arguments."""
+    settings = settings or ServerSettings()
+    n_features = int(bundle.card["input_schema"]["n_features"])
+    classes = list(bundle.card["classes"])
+    digest = bundle.digest
+    card_bytes = json.dumps(bundle.card).encode()
+
+    registry = CollectorRegistry()
+    requests = Counter("mco_model_requests", "Requests by route and status", ["route", "status"], registry=registry)
+    latency = Histogram("mco_model_request_seconds", "Request latency", ["route"], registry=registry,
+                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+    predictions = Counter("mco_model_predictions", "Predicted rows per class", ["label"], registry=registry)
+    for label in classes:
+        predictions.labels(str(label))
+    predict_latency = latency.labels("/v1/predict")
+    per_class = {str(c): predictions.labels(str(c)) for c in classes}
+
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            raw = await _read_body(request, settings.max_body_bytes)
+            X = _parse_instances(raw, n_features, settings.max_instances)
+        except _PayloadTooLarge:
+            requests.labels("/v1/predict", "413").inc()
+            return _error(413, f"body is larger than {settings.max_body_bytes} bytes")
+        except _BadInput as exc:
+            requests.labels("/v1/predict", "422").inc()
+            return _error(422, str(exc))
+        except ClientDisconnect:
+            return Response(status_code=499)
+        labels, proba = model.predict(X)
+        body = {
+            "predictions": labels.tolist(),
+            "probabilities": np.round(proba.astype(np.float64), 6).tolist(),
+            "model_digest": digest,
+        }
+        for label in labels.tolist():
+            per_class[str(label)].inc()
+        requests.labels("/v1/predict", "200").inc()
+        predict_latency.observe(time.perf_counter() - started)
+        return _json(200, body)
+
+    async def healthz(_: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        # The model was verified before this app existed; readiness is therefore true.
+        return _json(200, {"status": "ready", "model_digest": digest, "model_sha256": bundle.model_sha256})
+
+    async def model_card(_: Request) -> Response:
+        return Response(card_bytes, media_type="application/json")
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/v1/predict", predict, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/v1/model", model_card, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
