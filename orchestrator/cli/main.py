@@ -13,6 +13,7 @@ import sys
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli import local as local_cmds
 from orchestrator.cli import model as model_cmds
 from orchestrator.cli import serve as serve_cmds
 from orchestrator.cli._common import err_console
@@ -41,6 +42,7 @@ def _root(
 
 
 app.add_typer(model_cmds.app, name="model", help="train, evaluate and gate models")
+app.add_typer(local_cmds.app, name="local", help="local stand-ins: storage emulators, registries, kind clusters")
 serve_cmds.register(app)
 
 

@@ -1,0 +1,97 @@
+"""The interface every local stand-in implements, and the file they share.
+
+A stand-in starts real servers on loopback (or kind clusters), remembers its processes
+under the state directory, and contributes per-cloud sections to ``mco.local.yaml``::
+
+    clouds:
+      aws:   {provider: aws,   storage: {...}, registry: {...}, cluster: {...}}
+      gcp:   {provider: gcp,   ...}
+      azure: {provider: azure, ...}
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import yaml
+
+__all__ = [
+    "CLOUDS",
+    "LOCAL_CONFIG",
+    "LocalContext",
+    "StandIn",
+    "update_local_config",
+]
+
+CLOUDS = ("aws", "gcp", "azure")
+LOCAL_CONFIG = Path("mco.local.yaml")
+
+
+@dataclass(frozen=True)
+class LocalContext:
+    """Where stand-ins keep state (pids, data, logs) and which config file they write."""
+
+    state_dir: Path = Path(".mco/local")
+    config_path: Path = LOCAL_CONFIG
+    cache_dir: Path = Path(os.environ.get("MCO_CACHE", Path.home() / ".cache" / "mco"))
+
+    def dir_for(self, name: str) -> Path:
+        path = self.state_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class StandIn(Protocol):
+    """One kind of local stand-in (``storage``, ``registries``, ``clusters``)."""
+
+    name: str
+
+    def up(self, ctx: LocalContext) -> dict[str, dict[str, Any]]:
+        """Start (idempotently); return ``{cloud: {section: values}}`` for mco.local.yaml."""
+
+    def down(self, ctx: LocalContext) -> None:
+        """Stop everything this stand-in started; no error if nothing runs."""
+
+    def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
+        """One row per server or cluster: at least ``name``, ``cloud``, ``state``."""
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remove: tuple[str, ...] = ()) -> None:
+    """Merge ``{cloud: {section: values}}`` into the YAML file at ``path`` atomically.
+
+    ``remove`` names sections to drop from every cloud (used by ``down``).
+    """
+    with _locked(path):
+        data: dict[str, Any] = {}
+        if path.is_file():
+            data = yaml.safe_load(path.read_text()) or {}
+        clouds = data.setdefault("clouds", {})
+        for cloud in list(clouds):
+            for section in remove:
+                clouds[cloud].pop(section, None)
+        for cloud, secs in sections.items():
+            entry = clouds.setdefault(cloud, {"provider": cloud})
+            entry.update(secs)
+        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("# Written by `mco local up`: the local stand-ins for each cloud.\n")
+            yaml.safe_dump(data, fh, sort_keys=False)
+        os.replace(tmp, path)

@@ -1,0 +1,21 @@
+"""Which stand-ins exist, in the order ``mco local up`` starts them."""
+
+from __future__ import annotations
+
+import importlib
+
+from orchestrator.local.base import StandIn
+
+__all__ = ["STAND_INS", "get_stand_in"]
+
+# name -> "module:Class". Each module is imported only when that stand-in is used.
+STAND_INS: dict[str, str] = {}
+
+
+def get_stand_in(name: str) -> StandIn:
+    from orchestrator.errors import ConfigError
+
+    if name not in STAND_INS:
+        raise ConfigError(f"unknown local stand-in '{name}'", hint=f"choose from: {', '.join(STAND_INS) or 'none yet'}")
+    module, cls = STAND_INS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
