@@ -28,6 +28,8 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "CloudConfig",
+    "ClusterConfig",
+    "RegistryConfig",
     "GateConfig",
     "MCOConfig",
     "ProjectConfig",
@@ -93,9 +95,36 @@ class StorageConfig(StrictModel):
         return "/".join(parts)
 
 
+class RegistryConfig(StrictModel):
+    """A container registry (ECR, Artifact Registry, ACR, or a local OCI registry)."""
+
+    url: str = Field(min_length=1, description="registry host[:port], e.g. 127.0.0.1:5001 or 123.dkr.ecr.us-east-1.amazonaws.com")
+    repository: str = Field(default="mco", description="repository path prefix inside the registry")
+    auth: Literal["none", "basic", "ecr", "gcp", "acr"] = "none"
+    # Basic auth reads its secret from the environment; the config only names the variables.
+    username_env: str | None = None
+    password_env: str | None = None
+    insecure_http: bool = Field(default=False, description="plain HTTP (local registries only)")
+
+
+class ClusterConfig(StrictModel):
+    """A Kubernetes cluster target for one cloud."""
+
+    context: str = Field(min_length=1, description="kube context name, e.g. kind-mco-aws")
+    kubeconfig: Path | None = None
+    kind_cluster: str | None = Field(default=None, description="kind cluster name when the target is kind")
+    namespace: str = "mco"
+    endpoint: str | None = Field(default=None, description="URL where clients reach the model Service")
+    node_port: int | None = Field(default=None, ge=30000, le=32767)
+
+
 class CloudConfig(StrictModel):
     provider: ProviderName
     storage: StorageConfig | None = None
+    registry: RegistryConfig | None = None
+    cluster: ClusterConfig | None = None
+    priority: int = Field(default=0, description="router failover order: lower is preferred")
+    pricing_key: str | None = Field(default=None, description="entry in the price catalog, e.g. aws/us-east-1")
 
 
 class MCOConfig(StrictModel):
