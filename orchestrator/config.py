@@ -30,8 +30,15 @@ __all__ = [
     "CloudConfig",
     "ClusterConfig",
     "RegistryConfig",
+    "RouterConfig",
+    "RouterHealthConfig",
+    "RouterOutlierConfig",
+    "RouterRetryConfig",
+    "RouterTargetConfig",
+    "DeployConfig",
     "GateConfig",
     "MCOConfig",
+    "PackagingConfig",
     "ProjectConfig",
     "StorageConfig",
     "StrictModel",
@@ -101,9 +108,12 @@ class RegistryConfig(StrictModel):
     url: str = Field(min_length=1, description="registry host[:port], e.g. 127.0.0.1:5001 or 123.dkr.ecr.us-east-1.amazonaws.com")
     repository: str = Field(default="mco", description="repository path prefix inside the registry")
     auth: Literal["none", "basic", "ecr", "gcp", "acr"] = "none"
-    # Basic auth reads its secret from the environment; the config only names the variables.
+    # Basic auth reads its secret from the environment, or from a file only its owner can read;
+    # the config only names the variable or the file, never the secret itself.
+    username: str | None = Field(default=None, description="basic-auth user name (not a secret)")
     username_env: str | None = None
     password_env: str | None = None
+    password_file: Path | None = Field(default=None, description="file (mode 0600) holding the basic-auth password")
     insecure_http: bool = Field(default=False, description="plain HTTP (local registries only)")
 
 
@@ -118,6 +128,21 @@ class ClusterConfig(StrictModel):
     node_port: int | None = Field(default=None, ge=30000, le=32767)
 
 
+class PackagingConfig(StrictModel):
+    """How `mco package` builds the model image (see orchestrator/packaging/)."""
+
+    base_image: str = Field(default="mco-base/bookworm:latest",
+                            description="any local image with Python 3.11 (the host's), e.g. python:3.11-slim")
+    python: str = Field(default="/usr/bin/python3", description="the interpreter inside the base image")
+    image_prefix: str = Field(default="mco", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+                              description="local image name is PREFIX/MODEL-NAME:DIGEST")
+    model_source: Literal["baked", "fetch"] = Field(
+        default="baked", description="baked into the image, or fetched from the cloud's bucket at startup")
+    fetch_extras: list[Literal["aws", "gcp", "azure"]] = Field(
+        default_factory=lambda: ["aws", "gcp", "azure"], description="SDKs the image needs to fetch at startup")
+    uid: int = Field(default=10001, ge=1, description="the non-root user the server runs as")
+
+
 class CloudConfig(StrictModel):
     provider: ProviderName
     storage: StorageConfig | None = None
@@ -127,10 +152,94 @@ class CloudConfig(StrictModel):
     pricing_key: str | None = Field(default=None, description="entry in the price catalog, e.g. aws/us-east-1")
 
 
+class RouterTargetConfig(StrictModel):
+    """One cloud behind the router."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str = Field(description="base URL of the model Service, e.g. http://127.0.0.1:9001")
+    priority: int = Field(default=0, description="failover order: lower is preferred")
+    weight: int = Field(default=1, ge=0, le=1000)
+    pricing_key: str | None = Field(default=None, description="price catalog entry, e.g. aws/us-east-1")
+    replicas: int = Field(default=2, ge=0, description="replicas priced per hour")
+    vcpu: float = Field(default=0.5, ge=0, description="vCPU per replica")
+    memory_gb: float = Field(default=1.0, ge=0, description="memory per replica (GB)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL such as http://127.0.0.1:9001")
+        return value.rstrip("/")
+
+
+class RouterHealthConfig(StrictModel):
+    """Active checks (GET path on every target)."""
+
+    path: str = "/readyz"
+    interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=0.5, gt=0)
+    healthy_threshold: int = Field(default=2, ge=1)
+    unhealthy_threshold: int = Field(default=2, ge=1)
+    jitter_s: float = Field(default=0.1, ge=0)
+    fast_recheck_s: float = Field(default=0.2, gt=0, description="re-check this soon after a first failure")
+
+
+class RouterOutlierConfig(StrictModel):
+    """Passive outlier detection from real traffic."""
+
+    consecutive_local_failures: int = Field(default=3, ge=1, description="refused, reset, timeout")
+    consecutive_5xx: int = Field(default=5, ge=1)
+    base_ejection_s: float = Field(default=5.0, gt=0, description="ejection n lasts base x n, capped")
+    max_ejection_s: float = Field(default=300.0, gt=0)
+    max_ejection_percent: int = Field(default=67, ge=0, le=100)
+
+
+class RouterRetryConfig(StrictModel):
+    per_try_timeout_s: float = Field(default=0.5, gt=0)
+    connect_timeout_s: float = Field(default=0.25, gt=0)
+    attempts: int = Field(default=2, ge=1, le=5, description="tries per request, each on the next healthy cloud")
+    budget_ratio: float = Field(default=0.2, ge=0, le=1, description="retries may add at most this share of load")
+    budget_min_per_s: float = Field(default=10.0, ge=0)
+    backoff_base_s: float = Field(default=0.002, ge=0)
+    backoff_max_s: float = Field(default=0.025, ge=0)
+    hedge: bool = Field(default=False, description="after the target's p95, send a second copy elsewhere")
+    hedge_min_delay_s: float = Field(default=0.01, gt=0)
+
+
+class RouterConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    policy: Literal["failover", "weighted", "latency", "cost"] = "failover"
+    slo_p95_ms: float = Field(default=50.0, gt=0, description="the cost policy keeps p95 within this")
+    targets: list[RouterTargetConfig] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    token_env: str = Field(default="MCO_ROUTER_TOKEN", description="env var holding the admin bearer token")
+    token_file: Path | None = None
+    events_file: Path | None = None
+    health: RouterHealthConfig = Field(default_factory=RouterHealthConfig)
+    outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
+    retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
+
+
+class DeployConfig(StrictModel):
+    """How `mco deploy` rolls a release out (see orchestrator/cli/deploy.py)."""
+
+    replicas: int = Field(default=2, ge=1, description="model server replicas per cluster (HPA minimum)")
+    auto_rollback: bool = Field(default=True, description="a cloud whose rollout fails goes back to its previous release")
+    rollout_timeout_s: float = Field(default=300.0, gt=0, description="give up watching a rollout after this long")
+    lock_wait_s: float = Field(default=0.0, ge=0, description="wait this long for another deploy's lock, then fail")
+
+
 class MCOConfig(StrictModel):
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     clouds: dict[str, CloudConfig] = Field(default_factory=dict)
+    packaging: PackagingConfig = Field(default_factory=PackagingConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
     # Where the file was read from; relative paths in it are resolved against this.
     source: Path | None = Field(default=None, exclude=True)
 

@@ -13,8 +13,10 @@ import sys
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli import deploy as deploy_cmds
 from orchestrator.cli import local as local_cmds
 from orchestrator.cli import model as model_cmds
+from orchestrator.cli import package as package_cmds
 from orchestrator.cli import serve as serve_cmds
 from orchestrator.cli._common import err_console
 from orchestrator.errors import MCOError
@@ -44,6 +46,8 @@ def _root(
 app.add_typer(model_cmds.app, name="model", help="train, evaluate and gate models")
 app.add_typer(local_cmds.app, name="local", help="local stand-ins: storage emulators, registries, kind clusters")
 serve_cmds.register(app)
+package_cmds.register(app)
+deploy_cmds.register(app)
 
 
 def _wants_json(argv: list[str]) -> bool:

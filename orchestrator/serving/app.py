@@ -88,6 +88,26 @@ def _parse_instances(raw: bytes, n_features: int, max_instances: int) -> np.ndar
         raise _BadInput('"instances" must be a non-empty list of rows')
     if len(instances) > max_instances:
         raise _BadInput(f'"instances" has {len(instances)} rows; at most {max_instances} per request')
+    if b"true" not in raw and b"false" not in raw:  # bools would pass numpy as 0/1
+        # Fast path: numpy does the type and shape check for well-formed batches.
+        # Strings, nulls and ragged rows give a non-numeric dtype or raise; those take the slow path.
+        try:
+            X = np.asarray(instances)
+        except (ValueError, TypeError):
+            X = None
+        if X is not None and X.dtype.kind in "iuf" and X.ndim == 2 and X.shape[1] == n_features:
+            X32 = X.astype(np.float32)
+            if not np.all(np.isfinite(X32)):
+                raise _BadInput("a feature value overflows float32")
+            return X32
+    _explain_bad_rows(instances, n_features)  # slow path: name the first bad row and feature
+    X = np.asarray(instances, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        raise _BadInput("a feature value overflows float32")
+    return X
+
+
+def _explain_bad_rows(instances: list[Any], n_features: int) -> None:
     for i, row in enumerate(instances):
         if not isinstance(row, list):
             raise _BadInput(f"instance {i} is not a list of numbers")
@@ -99,10 +119,6 @@ def _parse_instances(raw: bytes, n_features: int, max_instances: int) -> np.ndar
                 raise _BadInput(f"instance {i}, feature {j} is {json.dumps(value)}, not a number")
             if isinstance(value, float) and not math.isfinite(value):
                 raise _BadInput(f"instance {i}, feature {j} is not finite")
-    X = np.asarray(instances, dtype=np.float32)
-    if not np.all(np.isfinite(X)):
-        raise _BadInput("a feature value overflows float32")
-    return X
 
 
 def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None = None) -> Starlette:

@@ -1,0 +1,100 @@
+"""A local kind cluster (made by ``mco local up clusters``), with a cloud cluster's outputs.
+
+kind clusters are built offline from images this machine builds itself, which only
+``mco local up clusters`` knows how to do; so this component does not create the
+cluster, it binds to it and fails at preview, with the command to run, when it is not
+there. Its outputs have the same shape as ``EksCluster``/``GkeCluster``/``AksCluster``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import yaml
+
+from components.cluster import kube_provider
+
+__all__ = ["KindCluster", "KindClusterArgs", "default_kubeconfig"]
+
+
+def default_kubeconfig() -> Path:
+    """Where kind writes contexts: the first file of $KUBECONFIG, else ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return Path(env.split(os.pathsep)[0]).expanduser()
+    return Path.home() / ".kube" / "config"
+
+
+@dataclass(frozen=True)
+class KindClusterArgs:
+    cluster_name: str                 # e.g. mco-aws
+    kubeconfig: str | None = None     # path; None = $KUBECONFIG or ~/.kube/config
+    namespace: str = "mco"
+    node_port: int | None = None      # the NodePort kind maps to the host
+    host_port: int | None = None      # the loopback port that NodePort is mapped to
+    # A cluster that is not there is a clear preview error unless this is False (tests
+    # that only check the program's shape).
+    require_existing: bool = True
+
+    @property
+    def context(self) -> str:
+        return f"kind-{self.cluster_name}"
+
+
+class KindCluster(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+    context: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    kind_cluster: pulumi.Output[str | None]
+    namespace: pulumi.Output[str]
+    endpoint: pulumi.Output[str | None]
+    node_port: pulumi.Output[int | None]
+    kubeconfig_path: pulumi.Output[str | None]
+
+    def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        path = Path(args.kubeconfig).expanduser() if args.kubeconfig else default_kubeconfig()
+        kubeconfig_text = _kubeconfig_with_context(path, args.context, name) if args.require_existing else ""
+        super().__init__("mco:cluster:KindCluster", name, None, opts)
+
+        self.provider = kube_provider(
+            name, self,
+            # The provider reads the file itself; passing the path keeps the kubeconfig's
+            # client key out of Pulumi state.
+            kubeconfig=str(path) if args.kubeconfig else None,
+            context=args.context,
+        )
+        self.name = pulumi.Output.from_input(args.cluster_name)
+        self.context = pulumi.Output.from_input(args.context)
+        self.kubeconfig = pulumi.Output.secret(kubeconfig_text)
+        self.kind_cluster = pulumi.Output.from_input(args.cluster_name)
+        self.namespace = pulumi.Output.from_input(args.namespace)
+        self.node_port = pulumi.Output.from_input(args.node_port)
+        self.kubeconfig_path = pulumi.Output.from_input(str(path) if args.kubeconfig else None)
+        self.endpoint = pulumi.Output.from_input(
+            f"http://127.0.0.1:{args.host_port}" if args.host_port else None)
+        self.register_outputs({
+            "name": self.name, "context": self.context, "kubeconfig": self.kubeconfig,
+            "kind_cluster": self.kind_cluster, "namespace": self.namespace, "endpoint": self.endpoint,
+            "node_port": self.node_port, "kubeconfig_path": self.kubeconfig_path,
+        })
+
+
+def _kubeconfig_with_context(path: Path, context: str, component: str) -> str:
+    """The kubeconfig text, after checking it has ``context``; a clear error otherwise."""
+    fix = "run `.venv/bin/mco local up clusters` first, or set kubeconfig in the local stack config"
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+    except FileNotFoundError:
+        raise pulumi.RunError(f"KindCluster '{component}': kubeconfig {path} does not exist. fix: {fix}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise pulumi.RunError(f"KindCluster '{component}': cannot read kubeconfig {path}: {exc}. fix: {fix}") from None
+    names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
+    if context not in names:
+        raise pulumi.RunError(
+            f"KindCluster '{component}': context '{context}' is not in {path} "
+            f"(it has: {', '.join(n for n in names if n) or 'none'}). fix: {fix}")
+    return text

@@ -1,0 +1,1 @@
+"""Container registries per cloud: where model images live, referenced by digest."""

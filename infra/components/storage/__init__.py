@@ -1,0 +1,1 @@
+"""Artifact storage per cloud: where model bundles live, by digest."""

@@ -1,0 +1,1 @@
+"""Kubernetes: render manifests (``render``), apply them server-side (``client``), watch rollouts (``rollout``)."""

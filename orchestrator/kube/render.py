@@ -1,0 +1,329 @@
+"""Render the model application for one cluster: ``manifests/`` base + overlay + release values.
+
+    render_release("gcp", ReleaseValues(image="reg/mco/digits@sha256:…", model_digest="…"))
+        -> [Namespace, ServiceAccount, Service, NetworkPolicy, PodDisruptionBudget,
+            HorizontalPodAutoscaler, Deployment]      (plain dicts, sorted for apply)
+
+The overlays are kustomize directories (``kubectl kustomize manifests/overlays/gcp`` builds
+them too). mco reads the small subset of kustomize they use -- ``resources``, ``namespace``
+and strategic-merge ``patches`` given by ``path`` -- so rendering needs no kubectl binary,
+and any other kustomization key is an error rather than something silently ignored.
+
+Release values are applied last, in code, because they are per release rather than per
+cloud: the image (always by digest), the model digest (env var the server checks, and an
+annotation), replicas, the namespace, and the node port of a kind cluster. The release
+number goes on the Deployment's own metadata only, never on the pod template, so a no-op
+redeploy does not roll pods.
+
+This module is the stable entry point for other code (the Pulumi ModelDeployment component
+calls ``render_release``); keep its signature.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "APP_NAME",
+    "MODEL_CONTAINER",
+    "OVERLAYS",
+    "ReleaseValues",
+    "build_kustomization",
+    "default_manifests_dir",
+    "dump_yaml",
+    "overlay_for",
+    "render_release",
+    "sort_for_apply",
+    "sort_for_delete",
+]
+
+Obj = dict[str, Any]
+
+OVERLAYS = ("aws", "gcp", "azure", "kind")
+APP_NAME = "mco-model"
+MODEL_CONTAINER = "model"
+
+ANNOTATION_MODEL_DIGEST = "mco.dev/model-digest"
+ANNOTATION_RELEASE = "mco.dev/release"
+LABEL_CLOUD = "mco.dev/cloud"
+
+# Apply order: what others depend on first, workloads last (delete in reverse).
+_APPLY_ORDER = (
+    "CustomResourceDefinition", "Namespace", "ResourceQuota", "LimitRange", "PriorityClass",
+    "ServiceAccount", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding",
+    "Secret", "ConfigMap", "PersistentVolume", "PersistentVolumeClaim",
+    "Service", "NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+    "Ingress", "DaemonSet", "StatefulSet", "Deployment", "ReplicaSet", "Job", "CronJob", "Pod",
+)
+_CLUSTER_SCOPED = frozenset({
+    "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
+    "StorageClass", "PriorityClass", "IngressClass", "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration", "APIService",
+})
+# Strategic-merge keys of the list fields our manifests patch (as in the Kubernetes API types).
+_MERGE_KEYS = {
+    "containers": "name", "initContainers": "name", "env": "name", "volumes": "name",
+    "volumeMounts": "mountPath", "imagePullSecrets": "name",
+}
+_SUPPORTED_KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "namespace", "patches"}
+_DIGEST_REF = re.compile(r"^(?:[^@\s]+@)?sha256:[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ReleaseValues:
+    """What one release sets on one cluster's objects.
+
+    ``image`` is digest-pinned: ``registry/repo@sha256:<manifest digest>`` for clusters that
+    pull, or ``sha256:<image id>`` for a kind cluster whose image came from ``kind load``
+    (the image ID is the config digest, which survives ``docker save``; a mutable tag never
+    appears in a manifest). ``model_digest`` is the bundle digest.
+    """
+
+    image: str
+    model_digest: str
+    replicas: int = 2
+    namespace: str = "mco"
+    node_port: int | None = None
+    cloud: str | None = None
+    release: int | None = None
+    run_as_user: int | None = None  # the image's non-root uid (config packaging.uid); None keeps the manifest's
+
+    def __post_init__(self) -> None:
+        if not _DIGEST_REF.match(self.image):
+            raise ConfigError(
+                f"image '{self.image}' is not pinned by digest",
+                hint="use REGISTRY/REPO@sha256:<digest> (from `mco push`) or sha256:<image id>; tags are mutable",
+            )
+        if not _HEX64.match(self.model_digest):
+            raise ConfigError(f"model digest '{self.model_digest}' is not a sha256 hex digest",
+                              hint="pass the bundle digest from card.json (`bundle_digest`)")
+        if self.replicas < 1:
+            raise ConfigError(f"replicas must be at least 1, not {self.replicas}")
+        if self.run_as_user is not None and self.run_as_user < 1:
+            raise ConfigError("the model server must run as a non-root uid (>= 1)")
+        if self.node_port is not None and not 30000 <= self.node_port <= 32767:
+            raise ConfigError(f"node port {self.node_port} is outside the NodePort range 30000-32767")
+        if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", self.namespace):
+            raise ConfigError(f"namespace '{self.namespace}' is not a valid Kubernetes name",
+                              hint="lower-case letters, digits and '-', at most 63 characters")
+
+    @property
+    def bare_model_digest(self) -> str:
+        return self.model_digest.removeprefix("sha256:")
+
+
+def default_manifests_dir() -> Path:
+    """``$MCO_MANIFESTS``, or ``manifests/`` at the root of this source tree."""
+    env = os.environ.get("MCO_MANIFESTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "manifests"
+
+
+def overlay_for(cloud_config: Any) -> str:
+    """Which overlay a configured cloud uses: ``kind`` when its cluster is a kind cluster."""
+    cluster = getattr(cloud_config, "cluster", None)
+    if cluster is not None and getattr(cluster, "kind_cluster", None):
+        return "kind"
+    provider = getattr(cloud_config, "provider", None)
+    if provider == "local":
+        return "kind"
+    if provider in OVERLAYS:
+        return str(provider)
+    raise ConfigError(f"no overlay for provider '{provider}'", hint=f"overlays: {', '.join(OVERLAYS)}")
+
+
+# ---------------------------------------------------------------- kustomize subset
+
+
+def _read_yaml_docs(path: Path) -> list[Obj]:
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as exc:
+        raise ConfigError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", hint="fix the manifest") from exc
+    for doc in docs:
+        if not isinstance(doc, dict) or "kind" not in doc or "metadata" not in doc:
+            raise ConfigError(f"{path} holds a document that is not a Kubernetes object",
+                              hint="every document needs apiVersion, kind and metadata")
+    return docs
+
+
+def _kustomization_file(directory: Path) -> Path:
+    for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
+        if (directory / name).is_file():
+            return directory / name
+    raise ConfigError(f"{directory} has no kustomization.yaml",
+                      hint="point --manifests at a directory with base/ and overlays/")
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    """Strategic merge: maps merge, keyed lists merge by key, other lists replace, null deletes."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                out.pop(key, None)
+            elif key in out and isinstance(value, list) and isinstance(out[key], list):
+                out[key] = _merge_list(key, out[key], value)
+            elif key in out:
+                out[key] = _merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+        return out
+    return copy.deepcopy(patch)
+
+
+def _merge_list(field: str, base: list[Any], patch: list[Any]) -> list[Any]:
+    key = _MERGE_KEYS.get(field)
+    if key is None and patch and all(isinstance(i, dict) and "name" in i for i in base + patch):
+        key = "name"  # ports and the like: merge by name when every item has one
+    if key is None:
+        return copy.deepcopy(patch)
+    out = [copy.deepcopy(i) for i in base]
+    for item in patch:
+        idx = next((n for n, cur in enumerate(out) if isinstance(cur, dict) and cur.get(key) == item.get(key)), None)
+        if idx is None:
+            out.append(copy.deepcopy(item))
+        else:
+            out[idx] = _merge(out[idx], item)
+    return out
+
+
+def build_kustomization(directory: Path) -> list[Obj]:
+    """Build a kustomize directory (the subset described in the module docstring)."""
+    kfile = _kustomization_file(directory)
+    spec = yaml.safe_load(kfile.read_text()) or {}
+    unknown = set(spec) - _SUPPORTED_KUSTOMIZE_KEYS
+    if unknown:
+        raise ConfigError(f"{kfile}: unsupported kustomization key(s) {', '.join(sorted(unknown))}",
+                          hint="mco renders resources, namespace and patches (path); express the rest as patches")
+    objs: list[Obj] = []
+    for entry in spec.get("resources") or []:
+        target = (directory / entry).resolve()
+        objs.extend(build_kustomization(target) if target.is_dir() else _read_yaml_docs(target))
+    for entry in spec.get("patches") or []:
+        if not isinstance(entry, dict) or set(entry) != {"path"}:
+            raise ConfigError(f"{kfile}: patch {entry!r} is not supported",
+                              hint="use strategic-merge patch files: `- path: FILE.yaml`")
+        for patch in _read_yaml_docs(directory / entry["path"]):
+            name = patch["metadata"].get("name")
+            idx = next((i for i, o in enumerate(objs)
+                        if o["kind"] == patch["kind"] and o["metadata"].get("name") == name), None)
+            if idx is None:
+                raise ConfigError(f"{directory / entry['path']}: patches {patch['kind']}/{name}, "
+                                  "which no resource defines", hint="fix the kind or name in the patch")
+            objs[idx] = _merge(objs[idx], patch)
+    namespace = spec.get("namespace")
+    if namespace:
+        for obj in objs:
+            if obj["kind"] not in _CLUSTER_SCOPED:
+                obj["metadata"]["namespace"] = namespace
+    return objs
+
+
+# ---------------------------------------------------------------- release values
+
+
+def _model_container(deployment: Obj) -> Obj:
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        if container["name"] == MODEL_CONTAINER:
+            return container
+    raise ConfigError(f"Deployment {deployment['metadata']['name']} has no container named '{MODEL_CONTAINER}'",
+                      hint="the manifests must keep the model container's name")
+
+
+def _apply_values(obj: Obj, values: ReleaseValues) -> None:
+    meta = obj["metadata"]
+    kind = obj["kind"]
+    if kind == "Namespace":
+        meta["name"] = values.namespace
+    elif kind not in _CLUSTER_SCOPED:
+        meta["namespace"] = values.namespace
+    if values.cloud:
+        meta.setdefault("labels", {})[LABEL_CLOUD] = values.cloud
+    if kind == "Deployment":
+        digest = values.bare_model_digest
+        spec = obj["spec"]
+        spec["replicas"] = values.replicas
+        meta.setdefault("annotations", {})[ANNOTATION_MODEL_DIGEST] = digest
+        if values.release is not None:
+            meta["annotations"][ANNOTATION_RELEASE] = str(values.release)
+        template_meta = spec["template"].setdefault("metadata", {})
+        template_meta.setdefault("annotations", {})[ANNOTATION_MODEL_DIGEST] = digest
+        if values.cloud:
+            template_meta.setdefault("labels", {})[LABEL_CLOUD] = values.cloud
+        if values.run_as_user is not None:
+            pod_security = spec["template"]["spec"].setdefault("securityContext", {})
+            pod_security.update(runAsUser=values.run_as_user, runAsGroup=values.run_as_user, fsGroup=values.run_as_user)
+        container = _model_container(obj)
+        container["image"] = values.image
+        env = container.setdefault("env", [])
+        entry = next((e for e in env if e.get("name") == "MCO_MODEL_DIGEST"), None)
+        if entry is None:
+            env.append({"name": "MCO_MODEL_DIGEST", "value": digest})
+        else:
+            entry.clear()
+            entry.update({"name": "MCO_MODEL_DIGEST", "value": digest})
+    elif kind == "HorizontalPodAutoscaler":
+        obj["spec"]["minReplicas"] = values.replicas
+        obj["spec"]["maxReplicas"] = max(obj["spec"].get("maxReplicas", 0), values.replicas * 3)
+    elif kind == "Service" and obj["spec"].get("type") == "NodePort":
+        for port in obj["spec"].get("ports", []):
+            if values.node_port is None:
+                port.pop("nodePort", None)  # let the cluster choose
+            else:
+                port["nodePort"] = values.node_port
+
+
+def _order(kind: str) -> int:
+    return _APPLY_ORDER.index(kind) if kind in _APPLY_ORDER else _APPLY_ORDER.index("Ingress")
+
+
+def sort_for_apply(objs: Iterable[Obj]) -> list[Obj]:
+    """Namespace first, workloads last; stable by kind order, then namespace and name."""
+    return sorted(objs, key=lambda o: (_order(o["kind"]), o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+
+
+def sort_for_delete(objs: Iterable[Obj]) -> list[Obj]:
+    return list(reversed(sort_for_apply(objs)))
+
+
+def render_release(overlay: str, values: ReleaseValues, *, manifests_dir: Path | str | None = None) -> list[Obj]:
+    """The final objects for one cluster, sorted for apply.
+
+    ``overlay`` is one of ``OVERLAYS`` (use ``overlay_for(cloud_config)`` to pick it from
+    the config); ``manifests_dir`` defaults to ``default_manifests_dir()``. Returns fresh
+    plain dicts the caller may keep or change.
+    """
+    if overlay not in OVERLAYS:
+        raise ConfigError(f"unknown overlay '{overlay}'", hint=f"choose from: {', '.join(OVERLAYS)}")
+    root = Path(manifests_dir) if manifests_dir is not None else default_manifests_dir()
+    directory = root / "overlays" / overlay
+    if not directory.is_dir():
+        raise ConfigError(f"overlay directory {directory} does not exist",
+                          hint="set MCO_MANIFESTS to the manifests/ directory of the mco source tree")
+    objs = copy.deepcopy(build_kustomization(directory))
+    kinds = {o["kind"] for o in objs}
+    for required in ("Namespace", "Deployment", "Service"):
+        if required not in kinds:
+            raise ConfigError(f"overlay {overlay} renders no {required}", hint="keep the base resources")
+    for obj in objs:
+        _apply_values(obj, values)
+    return sort_for_apply(objs)
+
+
+def dump_yaml(objs: Iterable[Obj]) -> str:
+    """Multi-document YAML, the form ``kubectl apply -f -`` reads."""
+    return yaml.safe_dump_all(list(objs), sort_keys=False, default_flow_style=False, explicit_start=True)

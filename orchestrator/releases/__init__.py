@@ -1,0 +1,1 @@
+"""Releases: the history store (``store``), the per-service deploy lock (``lock``), and deploy/rollback (``deployer``)."""

@@ -1,0 +1,103 @@
+"""One deploy (or rollback) per service at a time.
+
+An exclusive ``flock`` on ``<state_dir>/locks/<service>.lock``. The kernel drops the lock
+when its holder exits, however it exits, so a crashed deploy never leaves a stale lock
+behind. The holder writes who it is into the file, so the second deploy can say whom it
+is waiting for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import LockHeld, ReleaseError
+
+__all__ = ["DeployLock"]
+
+
+class DeployLock:
+    """``with DeployLock(state_dir, "digits", wait_s=0, purpose="deploy"):`` -- or LockHeld."""
+
+    def __init__(self, state_dir: Path, service: str, *, wait_s: float = 0.0, purpose: str = "deploy",
+                 poll_s: float = 0.1) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", service)
+        self.path = Path(state_dir) / "locks" / f"{safe}.lock"
+        self.service = service
+        self.wait_s = wait_s
+        self.purpose = purpose
+        self.poll_s = poll_s
+        self._fd: int | None = None
+
+    def holder(self) -> dict[str, Any] | None:
+        """What the current holder wrote about itself, if anything."""
+        try:
+            text = self.path.read_text()
+        except OSError:
+            return None
+        try:
+            data = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def acquire(self) -> None:
+        from orchestrator.releases.store import current_user
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ReleaseError(f"cannot create the deploy lock {self.path}: {exc.strerror}",
+                               hint="make the state directory (project.state_dir) writable") from exc
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    holder = self.holder() or {}
+                    who = holder.get("by", "another process")
+                    what = holder.get("purpose", "deploy")
+                    since = holder.get("since", "?")
+                    pid = holder.get("pid", "?")
+                    waited = f" after waiting {self.wait_s:g} s" if self.wait_s else ""
+                    raise LockHeld(
+                        f"another {what} of '{self.service}' is running ({who}, pid {pid}, since {since}){waited}",
+                        hint="wait for it to finish, or pass --wait SECONDS to queue behind it",
+                    ) from None
+                time.sleep(self.poll_s)
+        info = {"service": self.service, "purpose": self.purpose, "by": current_user(), "pid": os.getpid(),
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> "DeployLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

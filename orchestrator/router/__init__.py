@@ -1,0 +1,86 @@
+"""The mco router: one endpoint for clients, the same model on every cloud behind it.
+
+Public API (stable; the drills of issue 8 and ``mco demo`` use exactly this)
+=============================================================================
+
+Targets and configuration
+-------------------------
+``orchestrator.config.RouterConfig`` (the ``router:`` section of mco.yaml, a frozen
+pydantic model) configures everything; ``RouterTargetConfig`` is one target::
+
+    from orchestrator.config import RouterConfig, RouterTargetConfig
+    cfg = RouterConfig(
+        port=8088, policy="failover",                  # failover | weighted | latency | cost
+        targets=[RouterTargetConfig(name="aws", url="http://127.0.0.1:9001", priority=0,
+                                    weight=1, pricing_key="aws/us-east-1"),
+                 RouterTargetConfig(name="gcp", url="http://127.0.0.1:9002", priority=1,
+                                    pricing_key="gcp/us-central1")],
+    )
+
+``orchestrator.router.settings.targets_from_config(mco_config)`` merges ``router.targets``
+with the ``clouds:`` section (each cloud with ``cluster.endpoint``; ``priority`` and
+``pricing_key`` come from the cloud).
+
+Running it
+----------
+* In a subprocess (recommended for drills: ``kill -9`` of a model server never
+  disturbs the router's event loop)::
+
+      from orchestrator.router import RouterProcess
+      with RouterProcess(cfg, token="secret", state_dir=tmp) as router:   # waits until it listens
+          router.url             # "http://127.0.0.1:8088"
+          router.status()        # GET /admin/status as a dict
+          router.events()        # GET /admin/events as a list of dicts
+          router.set_targets([...RouterTargetConfig...])   # hot reload via the admin API
+          router.reload()        # SIGHUP: re-read the config file the process was started with
+
+  It runs ``python -m orchestrator.router --config FILE`` (the same as
+  ``mco router serve --config FILE``) with the token in ``MCO_ROUTER_TOKEN``.
+* In-process (tests, the benchmark): ``orchestrator.router.server.RouterServer(cfg, token=...)``
+  with ``start()`` (background thread running uvicorn) / ``stop()``, or ``serve()`` to
+  block; ``build_router(cfg, token=...)`` returns the bare ASGI app plus its ``Router``
+  state object.
+
+HTTP surface
+------------
+* Every path except ``/metrics`` and ``/admin/...`` is proxied to a target
+  (``POST /v1/predict``, ``GET /readyz``...). Responses carry ``x-mco-cloud: NAME``
+  naming the target that answered.
+* ``GET /metrics``: Prometheus text (per-target requests, errors by kind, latency
+  histogram, healthy, cost per hour and per 1,000 requests). No token.
+* Admin endpoints need ``Authorization: Bearer TOKEN`` (401 otherwise). The token comes
+  from ``$MCO_ROUTER_TOKEN`` or ``router.token_file``; it is never logged.
+
+  - ``GET /admin/status`` -> ``{"policy", "uptime_s", "all_down", "active_target",
+    "targets": [{"name", "url", "priority", "weight", "pricing_key", "healthy",
+    "active_up", "ejected", "ejected_until", "ejections", "requests", "errors":
+    {"connect", "timeout", "reset", "http_5xx"}, "responses_4xx", "retries", "hedges",
+    "p50_ms", "p95_ms", "p99_ms", "ewma_ms", "rps", "cost_per_hour",
+    "cost_per_1k_requests"}], "retry_budget": {...}}``
+  - ``GET /admin/events[?since=SEQ]`` -> ``{"events": [{"seq", "ts" (unix seconds),
+    "time" (ISO 8601 UTC), "kind", "target", "detail"}]}``, oldest first. Kinds:
+    ``health_down``, ``health_up`` (active checks), ``ejection``, ``readmission``
+    (passive outlier detection), ``failover``, ``failback`` (the preferred healthy
+    target changed; detail has ``from`` and ``to``), ``all_down``, ``recovered``,
+    ``targets_reloaded``.
+  - ``GET /admin/series`` -> per-target time series (latency percentiles, rps, cost) for
+    ``mco router report``.
+  - ``GET /admin/targets`` / ``PUT /admin/targets`` (body: ``{"targets": [...]}``, same
+    fields as ``RouterTargetConfig``) -> hot reload; ``POST /admin/reload`` re-reads the
+    config file, like SIGHUP.
+* The event log is also appended as JSON lines to ``router.events_file`` when set.
+
+CLI: ``mco router serve|status|report|export`` (see ``orchestrator/cli/router.py``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["RouterProcess"]
+
+
+def __getattr__(name: str):  # lazy: `import orchestrator.router` must stay cheap
+    if name == "RouterProcess":
+        from orchestrator.router.process import RouterProcess
+
+        return RouterProcess
+    raise AttributeError(name)

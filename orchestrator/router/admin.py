@@ -1,0 +1,132 @@
+"""The admin API and ``/metrics``. Admin calls need ``Authorization: Bearer TOKEN``.
+
+    GET  /metrics           Prometheus text, no token
+    GET  /admin/status      per-target counters, percentiles, health, cost
+    GET  /admin/events      the event log (``?since=SEQ`` for the newer ones)
+    GET  /admin/series      time series for ``mco router report``
+    GET  /admin/targets     the current targets
+    PUT  /admin/targets     replace the targets: {"targets": [{name, url, priority, weight, pricing_key}]}
+    POST /admin/reload      re-read the config file (same as SIGHUP)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from pydantic import ValidationError
+
+from orchestrator.errors import MCOError
+
+if TYPE_CHECKING:
+    from orchestrator.router.app import Receive, Router, Scope
+
+__all__ = ["AdminApi"]
+
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+_MAX_ADMIN_BODY = 256 * 1024
+
+
+def _json(status: int, body: Any) -> Reply:
+    payload = json.dumps(body).encode()
+    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                    (b"cache-control", b"no-store")], payload
+
+
+class AdminApi:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def handle(self, scope: Scope, receive: Receive) -> Reply:
+        from orchestrator.router.app import check_token
+
+        path, method = scope["path"], scope["method"]
+        if path == "/metrics":
+            from orchestrator.router.metrics import render_metrics
+
+            body, content_type = render_metrics(self.router)
+            return 200, [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())], body
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if not check_token(self.router, auth):
+            status, headers, body = _json(401, {"error": "admin calls need 'Authorization: Bearer TOKEN'",
+                                                "hint": "the token is in $MCO_ROUTER_TOKEN or router.token_file"})
+            return status, headers + [(b"www-authenticate", b'Bearer realm="mco-router"')], body
+        routes = {
+            ("GET", "/admin/status"): self._status,
+            ("GET", "/admin/events"): self._events,
+            ("GET", "/admin/series"): self._series,
+            ("GET", "/admin/targets"): self._targets,
+            ("PUT", "/admin/targets"): self._put_targets,
+            ("POST", "/admin/reload"): self._reload,
+        }
+        handler = routes.get((method, path))
+        if handler is None:
+            allowed = [m for m, p in routes if p == path]
+            if allowed:
+                return _json(405, {"error": f"{method} is not allowed on {path}; use {', '.join(allowed)}"})
+            return _json(404, {"error": f"no admin endpoint {path}",
+                               "endpoints": sorted({p for _, p in routes})})
+        try:
+            body = await self._body(receive)
+            return await handler(scope, body)
+        except _BadRequest as exc:
+            return _json(400, {"error": str(exc)})
+        except MCOError as exc:
+            return _json(400, {"error": exc.message, "hint": exc.hint})
+
+    @staticmethod
+    async def _body(receive: Receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > _MAX_ADMIN_BODY:
+                raise _BadRequest(f"admin request body is larger than {_MAX_ADMIN_BODY} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _status(self, scope: Scope, body: bytes) -> Reply:
+        return _json(200, self.router.status())
+
+    async def _events(self, scope: Scope, body: bytes) -> Reply:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            since = int(query.get("since", ["0"])[0])
+        except ValueError:
+            raise _BadRequest("'since' must be an event sequence number") from None
+        return _json(200, {"events": [e.to_dict() for e in self.router.events.since(since)]})
+
+    async def _series(self, scope: Scope, body: bytes) -> Reply:
+        return _json(200, self.router.series_report())
+
+    async def _targets(self, scope: Scope, body: bytes) -> Reply:
+        return _json(200, {"targets": [t.cfg.model_dump(mode="json") for t in self.router.balancer.by_priority]})
+
+    async def _put_targets(self, scope: Scope, body: bytes) -> Reply:
+        from orchestrator.config import RouterTargetConfig
+
+        try:
+            doc = json.loads(body or b"null")
+        except ValueError as exc:
+            raise _BadRequest(f"body is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("targets"), list):
+            raise _BadRequest('body must be {"targets": [{"name", "url", "priority", "weight", "pricing_key"}, ...]}')
+        try:
+            targets = [RouterTargetConfig.model_validate(t) for t in doc["targets"]]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise _BadRequest(f"target field '{where}': {first['msg']}") from None
+        self.router.set_targets(targets)
+        return await self._targets(scope, b"")
+
+    async def _reload(self, scope: Scope, body: bytes) -> Reply:
+        self.router.reload_from_file()
+        return await self._targets(scope, b"")
+
+
+class _BadRequest(Exception):
+    pass

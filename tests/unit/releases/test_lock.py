@@ -1,0 +1,73 @@
+"""The per-service deploy lock: one holder, a clear message for the other, freed when the holder dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import LockHeld
+from orchestrator.releases.lock import DeployLock
+
+
+def test_second_deploy_fails_naming_the_holder(tmp_path: Path) -> None:
+    with DeployLock(tmp_path, "digits", purpose="deploy") as first:
+        assert first.held
+        with pytest.raises(LockHeld) as info:
+            DeployLock(tmp_path, "digits", purpose="rollback").acquire()
+        msg = str(info.value)
+        assert "another deploy of 'digits' is running" in msg
+        assert f"pid {os.getpid()}" in msg
+        assert "--wait" in msg
+    # released: the next one gets it
+    with DeployLock(tmp_path, "digits"):
+        pass
+
+
+def test_other_services_do_not_block(tmp_path: Path) -> None:
+    with DeployLock(tmp_path, "digits"), DeployLock(tmp_path, "wine"):
+        pass
+
+
+def test_waiting_deploy_proceeds_when_the_holder_finishes(tmp_path: Path) -> None:
+    first = DeployLock(tmp_path, "digits")
+    first.acquire()
+    timer = threading.Timer(0.3, first.release)
+    timer.start()
+    t0 = time.monotonic()
+    with DeployLock(tmp_path, "digits", wait_s=5):
+        waited = time.monotonic() - t0
+    timer.join()
+    assert 0.2 < waited < 5
+
+
+def test_waiting_has_a_limit(tmp_path: Path) -> None:
+    with DeployLock(tmp_path, "digits"):
+        t0 = time.monotonic()
+        with pytest.raises(LockHeld, match="after waiting 0.3 s"):
+            DeployLock(tmp_path, "digits", wait_s=0.3).acquire()
+        assert time.monotonic() - t0 >= 0.3
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    code = ("import sys, time; from orchestrator.releases.lock import DeployLock; "
+            f"l = DeployLock({str(tmp_path)!r}, 'digits'); l.acquire(); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeld, match=f"pid {proc.pid}"):
+            DeployLock(tmp_path, "digits").acquire()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        with DeployLock(tmp_path, "digits"):
+            pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
