@@ -48,6 +48,7 @@ class DeploymentTarget:
     namespace: str = "mco"
     node_port: int | None = None
     endpoint: pulumi.Input[str] | None = None      # kind: the mapped host port; clouds: from the Service
+    kind_cluster: str | None = None                # kind: the image is `kind load`ed into this cluster first
 
 
 @dataclass(frozen=True)
@@ -196,13 +197,21 @@ class ModelDeployment(pulumi.ComponentResource):
     def _apply(self, name: str, target: DeploymentTarget, objs: list[Obj]) -> tuple[list[pulumi.Resource], Any]:
         """One Pulumi resource per object, in apply order: Namespace, then the rest, Deployment last."""
         created: list[pulumi.Resource] = []
+        before_deployment: list[pulumi.Resource] = []
+        if target.kind_cluster:
+            from components.cluster.kind import KindImageLoad, KindImageLoadArgs
+
+            before_deployment.append(KindImageLoad(
+                safe_name(f"{name}-{target.cloud}-image"),
+                KindImageLoadArgs(image=target.image, kind_cluster=target.kind_cluster, cloud=target.cloud),
+                child(self)))
         namespace: pulumi.Resource | None = None
         service: pulumi.CustomResource | None = None
         for obj in objs:
             kind = obj["kind"]
             depends: list[pulumi.Resource] = []
             if kind == "Deployment":
-                depends = list(created)  # ServiceAccount, Service, policies first
+                depends = [*created, *before_deployment]  # ServiceAccount, Service, policies, the image first
             elif namespace is not None:
                 depends = [namespace]
             props: dict[str, Any] = dict(obj)
@@ -219,7 +228,7 @@ class ModelDeployment(pulumi.ComponentResource):
                 namespace = resource
             elif kind == "Service":
                 service = resource
-        return created, service
+        return [*before_deployment, *created], service
 
 
 def _lb_endpoint(service: Any) -> pulumi.Output[str | None] | None:

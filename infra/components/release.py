@@ -102,8 +102,8 @@ class ReleaseProvider(dyn.ResourceProvider):
         return None  # history is append-only
 
 
-class Release(dyn.Resource):
-    """One record in mco's history. Type ``pulumi-python:dynamic:Resource`` (``mco:releases:Release`` by name)."""
+class Release(dyn.Resource, module="mco", name="Release"):
+    """One record in mco's history; type ``pulumi-python:dynamic/mco:Release``."""
 
     number: pulumi.Output[int]
 

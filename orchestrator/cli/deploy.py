@@ -8,6 +8,7 @@ watching in ``orchestrator.kube``, the release record, lock and rollback logic i
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -94,5 +95,389 @@ def render_cmd(
         sys.stdout.write(dump_yaml(objs))
 
 
+# ---------------------------------------------------------------- shared plumbing
+
+
+def _cluster_clouds(cfg: Any, names: list[str] | None) -> dict[str, Any]:
+    """``{cloud: CloudConfig}`` of the chosen clouds, each with a cluster."""
+    with_cluster = {n: c for n, c in cfg.clouds.items() if c.cluster is not None}
+    if names is None:
+        if not with_cluster:
+            raise ConfigError(f"no cloud in {cfg.source or 'the config'} has a cluster",
+                              hint="add clouds.<name>.cluster, or run `mco local up clusters` and pass --config mco.local.yaml")
+        return with_cluster
+    out = {}
+    for name in names:
+        cloud = cfg.cloud(name)
+        if cloud.cluster is None:
+            raise ConfigError(f"cloud '{name}' has no cluster configured",
+                              hint=f"add clouds.{name}.cluster (context, namespace, endpoint)")
+        out[name] = cloud
+    return out
+
+
+def _settings(cfg: Any, *, replicas: int | None = None, timeout: float | None = None,
+              auto_rollback: bool | None = None, wait: float | None = None) -> Any:
+    from orchestrator.releases.deployer import DeploySettings
+
+    d = cfg.deploy
+    rollout_timeout = timeout if timeout is not None else d.rollout_timeout_s
+    return DeploySettings(
+        replicas=replicas or d.replicas,
+        auto_rollback=d.auto_rollback if auto_rollback is None else auto_rollback,
+        rollout_timeout_s=rollout_timeout,
+        readiness_grace_s=min(60.0, rollout_timeout / 2),
+        lock_wait_s=d.lock_wait_s if wait is None else wait,
+        run_as_user=cfg.packaging.uid,
+    )
+
+
+def _lock(cfg: Any, settings: Any, purpose: str) -> Any:
+    from orchestrator.releases.lock import DeployLock
+    from orchestrator.releases.store import state_dir_for
+
+    return DeployLock(state_dir_for(cfg), cfg.project.name, wait_s=settings.lock_wait_s, purpose=purpose)
+
+
+class _CloudProgress:
+    """One live line per cloud (rich), or nothing for --output json."""
+
+    def __init__(self, clouds: list[str], enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        if enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[cloud]:<8}"),
+                                      TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console)
+            for cloud in clouds:
+                self._tasks[cloud] = self._progress.add_task("waiting", cloud=cloud, total=None)
+
+    def __call__(self, cloud: str, message: str) -> None:
+        if self._progress is not None and cloud in self._tasks:
+            self._progress.update(self._tasks[cloud], description=message)
+
+    def __enter__(self) -> "_CloudProgress":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+_STATUS_STYLE = {"deployed": "green", "rolled_back": "yellow", "failed": "red", "interrupted": "red",
+                 "partial": "yellow", "in_progress": "cyan", "pending": "cyan", "applying": "cyan"}
+
+
+def _styled(status: str | None) -> str:
+    status = status or "-"
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _short(digest: str | None, n: int = 12) -> str:
+    if not digest:
+        return "-"
+    text = str(digest)
+    if "@" in text:
+        text = text.split("@", 1)[1]
+    return text.removeprefix("sha256:")[:n]
+
+
+def _render_release_result(data: dict[str, Any]) -> None:
+    title = f"release {data['release']} ({data.get('kind', 'deploy')}): {data['status']}"
+    if data.get("unchanged"):
+        title += " -- unchanged"
+    table = Table(title=title)
+    for col in ("cloud", "status", "ready", "image", "endpoint", "reason"):
+        table.add_column(col)
+    for cloud, c in data["clouds"].items():
+        reason = c.get("reason") or ""
+        if c.get("rolled_back_to") is not None:
+            reason += f" -> rolled back to {c['rolled_back_to']}"
+        if c.get("detail") and c.get("status") != "deployed":
+            reason += f"\n{c['detail']}"
+        table.add_row(cloud, _styled(c.get("status")), str(c.get("ready_replicas") if c.get("ready_replicas") is not None else "-"),
+                      _short(c.get("image_digest")), c.get("endpoint") or "-", reason)
+    console.print(table)
+    for note in data.get("notes", []):
+        console.print(f"[dim]{note}[/]")
+
+
+# ---------------------------------------------------------------- deploy
+
+
+def deploy_cmd(
+    bundle_dir: Annotated[Path, typer.Argument(help="model bundle directory (from `mco model train`)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show the diff against what is live; change nothing")] = False,
+    force: Annotated[bool, typer.Option("--force", help="deploy even if the model fails the evaluation gate (recorded)")] = False,
+    clouds: CloudsOpt = None,
+    require: Annotated[list[str] | None, typer.Option("--require", "-r", help='extra gate requirement, e.g. "macro_f1>=0.95"')] = None,
+    image: Annotated[str | None, typer.Option("--image", help="deploy this already-built local image instead of packaging")] = None,
+    replicas: Annotated[int | None, typer.Option(help="replicas per cluster (default: deploy.replicas)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds to wait for each rollout (default: deploy.rollout_timeout_s)")] = None,
+    auto_rollback: Annotated[bool | None, typer.Option("--auto-rollback/--no-auto-rollback",
+                                                        help="a cloud whose rollout fails goes back to its previous release")] = None,
+    wait: Annotated[float | None, typer.Option("--wait", help="seconds to wait for another deploy's lock (default: fail at once)")] = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Deploy a model to every cloud's cluster: gate, image, apply, watch, record."""
+    from orchestrator.config import load_config
+    from orchestrator.errors import GateError
+    from orchestrator.model.bundle import load_bundle
+    from orchestrator.model.gate import check_gate, parse_requirement
+
+    cfg = load_config(config)
+    chosen = _cluster_clouds(cfg, _split_clouds(clouds))
+    settings = _settings(cfg, replicas=replicas, timeout=timeout, auto_rollback=auto_rollback, wait=wait)
+    bundle = load_bundle(bundle_dir)  # verifies every digest: a tampered bundle stops here
+
+    texts = list(cfg.gate.require) + list(require or [])
+    gate_summary, gate_forced = None, False
+    if texts:
+        result = check_gate(bundle.card["evaluation"]["report"], [parse_requirement(t) for t in texts])
+        gate_summary = result.summary()
+        if not result.passed:
+            if not force:
+                raise GateError(f"{bundle.name} ({_short(bundle.digest)}) is not deployed: {gate_summary}",
+                                hint="improve the model, or pass --force to deploy anyway (the release records it)")
+            gate_forced = True
+            err_console.print(f"[yellow]gate forced:[/] {gate_summary}", highlight=False)
+
+    table = output == OutputFormat.table
+    # Take the service lock before building or loading anything, so a second deploy started at the
+    # same time fails (or queues with --wait) at once instead of after its build. A dry run changes
+    # nothing and takes no lock.
+    lock = _lock(cfg, settings, "deploy")
+    with lock if not dry_run else nullcontext():
+        _deploy_locked(cfg, bundle, chosen, settings, lock, image=image, dry_run=dry_run, gate_forced=gate_forced,
+                       gate_summary=gate_summary, output=output)
+
+
+def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any, lock: Any, *, image: str | None,
+                   dry_run: bool, gate_forced: bool, gate_summary: str | None, output: OutputFormat) -> None:
+    from orchestrator.kube.render import overlay_for
+    from orchestrator.releases.deployer import CloudTarget, deploy_release, plan_diff
+    from orchestrator.releases.images import ensure_on_kind, local_image
+    from orchestrator.releases.store import open_store
+
+    table = output == OutputFormat.table
+    if image is None:
+        from orchestrator.packaging.build import build_image
+
+        built = build_image(bundle.path, packaging=cfg.packaging, show_progress=table)
+        img = local_image(built.image_id)
+        img = type(img)(name=built.image, image_id=img.image_id, bundle_digest=img.bundle_digest)
+    else:
+        img = local_image(image)
+        if img.bundle_digest and img.bundle_digest.removeprefix("sha256:") != bundle.digest:
+            raise ConfigError(f"image {image} was built for bundle {_short(img.bundle_digest)}, not {_short(bundle.digest)}",
+                              hint="pass the bundle the image was built from, or omit --image to build it")
+
+    targets = []
+    kind_clusters = {}
+    for name, cloud in chosen.items():
+        overlay = overlay_for(cloud)
+        if cloud.cluster.kind_cluster:
+            kind_clusters[name] = cloud.cluster.kind_cluster
+            targets.append(CloudTarget(name, cloud.cluster, overlay, image_ref=img.image_id, image_digest=img.image_id))
+        else:
+            raise ConfigError(f"cloud '{name}' has a cluster that pulls from a registry; pushing images is `mco push`",
+                              hint="push the image first (`mco push`), then deploy; only kind clusters are loaded directly")
+
+    if dry_run:
+        # The server renders the dry-run against the image ID; the image need not be on the node yet.
+        with _CloudProgress(list(chosen), enabled=table) as progress:
+            for cloud in chosen:
+                progress(cloud, "server-side dry-run")
+            diffs = plan_diff(targets, bundle.digest, settings)
+        _emit_dry_run(diffs, output)
+        return
+    store = open_store(cfg)
+    assert store is not None
+    with store, _CloudProgress(list(chosen), enabled=table) as progress:
+        load_errors = ensure_on_kind(img, kind_clusters, progress)
+        result_ = deploy_release(store, lock, targets, model_digest=bundle.digest,
+                                 settings=settings, bundle_ref=bundle.ref, gate_forced=gate_forced,
+                                 gate_summary=gate_summary, progress=progress,
+                                 failed_before_apply={c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
+    data = result_.summary()
+    emit(data, output, _render_release_result)
+    if data["status"] != "deployed":
+        raise typer.Exit(1)
+
+
+def _emit_dry_run(diffs: dict[str, dict[str, Any]], output: OutputFormat) -> None:
+    data = {"dry_run": True, "clouds": diffs}
+
+    def render(d: dict[str, Any]) -> None:
+        from rich.syntax import Syntax
+
+        for cloud, info in d["clouds"].items():
+            if "error" in info:
+                console.print(f"[bold]{cloud}[/]: [red]{info['error']}[/]")
+                continue
+            console.print(f"[bold]{cloud}[/]: {info['changed_objects']} of {info['objects']} objects would change")
+            if info["diff"]:
+                console.print(Syntax(info["diff"], "diff", theme="ansi_dark", background_color="default"))
+        console.print("[dim]dry run: nothing was changed[/]")
+
+    emit(data, output, render)
+    if any("error" in info for info in diffs.values()):
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def rollback_cmd(
+    to: Annotated[int | None, typer.Option("--to", help="release number to go back to (default: the one before each cloud's current)")] = None,
+    clouds: CloudsOpt = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds to wait for each rollout")] = None,
+    wait: Annotated[float | None, typer.Option("--wait", help="seconds to wait for another deploy's lock")] = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Re-apply the recorded manifests of an earlier release. No rebuild, no push."""
+    from orchestrator.config import load_config
+    from orchestrator.errors import ReleaseError
+    from orchestrator.kube.render import overlay_for
+    from orchestrator.releases.deployer import rollback_release
+    from orchestrator.releases.store import open_store
+
+    cfg = load_config(config)
+    names = _split_clouds(clouds)
+    store = open_store(cfg, create=False)
+    if store is None:
+        raise ReleaseError("there is no release history yet", hint="deploy first with `mco deploy BUNDLE`")
+    with store:
+        if names is None:
+            in_history = set(store.get(to).clouds) if to is not None else {c for c in store.iter_clouds()
+                                                                              if store.current(c) is not None}
+            names = [n for n, c in cfg.clouds.items() if c.cluster is not None and n in in_history]
+            if not names:
+                raise ReleaseError("no configured cluster has a release to roll back",
+                                   hint="check --config; `mco history` lists the releases")
+        chosen = _cluster_clouds(cfg, names)
+        settings = _settings(cfg, timeout=timeout, wait=wait)
+        clusters = {n: (c.cluster, overlay_for(c)) for n, c in chosen.items()}
+        with _CloudProgress(list(chosen), enabled=output == OutputFormat.table) as progress:
+            result = rollback_release(store, _lock(cfg, settings, "rollback"), clusters, to=to, settings=settings,
+                                      progress=progress)
+    data = result.summary()
+    emit(data, output, _render_release_result)
+    if data["status"] != "deployed":
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- history and status
+
+
+def history_cmd(
+    limit: Annotated[int | None, typer.Option(help="show only the newest N releases")] = None,
+    manifests: Annotated[bool, typer.Option("--manifests", help="include the rendered manifests (JSON output)")] = False,
+    config: ConfigOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """List releases: newest first, with each cloud's status."""
+    from orchestrator.config import load_config
+    from orchestrator.releases.store import open_store
+
+    cfg = load_config(config)
+    store = open_store(cfg, create=False)
+    releases = []
+    if store is not None:
+        with store:
+            releases = [r.summary(manifests=manifests) for r in store.list(limit=limit)]
+
+    def render(data: dict[str, Any]) -> None:
+        if not data["releases"]:
+            console.print("no releases yet; deploy with `mco deploy BUNDLE`")
+            return
+        table = Table(title=f"releases of {cfg.project.name}")
+        for col in ("#", "kind", "status", "model", "clouds", "by", "when", "gate"):
+            table.add_column(col)
+        for r in data["releases"]:
+            kind = r["kind"] + (f" -> {r['rollback_of']}" if r.get("rollback_of") is not None else "")
+            clouds_txt = ", ".join(
+                f"{c}: {_styled(v['status'])}" + (f" ({v['reason']})" if v.get("reason") else "")
+                + (f" -> {v['rolled_back_to']}" if v.get("rolled_back_to") is not None else "")
+                for c, v in r["clouds"].items())
+            table.add_row(str(r["release"]), kind, _styled(r["status"]), _short(r["model_digest"]), clouds_txt,
+                          r["created_by"], r["created_at"], "forced" if r["gate_forced"] else "")
+        console.print(table)
+
+    emit({"service": cfg.project.name, "releases": releases}, output, render)
+
+
+def status_cmd(
+    clouds: CloudsOpt = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Per cloud: the current release, image digest, ready replicas and endpoint (read live)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.config import load_config
+    from orchestrator.errors import MCOError
+    from orchestrator.kube.render import APP_NAME
+    from orchestrator.releases.deployer import KubeTarget
+    from orchestrator.releases.store import open_store
+
+    cfg = load_config(config)
+    chosen = _cluster_clouds(cfg, _split_clouds(clouds))
+    store = open_store(cfg, create=False)
+    current: dict[str, Any] = {}
+    if store is not None:
+        with store:
+            current = {n: store.current(n) for n in chosen}
+
+    def one(name: str) -> dict[str, Any]:
+        cluster = chosen[name].cluster
+        cur = current.get(name)
+        row: dict[str, Any] = {"release": cur.release if cur else None, "image_digest": cur.image_digest if cur else None,
+                               "model_digest": cur.model_digest if cur else None,
+                               "endpoint": (cur.endpoint if cur else None) or cluster.endpoint}
+        kube = KubeTarget(name, cluster)
+        try:
+            live = kube.live_summary(cluster.namespace, APP_NAME)
+            row["ready_replicas"] = live.get("ready_replicas", 0)
+            row["replicas"] = live.get("replicas")
+            row["live_model_digest"] = live.get("model_digest")
+            row["state"] = "running" if live.get("deployed") else "not deployed"
+            if cur and live.get("deployed") and live.get("model_digest") != cur.model_digest:
+                row["state"] = "drifted"
+        except MCOError as exc:
+            row["ready_replicas"] = None
+            row["state"] = "unreachable"
+            row["error"] = exc.message
+        finally:
+            kube.close()
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+        rows = dict(zip(chosen, pool.map(one, chosen)))
+
+    def render(data: dict[str, Any]) -> None:
+        table = Table(title="deployments")
+        for col in ("cloud", "release", "state", "ready", "model", "image", "endpoint"):
+            table.add_column(col)
+        for name, r in data["clouds"].items():
+            ready = "-" if r.get("ready_replicas") is None else f"{r['ready_replicas']}/{r.get('replicas') or '?'}"
+            state = r["state"] + (f": {r['error']}" if r.get("error") else "")
+            table.add_row(name, str(r["release"] or "-"), state, ready, _short(r["model_digest"]),
+                          _short(r["image_digest"]), r["endpoint"] or "-")
+        console.print(table)
+
+    emit({"clouds": rows}, output, render)
+
+
 def register(app: typer.Typer) -> None:
     app.command("render")(render_cmd)
+    app.command("deploy")(deploy_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("history")(history_cmd)
+    app.command("status")(status_cmd)

@@ -13,10 +13,14 @@ import sys
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli import demo as demo_cmds
+from orchestrator.cli import config_cmd as config_cmds
 from orchestrator.cli import deploy as deploy_cmds
+from orchestrator.cli import drill as drill_cmds
 from orchestrator.cli import local as local_cmds
 from orchestrator.cli import model as model_cmds
 from orchestrator.cli import package as package_cmds
+from orchestrator.cli import router as router_cmds
 from orchestrator.cli import serve as serve_cmds
 from orchestrator.cli._common import err_console
 from orchestrator.errors import MCOError
@@ -45,9 +49,13 @@ def _root(
 
 app.add_typer(model_cmds.app, name="model", help="train, evaluate and gate models")
 app.add_typer(local_cmds.app, name="local", help="local stand-ins: storage emulators, registries, kind clusters")
+app.add_typer(config_cmds.app, name="config", help="import infrastructure outputs (Pulumi stacks) into mco.yaml")
+app.add_typer(router_cmds.app, name="router", help="the multi-cloud router: serve, status, report, export")
 serve_cmds.register(app)
 package_cmds.register(app)
 deploy_cmds.register(app)
+app.add_typer(drill_cmds.app, name="drill", help="failover drills: break something on purpose, measure, report")
+demo_cmds.register(app)
 
 
 def _wants_json(argv: list[str]) -> bool:

@@ -120,7 +120,12 @@ def failback_time(records: Sequence[RequestRecord], events: Iterable[dict[str, A
     baseline = [r for r in records if start <= r.sent < fault and r.ok]
     carried_before = any(r.cloud == faulted for r in baseline)
     if carried_before:
-        back = [r for r in records if r.sent >= repair and r.ok and r.cloud == faulted]
+        # The broken cloud may still answer a few requests between the fault mark and the
+        # moment the fault bites (a kill takes milliseconds): failback is the first answer
+        # after traffic had left it.
+        left = [r.sent for r in records if r.sent >= fault and (not r.ok or r.cloud != faulted)]
+        since = max(repair, min(left)) if left else repair
+        back = [r for r in records if r.sent >= since and r.ok and r.cloud == faulted]
         return (min(r.done for r in back) - repair) if back else None
     marks = [float(e["ts"]) for e in events if e.get("target") == faulted and e.get("kind") in READMIT_KINDS
              and float(e["ts"]) >= repair]
@@ -128,7 +133,12 @@ def failback_time(records: Sequence[RequestRecord], events: Iterable[dict[str, A
 
 
 def measure(records: Sequence[RequestRecord], events: Sequence[dict[str, Any]], *, start: float, fault: float | None,
-            repair: float | None, end: float, faulted: str | None, objectives: Objectives) -> Measures:
+            repair: float | None, end: float, faulted: str | None, objectives: Objectives,
+            recovery: bool = True, self_healing: bool = False) -> Measures:
+    """Everything a drill reports. ``recovery``: the scenario takes a cloud away, so RTO,
+    detection and failback apply. ``self_healing``: the platform restarts what broke at once
+    (pod-crash), so answers from the broken cloud after the fault are recovery, not damage,
+    and the recovery window runs to the end of the traffic."""
     m = Measures()
     m.requests = len(records)
     for rec in records:
@@ -145,17 +155,18 @@ def measure(records: Sequence[RequestRecord], events: Sequence[dict[str, Any]], 
         "p99": _ms(_percentile(ok_latencies, 99)), "max": _ms(max(ok_latencies, default=None)),
         "mean": _ms(statistics.fmean(ok_latencies) if ok_latencies else None),
     }
-    if fault is None:
+    if fault is None or not recovery:
         return m
-    until = repair if repair is not None else end
-    m.rto_seconds = _round(recovery_time(records, fault=fault, until=until, faulted=faulted,
+    until = end if self_healing or repair is None else repair
+    m.rto_seconds = _round(recovery_time(records, fault=fault, until=until, faulted=None if self_healing else faulted,
                                          slow_s=objectives.slow_request_s))
     if faulted is not None:
         marks = [float(e["ts"]) for e in events if e.get("target") == faulted
                  and e.get("kind") in ("ejection", "health_down") and float(e["ts"]) >= fault]
         m.detection_seconds = _round(min(marks) - fault) if marks else None
         # Share of answers per cloud once the router had a moment to react (latency scenario).
-        settle = fault + min(2.0, max(0.0, (until - fault) / 3))
+        settle = fault + min(2.0, max(0.0, ((repair or end) - fault) / 3))
+        until = repair if repair is not None and repair > fault else end
         window = [r for r in records if settle <= r.sent < until and r.ok and r.cloud]
         if window:
             for cloud in sorted({r.cloud for r in window if r.cloud}):

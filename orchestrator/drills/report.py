@@ -112,14 +112,14 @@ def markers_from(events: Sequence[dict[str, Any]], drill_marks: Sequence[dict[st
 
 
 def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dict[str, list[tuple[float, float, str]]],
-          marks: Sequence[dict[str, Any]], start: float, title: str) -> None:
+          marks: Sequence[dict[str, Any]], start: float, end_rel: float, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = series["t"]
-    fig, axes = plt.subplots(4, 1, figsize=(11, 8.5), sharex=True,
+    fig, axes = plt.subplots(4, 1, figsize=(11, 9.5), sharex=True,
                              gridspec_kw={"height_ratios": [3, 1.3, 2, 1.2]})
     ax_rps, ax_err, ax_lat, ax_health = axes
     bottom = [0] * len(t)
@@ -146,7 +146,8 @@ def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dic
             ax_lat.plot([p[0] for p in pts], [p[1] for p in pts], style, color="#333333", label=key.replace("_", " "))
     ax_lat.set_yscale("log")
     ax_lat.set_ylabel("client latency")
-    ax_lat.legend(loc="upper right", fontsize=8)
+    if ax_lat.get_lines():
+        ax_lat.legend(loc="upper right", fontsize=8)
 
     state_color = {"up": "#2ca02c", "ejected": "#ff7f0e", "down": "#d62728"}
     for row, cloud in enumerate(clouds):
@@ -161,20 +162,25 @@ def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dic
     ax_health.set_ylabel("health\n(router)")
     ax_health.set_xlabel("seconds since traffic started   (green up · orange ejected · red down)")
 
-    seen: set[str] = set()
+    # One legend entry per marker kind and target (first occurrence), with its time: labels
+    # drawn on the plot would overlap, since fault, ejection and failover land within ms.
+    handles, labels, seen = [], [], set()
     for m in marks:
         x = float(m["ts"]) - start
         color, style = _MARKER_STYLE.get(m["kind"], ("#7f7f7f", ":"))
         for ax in axes:
-            ax.axvline(x, color=color, linestyle=style, linewidth=1.2, alpha=0.9)
-        if m["kind"] not in seen:  # label each kind once, staggered so labels do not overlap
-            seen.add(m["kind"])
-            label = m["kind"] + (f" {m['target']}" if m.get("target") else "")
-            ax_rps.annotate(label, xy=(x, 1.0), xycoords=("data", "axes fraction"),
-                            xytext=(2, -10 - 10 * (len(seen) % 5)), textcoords="offset points",
-                            fontsize=7, color=color, rotation=0)
-    ax_health.set_xlim(0, max(1, len(t)))
-    fig.tight_layout()
+            line = ax.axvline(x, color=color, linestyle=style, linewidth=1.2, alpha=0.9)
+        key = (m["kind"], m.get("target"))
+        if key not in seen:
+            seen.add(key)
+            handles.append(line)
+            labels.append(f"{x:6.2f} s  {m['kind']}" + (f" {m['target']}" if m.get("target") else ""))
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncols=min(4, len(handles)), fontsize=7.5, frameon=False,
+                   title="markers (router event log and drill actions)", title_fontsize=8)
+    ax_health.set_xlim(0, max(1.0, end_rel))
+    rows = (len(handles) + 3) // 4 if handles else 0
+    fig.tight_layout(rect=(0, 0.022 * rows + (0.025 if rows else 0), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -243,7 +249,7 @@ def write_report(run_dir: Path, report: dict[str, Any], records: Sequence[Reques
               "files": {k: str(v) for k, v in files.items()}}
     title = (f"mco drill {report['scenario']} ({report['runtime']}, policy {report.get('policy')}): "
              f"{'passed' if report['passed'] else 'FAILED'}")
-    _plot(files["png"], series, clouds, health, marks, start, title)
+    _plot(files["png"], series, clouds, health, marks, start, end - start, title)
     files["html"].write_text(_html(report, files["png"], marks, start))
     files["json"].write_text(json.dumps(report, indent=2, default=str))
     return {k: str(v) for k, v in files.items()}

@@ -238,10 +238,10 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
     repair = fault if scenario.repair_is_fault else ctx.first("repair")
     faulted = ctx._cloud
     measures = measure(records, events, start=start, fault=fault, repair=repair, end=end, faulted=faulted,
-                       objectives=objectives)
+                       objectives=objectives, recovery=scenario.recovery, self_healing=scenario.repair_is_fault)
     checks = check_objectives(measures, objectives) + ctx.extra_checks
     passed = all(c.passed for c in checks)
-    missed = [c.message for c in checks if not c.passed]
+    missed = [f"{c.objective}: {c.message}" for c in checks if not c.passed]
     clouds = cloud_table(status, records)
     report: dict[str, Any] = {
         "scenario": scenario.name, "description": scenario.summary, "runtime": fleet.runtime, "policy": policy,

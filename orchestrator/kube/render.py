@@ -272,10 +272,10 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
         env = container.setdefault("env", [])
         entry = next((e for e in env if e.get("name") == "MCO_MODEL_DIGEST"), None)
         if entry is None:
-            env.append({"name": "MCO_MODEL_DIGEST", "value": digest})
+            env.append({"name": "MCO_MODEL_DIGEST", "value": f"sha256:{digest}"})
         else:
             entry.clear()
-            entry.update({"name": "MCO_MODEL_DIGEST", "value": digest})
+            entry.update({"name": "MCO_MODEL_DIGEST", "value": f"sha256:{digest}"})
     elif kind == "HorizontalPodAutoscaler":
         obj["spec"]["minReplicas"] = values.replicas
         obj["spec"]["maxReplicas"] = max(obj["spec"].get("maxReplicas", 0), values.replicas * 3)

@@ -9,7 +9,11 @@ from orchestrator.local.base import StandIn
 __all__ = ["STAND_INS", "get_stand_in"]
 
 # name -> "module:Class". Each module is imported only when that stand-in is used.
-STAND_INS: dict[str, str] = {}
+STAND_INS: dict[str, str] = {
+    "registries": "orchestrator.local.registries:RegistryStandIn",
+    # keep "clusters" last: `mco local up` starts storage and registries before it
+    "clusters": "orchestrator.local.clusters:ClusterStandIn",
+}
 
 
 def get_stand_in(name: str) -> StandIn:

@@ -34,6 +34,7 @@ class DeployLock:
         self.purpose = purpose
         self.poll_s = poll_s
         self._fd: int | None = None
+        self._depth = 0  # re-entering a lock this object holds is a no-op (the CLI takes it before building)
 
     def holder(self) -> dict[str, Any] | None:
         """What the current holder wrote about itself, if anything."""
@@ -96,8 +97,12 @@ class DeployLock:
         return self._fd is not None
 
     def __enter__(self) -> "DeployLock":
-        self.acquire()
+        if self._depth == 0:
+            self.acquire()
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.release()
+        self._depth -= 1
+        if self._depth == 0:
+            self.release()

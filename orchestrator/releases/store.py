@@ -24,6 +24,7 @@ import getpass
 import json
 import socket
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -205,6 +206,8 @@ class ReleaseStore:
     def __init__(self, path: Path, service: str) -> None:
         self.path = Path(path)
         self.service = service
+        # One connection shared by the per-cloud deploy threads: calls take turns.
+        self._mutex = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in _tx).
@@ -227,21 +230,31 @@ class ReleaseStore:
     # -- plumbing
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
+        def __init__(self, db: sqlite3.Connection, mutex: threading.RLock) -> None:
             self.db = db
+            self.mutex = mutex
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.mutex.acquire()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.mutex.release()
+                raise
             return self.db
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            if exc_type is None:
-                self.db.execute("COMMIT")
-            else:
-                self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.mutex.release()
 
     def _tx(self) -> "ReleaseStore._Tx":
-        return ReleaseStore._Tx(self._db)
+        return ReleaseStore._Tx(self._db, self._mutex)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._mutex:
+            return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
         self._db.close()
@@ -337,7 +350,7 @@ class ReleaseStore:
         )
 
     def _release(self, row: sqlite3.Row) -> Release:
-        clouds = {r["cloud"]: self._cloud(r) for r in self._db.execute(
+        clouds = {r["cloud"]: self._cloud(r) for r in self._query(
             "SELECT * FROM release_clouds WHERE service=? AND release=? ORDER BY cloud", (self.service, row["number"]))}
         return Release(
             number=row["number"], service=row["service"], kind=row["kind"], model_digest=row["model_digest"],
@@ -347,7 +360,8 @@ class ReleaseStore:
         )
 
     def get(self, number: int) -> Release:
-        row = self._db.execute("SELECT * FROM releases WHERE service=? AND number=?", (self.service, number)).fetchone()
+        rows = self._query("SELECT * FROM releases WHERE service=? AND number=?", (self.service, number))
+        row = rows[0] if rows else None
         if row is None:
             latest = self.latest_number()
             raise ReleaseError(f"there is no release {number} of {self.service}",
@@ -355,8 +369,7 @@ class ReleaseStore:
         return self._release(row)
 
     def latest_number(self) -> int:
-        return int(self._db.execute("SELECT COALESCE(MAX(number), 0) FROM releases WHERE service=?",
-                                    (self.service,)).fetchone()[0])
+        return int(self._query("SELECT COALESCE(MAX(number), 0) FROM releases WHERE service=?", (self.service,))[0][0])
 
     def list(self, *, limit: int | None = None) -> list[Release]:
         sql = "SELECT * FROM releases WHERE service=? ORDER BY number DESC"
@@ -364,21 +377,21 @@ class ReleaseStore:
         if limit is not None:
             sql += " LIMIT ?"
             params += (limit,)
-        return [self._release(r) for r in self._db.execute(sql, params).fetchall()]
+        return [self._release(r) for r in self._query(sql, params)]
 
     def current(self, cloud: str) -> CloudRelease | None:
         """What runs on ``cloud`` now: its most recent release that reached ``deployed``."""
-        row = self._db.execute(
+        rows = self._query(
             "SELECT * FROM release_clouds WHERE service=? AND cloud=? AND status='deployed' ORDER BY release DESC LIMIT 1",
-            (self.service, cloud)).fetchone()
-        return self._cloud(row) if row else None
+            (self.service, cloud))
+        return self._cloud(rows[0]) if rows else None
 
     def previous(self, cloud: str, *, before: int) -> CloudRelease | None:
         """The most recent release before ``before`` that reached ``deployed`` on ``cloud``."""
-        row = self._db.execute(
+        rows = self._query(
             "SELECT * FROM release_clouds WHERE service=? AND cloud=? AND status='deployed' AND release<?"
-            " ORDER BY release DESC LIMIT 1", (self.service, cloud, before)).fetchone()
-        return self._cloud(row) if row else None
+            " ORDER BY release DESC LIMIT 1", (self.service, cloud, before))
+        return self._cloud(rows[0]) if rows else None
 
     def current_cloud_values(self, cloud: str) -> dict[str, Any] | None:
         """The release values now live on ``cloud`` (for ``mco render`` defaults)."""
@@ -389,8 +402,7 @@ class ReleaseStore:
                 "replicas": cur.replicas}
 
     def iter_clouds(self) -> Iterator[str]:
-        for row in self._db.execute("SELECT DISTINCT cloud FROM release_clouds WHERE service=? ORDER BY cloud",
-                                    (self.service,)):
+        for row in self._query("SELECT DISTINCT cloud FROM release_clouds WHERE service=? ORDER BY cloud", (self.service,)):
             yield row[0]
 
 

@@ -21,6 +21,8 @@ import asyncio
 import hmac
 import json
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -75,6 +77,7 @@ class Router:
         self._history: dict[str, list[tuple[float, int, int, list[int], int]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.handle_sighup = False
 
     @staticmethod
     def _check_unique(targets: list[RouterTargetConfig]) -> None:
@@ -96,6 +99,14 @@ class Router:
         await self.upstream.start()
         await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
         self._tasks.append(self.loop.create_task(self._sample_forever(), name="router-sampler"))
+        if self.handle_sighup and threading.current_thread() is threading.main_thread():
+            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload_from_file()
+        except Exception as exc:  # noqa: BLE001 -- a bad edit must not kill a serving router
+            self.events.emit("targets_reloaded", None, error=str(exc))
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -169,7 +180,8 @@ class Router:
                 cost_h = t.cost.per_hour(bps) if t is not None else None
                 cost_k = t.cost.per_1k_requests(rps, bps) if t is not None else None
                 healthy = (1.0 if t.healthy else 0.0) if t is not None else 1.0
-                series.append((now, rps, _ms(p50) or 0.0, _ms(p95) or 0.0, _ms(p99) or 0.0, errors,
+                nan = float("nan")
+                series.append((now, rps, _ms(p50) or nan, _ms(p95) or nan, _ms(p99) or nan, errors,
                                cost_h if cost_h is not None else float("nan"),
                                cost_k if cost_k is not None else float("nan"), healthy))
                 if len(series) > _SERIES_POINTS:

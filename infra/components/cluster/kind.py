@@ -9,15 +9,19 @@ there. Its outputs have the same shape as ``EksCluster``/``GkeCluster``/``AksClu
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
+import pulumi.dynamic as dyn
 import yaml
 
 from components.cluster import kube_provider
 
-__all__ = ["KindCluster", "KindClusterArgs", "default_kubeconfig"]
+__all__ = ["KindCluster", "KindClusterArgs", "KindImageLoad", "KindImageLoadArgs", "default_kubeconfig",
+           "resolve_local_image"]
 
 
 def default_kubeconfig() -> Path:
@@ -66,6 +70,7 @@ class KindCluster(pulumi.ComponentResource):
             kubeconfig=str(path) if args.kubeconfig else None,
             context=args.context,
         )
+        self.cluster_name = args.cluster_name  # plain: ModelDeployment loads images into this cluster
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.context = pulumi.Output.from_input(args.context)
         self.kubeconfig = pulumi.Output.secret(kubeconfig_text)
@@ -98,3 +103,65 @@ def _kubeconfig_with_context(path: Path, context: str, component: str) -> str:
             f"KindCluster '{component}': context '{context}' is not in {path} "
             f"(it has: {', '.join(n for n in names if n) or 'none'}). fix: {fix}")
     return text
+
+
+# ---------------------------------------------------------------- images for kind nodes
+
+
+def resolve_local_image(ref: str) -> str:
+    """The ID (``sha256:…``) of a local Docker image given by name, tag or ID.
+
+    kind nodes get images by ``kind load`` (``docker save``), which keeps the image ID but
+    no registry digest; manifests therefore name the image by ID. Read-only, so it is
+    safe at preview.
+    """
+    if re.fullmatch(r"sha256:[0-9a-f]{64}", ref):
+        return ref
+    from orchestrator.errors import MCOError
+    from orchestrator.releases.images import local_image
+
+    try:
+        return local_image(ref).image_id
+    except MCOError as exc:
+        raise pulumi.RunError(f"deployment image '{ref}': {exc}") from None
+
+
+@dataclass(frozen=True)
+class KindImageLoadArgs:
+    image: str          # the image ID (sha256:…) to have on the node
+    kind_cluster: str   # e.g. mco-aws
+    cloud: str          # the cloud's name in mco.yaml
+
+
+def load_into_kind(props: dict[str, Any]) -> None:
+    """``kind load`` the image unless the node has it (mco's own loader, as `mco deploy` uses)."""
+    from orchestrator.releases.images import ensure_on_kind, local_image
+
+    errors = ensure_on_kind(local_image(props["image"]), {props["cloud"]: props["kind_cluster"]})
+    if errors:
+        raise RuntimeError(f"kind load into {props['kind_cluster']} failed: {errors[props['cloud']]}")
+
+
+class KindImageLoadProvider(dyn.ResourceProvider):
+    def create(self, props: dict[str, Any]) -> dyn.CreateResult:
+        load_into_kind(props)
+        return dyn.CreateResult(id_=f"{props['kind_cluster']}/{props['image']}", outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
+        changed = any(olds.get(k) != news.get(k) for k in ("image", "kind_cluster"))
+        return dyn.DiffResult(changes=changed, replaces=["image", "kind_cluster"] if changed else [],
+                              delete_before_replace=False)
+
+    def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
+        return dyn.ReadResult(id_=id_, outs=props)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None  # images on a node are garbage-collected by the kubelet
+
+
+class KindImageLoad(dyn.Resource, module="mco", name="KindImageLoad"):
+    """The model image on a kind node, loaded with ``kind load`` when missing (``pulumi-python:dynamic/mco:KindImageLoad``)."""
+
+    def __init__(self, name: str, args: KindImageLoadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(KindImageLoadProvider(), name,
+                         {"image": args.image, "kind_cluster": args.kind_cluster, "cloud": args.cloud}, opts)

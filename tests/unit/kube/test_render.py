@@ -68,7 +68,7 @@ def test_release_values_land_where_they_belong() -> None:
     dep = kinds["Deployment"]
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == IMAGE
-    assert {"name": "MCO_MODEL_DIGEST", "value": MODEL} in container["env"]
+    assert {"name": "MCO_MODEL_DIGEST", "value": "sha256:" + MODEL} in container["env"]
     assert dep["spec"]["template"]["metadata"]["annotations"]["mco.dev/model-digest"] == MODEL
     assert dep["metadata"]["annotations"]["mco.dev/release"] == "7"
     # The release number must not touch the pod template: a no-op redeploy must not roll pods.

@@ -71,3 +71,14 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_reentering_a_held_lock_is_a_no_op_until_the_outer_exit(tmp_path: Path) -> None:
+    lock = DeployLock(tmp_path, "digits")
+    with lock:
+        with lock:
+            pass
+        assert lock.held  # the inner exit did not release it
+        with pytest.raises(LockHeld):
+            DeployLock(tmp_path, "digits").acquire()
+    assert not lock.held

@@ -1,0 +1,151 @@
+"""``mco demo``: the whole story in one command, with no cloud account.
+
+1. train the reference model; 2. evaluate and gate it; 3. bring up the stand-ins;
+4. deploy to all three "clouds"; 5. start the router; 6. run the cloud-outage drill;
+7. print the cost and latency table per cloud, and where the report is.
+
+``--runtime local`` (the embedded default when there is no Docker) runs the three model
+servers as local processes with the filesystem as the artifact store, and the drill kills a
+process. ``--runtime kind`` uses the kind clusters. With no flag, kind is used when Docker
+and the clusters are there; otherwise the demo says why it fell back to local.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+import typer
+
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+
+DEFAULT_GATE = ["accuracy>=0.95", "macro_f1>=0.95"]
+
+
+def demo(
+    runtime: Annotated[str, typer.Option(
+        "--runtime", help="auto (kind when Docker and the clusters are available, else local), local or kind")] = "auto",
+    cloud: Annotated[str, typer.Option(help="the cloud the drill takes away")] = "aws",
+    config: ConfigOpt = None,
+    runs_dir: Annotated[Path, typer.Option(help="where the demo and drill write their runs")] = Path("runs"),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Train, gate, deploy to three clouds, fail one over and back, and show the numbers."""
+    from orchestrator.cli.drill import finish, render_clouds
+    from orchestrator.config import load_config
+    from orchestrator.drills.environments import choose_runtime
+
+    started = time.monotonic()
+    cfg = load_config(config if config is not None else (Path("mco.local.yaml") if Path("mco.local.yaml").is_file()
+                                                          else None))
+    chosen, fallback = choose_runtime(runtime, cfg)
+    people = output == OutputFormat.table
+    if fallback and people:
+        err_console.print(f"[yellow]falling back to the local runtime:[/] {fallback}")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    demo_dir = runs_dir / "demo" / stamp
+    steps: list[dict[str, Any]] = []
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.monotonic()
+        with console.status(f"{name}…", spinner="dots") if people else nullcontext():
+            value = fn()
+        seconds = round(time.monotonic() - t0, 2)
+        steps.append({"step": name, "seconds": seconds})
+        if people:
+            console.print(f"[green]✓[/] {name} [dim]({seconds:.1f} s)[/]")
+        return value
+
+    bundle = step("train the reference model", lambda: _train(demo_dir / "model"))
+    gate = step("evaluate and gate it", lambda: _gate(bundle, list(cfg.gate.require) or DEFAULT_GATE))
+    steps[-1]["gate"] = gate["summary"]
+    if not gate["passed"]:
+        from orchestrator.errors import GateError
+
+        raise GateError(gate["summary"], hint="the reference model should pass; retrain it with `mco model train`")
+    if chosen == "kind":
+        drill = _run_kind(cfg, cloud, runs_dir, step, people)
+    else:
+        drill = _run_local(cfg, bundle, cloud, runs_dir, step, people)
+    result = {
+        "passed": bool(drill["passed"]), "runtime": chosen, "fallback_reason": fallback,
+        "duration_s": round(time.monotonic() - started, 2), "model": bundle.ref, "gate": gate["summary"],
+        "steps": steps, "scenario": drill["scenario"], "rto_seconds": drill["rto_seconds"],
+        "client_errors": drill["client_errors"], "requests": drill["requests"],
+        "failback_seconds": drill["failback_seconds"], "clouds": drill["clouds"], "report": drill["report"],
+        "files": drill.get("files"), "checks": drill["checks"], "missed": drill["missed"],
+    }
+    if people:
+        render_clouds(drill["clouds"])
+        verdict = "[bold green]passed[/]" if result["passed"] else "[bold red]FAILED[/]"
+        console.print(f"cloud-outage drill on {drill['cloud']}: {verdict}: {drill['requests']} requests, "
+                      f"{drill['client_errors']} client errors, RTO {drill['rto_seconds']} s, "
+                      f"failback {drill['failback_seconds']} s")
+        console.print(f"report: [bold]{drill['report']}[/]   ({result['duration_s']:.1f} s in all)")
+        if not result["passed"]:
+            err_console.print("[bold red]demo failed[/], missed: " + "; ".join(result["missed"]), highlight=False)
+            raise typer.Exit(1)
+        return
+    finish(result, output)
+
+
+def _train(out: Path) -> Any:
+    from orchestrator.model.train import TrainSpec, train_bundle
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return train_bundle(TrainSpec(), out)
+
+
+def _gate(bundle: Any, requirements: list[str]) -> dict[str, Any]:
+    """Evaluate the exported ONNX model on the hold-out split, then check the gate."""
+    from orchestrator.model.evaluate import evaluation_report, read_labelled_csv
+    from orchestrator.model.export import OnnxModel
+    from orchestrator.model.gate import check_gate, parse_requirement
+
+    schema = bundle.card["input_schema"]
+    X, y = read_labelled_csv(bundle.path / bundle.card["evaluation"]["data"], label_column="label",
+                             n_features=schema["n_features"], feature_names=schema.get("feature_names"),
+                             classes=bundle.card["classes"])
+    y_pred, proba = OnnxModel(bundle.model_path.read_bytes()).predict(X)
+    report = evaluation_report(y, y_pred, proba, bundle.card["classes"])
+    result = check_gate(report, [parse_requirement(r) for r in requirements])
+    return {"passed": result.passed, "summary": result.summary(), "accuracy": report["accuracy"]}
+
+
+def _run_local(cfg: Any, bundle: Any, cloud: str, runs_dir: Path, step: Callable[..., Any],
+               people: bool) -> dict[str, Any]:
+    from orchestrator.drills.environments import local_fleet
+    from orchestrator.drills.runner import DrillSpec, DrillTiming, run_drill
+
+    state = Path(cfg.project.state_dir) / "demo" / "local-runtime"
+    fleet_cm = local_fleet(bundle, state)
+    fleet = step("bring up the local stand-ins and deploy to aws, gcp and azure (local processes)",
+                 fleet_cm.__enter__)
+    try:
+        spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills",
+                         timing=DrillTiming(baseline_s=2.5, outage_s=4.0, tail_s=1.5))
+        return step(f"start the router and run the cloud-outage drill on {cloud}",
+                    lambda: run_drill(fleet, spec, bundle=bundle))
+    finally:
+        fleet_cm.__exit__(None, None, None)
+
+
+def _run_kind(cfg: Any, cloud: str, runs_dir: Path, step: Callable[..., Any], people: bool) -> dict[str, Any]:
+    from orchestrator.drills.kind_fleet import kind_fleet
+    from orchestrator.drills.runner import DrillSpec, run_drill
+
+    fleet_cm = kind_fleet(cfg)
+    fleet, bundle = step("bring up the kind clusters and deploy to aws, gcp and azure", fleet_cm.__enter__)
+    try:
+        spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills")
+        return step(f"start the router and run the cloud-outage drill on {cloud}",
+                    lambda: run_drill(fleet, spec, bundle=bundle))
+    finally:
+        fleet_cm.__exit__(None, None, None)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,172 @@
+"""``mco drill``: break something real on purpose, measure what clients saw, pass or fail.
+
+    mco drill list
+    mco drill run cloud-outage --cloud aws [--config mco.local.yaml] [--runtime auto|local|kind]
+                  [--max-rto S] [--max-errors N] [--max-failback S] [--policy P] [--rate R]
+
+Exits 1 when an objective is missed, naming it; the report (JSON, PNG, HTML) is written
+either way under ``runs/drills/<UTC timestamp>-<scenario>/``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+
+app = typer.Typer(no_args_is_help=True)
+
+RuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", help="auto (kind clusters when Docker and clusters are there, else local), local or kind")]
+
+
+@app.command("list")
+def list_scenarios(output: OutputOpt = OutputFormat.table) -> None:
+    """The scenarios, their faults and default objectives (local runtime / kind)."""
+    from orchestrator.drills.scenarios import SCENARIOS
+
+    rows = []
+    for s in SCENARIOS.values():
+        local = s.objectives("local", s.policy)
+        kind = s.objectives("kind", s.policy)
+        rows.append({"scenario": s.name, "fault": s.summary, "policy": s.policy,
+                     "max_rto_s": [local.max_rto_s, kind.max_rto_s], "max_errors": local.max_errors,
+                     "max_failback_s": [local.max_failback_s, kind.max_failback_s],
+                     "traffic_moves": local.expect_traffic_moves})
+
+    def render(data: list[dict[str, Any]]) -> None:
+        table = Table(title="drill scenarios (objectives: local / kind)")
+        for col in ("scenario", "fault", "policy", "max RTO s", "max errors", "max failback s"):
+            table.add_column(col)
+        for r in data:
+            table.add_row(r["scenario"], r["fault"], r["policy"], _pair(r["max_rto_s"]), str(r["max_errors"]),
+                          _pair(r["max_failback_s"]))
+        console.print(table)
+
+    emit(rows, output, render)
+
+
+def _pair(values: list[Any]) -> str:
+    return "-" if values[0] is None else f"{values[0]:g} / {values[1]:g}"
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="cloud-outage, pod-crash, latency, bad-release or storage-outage")],
+    cloud: Annotated[str | None, typer.Option(help="the cloud to break (default: the one serving most traffic)")] = None,
+    config: ConfigOpt = None,
+    runtime: RuntimeOpt = "auto",
+    policy: Annotated[str | None, typer.Option(help="router policy: failover, weighted, latency or cost")] = None,
+    max_rto: Annotated[float | None, typer.Option("--max-rto", help="objective: recovery time in seconds")] = None,
+    max_errors: Annotated[int | None, typer.Option("--max-errors", help="objective: client error budget")] = None,
+    max_failback: Annotated[float | None, typer.Option("--max-failback",
+                                                       help="objective: seconds from repair to failback")] = None,
+    slow_request: Annotated[float | None, typer.Option(
+        "--slow-request", help="a request slower than this (s) counts as not yet recovered")] = None,
+    rate: Annotated[float, typer.Option(help="client requests per second")] = 200.0,
+    baseline: Annotated[float, typer.Option(help="seconds of steady traffic before the fault")] = 3.0,
+    outage: Annotated[float, typer.Option(help="seconds the fault lasts before the repair")] = 5.0,
+    bundle: Annotated[Path | None, typer.Option(help="model bundle for the local runtime "
+                                                    "(default: the reference model, trained once)")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="reports go to RUNS_DIR/<UTC timestamp>-<scenario>/")] =
+    Path("runs/drills"),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Run one drill: steady traffic through the router, break, watch, repair, report."""
+    from orchestrator.config import load_config
+    from orchestrator.drills.environments import choose_runtime
+    from orchestrator.drills.runner import DrillSpec, DrillTiming
+    from orchestrator.drills.scenarios import get_scenario
+    from orchestrator.errors import ConfigError
+
+    get_scenario(scenario)  # a typo fails before anything starts
+    if policy is not None and policy not in ("failover", "weighted", "latency", "cost"):
+        raise ConfigError(f"unknown router policy '{policy}'", hint="choose failover, weighted, latency or cost")
+    cfg = load_config(config)
+    chosen, fallback = choose_runtime(runtime, cfg)
+    if fallback and output == OutputFormat.table:
+        err_console.print(f"[yellow]using the local runtime:[/] {fallback}")
+    spec = DrillSpec(
+        scenario=scenario, cloud=cloud, policy=policy, rate=rate,
+        timing=DrillTiming(baseline_s=baseline, outage_s=outage), runs_dir=runs_dir,
+        objectives={"max_rto_s": max_rto, "max_errors": max_errors, "max_failback_s": max_failback,
+                    "slow_request_s": slow_request},
+    )
+    result = execute(spec, chosen, cfg, bundle, output)
+    if fallback:
+        result["fallback_reason"] = fallback
+    finish(result, output)
+
+
+def execute(spec: Any, runtime: str, cfg: Any, bundle_dir: Path | None, output: OutputFormat) -> dict[str, Any]:
+    """Run ``spec`` on ``runtime``, with a spinner for people."""
+    from orchestrator.drills.environments import local_fleet, reference_bundle
+    from orchestrator.drills.runner import run_drill
+    from orchestrator.model.bundle import load_bundle
+
+    status = console.status("preparing the drill…", spinner="dots") if output == OutputFormat.table else nullcontext()
+    with status as spinner:
+        def progress(message: str) -> None:
+            if spinner is not None:
+                spinner.update(message)
+                console.log(message, highlight=False)
+
+        if runtime == "kind":
+            from orchestrator.drills.kind_fleet import kind_fleet
+
+            with kind_fleet(cfg, progress=progress) as (fleet, bundle):
+                return run_drill(fleet, spec, bundle=bundle, progress=progress)
+        state = Path(cfg.project.state_dir) / "drills"
+        bundle = load_bundle(bundle_dir) if bundle_dir else reference_bundle(state / "reference-model")[0]
+        progress("starting one model server per cloud (local runtime)")
+        with local_fleet(bundle, state / "local-runtime") as fleet:
+            return run_drill(fleet, spec, bundle=bundle, progress=progress)
+
+
+def finish(result: dict[str, Any], output: OutputFormat) -> None:
+    """Print the result; exit 1 naming every missed objective."""
+    summary = {k: result.get(k) for k in ("scenario", "passed", "rto_seconds", "client_errors", "requests",
+                                          "failback_seconds", "report")}
+    payload = {**summary, **{k: v for k, v in result.items() if k not in summary and k not in ("facts",)}}
+    emit(payload, output, render_result)
+    if not result["passed"]:
+        err_console.print("[bold red]drill failed[/], missed objective(s): " + "; ".join(result["missed"]),
+                          highlight=False)
+        raise typer.Exit(1)
+
+
+def render_result(result: dict[str, Any]) -> None:
+    verdict = "[bold green]PASSED[/]" if result["passed"] else "[bold red]FAILED[/]"
+    console.print(f"drill [bold]{result['scenario']}[/] on {result.get('runtime')} "
+                  f"(cloud {result.get('cloud')}, policy {result.get('policy')}): {verdict}")
+    checks = Table(title="objectives")
+    for col in ("objective", "limit", "measured", "result"):
+        checks.add_column(col)
+    for c in result.get("checks", []):
+        checks.add_row(c["objective"], str(c["limit"]), str(c["value"]),
+                       "[green]pass[/]" if c["passed"] else "[bold red]MISSED[/]")
+    console.print(checks)
+    render_clouds(result.get("clouds", []))
+    console.print(f"requests {result['requests']}, client errors {result['client_errors']}, "
+                  f"RTO {result['rto_seconds']} s, failback {result['failback_seconds']} s")
+    console.print(f"report: [bold]{result['report']}[/] (and report.json, timeline.png beside it)")
+
+
+def render_clouds(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="cost and latency per cloud (router)")
+    for col in ("cloud", "healthy", "requests", "answers", "p50 ms", "p95 ms", "p99 ms", "$/hour", "$/1k req"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["name"]), "yes" if r.get("healthy") else "no", str(r.get("requests")),
+                      str(r.get("client_answers")), _num(r.get("p50_ms")), _num(r.get("p95_ms")),
+                      _num(r.get("p99_ms")), _num(r.get("cost_per_hour"), 4), _num(r.get("cost_per_1k_requests"), 6))
+    console.print(table)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"

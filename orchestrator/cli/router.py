@@ -1,0 +1,239 @@
+"""``mco router``: run the multi-cloud router, watch it, report on it, export it.
+
+    mco router serve                      run it (targets from mco.yaml or --target)
+    mco router status [--watch]           per-cloud requests, errors, p50/p95/p99, health, cost
+    mco router report --out DIR           PNG + HTML of latency and cost per cloud over time
+    mco router export --format haproxy    the same policy as an HAProxy or Envoy config
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+from orchestrator.errors import ConfigError, Unreachable
+
+app = typer.Typer(no_args_is_help=True)
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="router URL (default: $MCO_ROUTER_URL or router.host:port)")]
+TargetOpt = Annotated[list[str] | None, typer.Option(
+    "--target", "-t", help="NAME=URL[,priority=N][,weight=W][,pricing=KEY]; repeat for each cloud (replaces config targets)")]
+
+
+def _parse_target(text: str, index: int) -> Any:
+    from pydantic import ValidationError
+
+    from orchestrator.config import RouterTargetConfig
+
+    name, sep, rest = text.partition("=")
+    if not sep or not rest:
+        raise ConfigError(f"--target '{text}' is not NAME=URL[,priority=N,weight=W,pricing=KEY]",
+                          hint="e.g. --target aws=http://127.0.0.1:9001,priority=0,pricing=aws/us-east-1")
+    url, *opts = rest.split(",")
+    fields: dict[str, Any] = {"name": name, "url": url, "priority": index}
+    keys = {"priority": "priority", "weight": "weight", "pricing": "pricing_key", "pricing_key": "pricing_key",
+            "replicas": "replicas", "vcpu": "vcpu", "memory_gb": "memory_gb"}
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key not in keys:
+            raise ConfigError(f"--target '{text}': unknown option '{key}'", hint=f"use {', '.join(sorted(keys))}")
+        fields[keys[key]] = value
+    try:
+        return RouterTargetConfig.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--target '{text}': {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+def _load(config: Path | None) -> Any:
+    from orchestrator.config import load_config
+
+    return load_config(config)
+
+
+def _token(mco: Any, *, create: bool = False) -> str | None:
+    from orchestrator.router.settings import ensure_token_file, read_token
+
+    base = mco.source.parent if mco.source else Path.cwd()
+    token = read_token(mco.router, base=base)
+    if token:
+        return token
+    default = base / mco.project.state_dir / "router.token"
+    if create:
+        return ensure_token_file(default)
+    if default.is_file():
+        return default.read_text().strip() or None
+    return None
+
+
+def _url(mco: Any, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    env = os.environ.get("MCO_ROUTER_URL")
+    if env:
+        return env.rstrip("/")
+    return f"http://{mco.router.host}:{mco.router.port}"
+
+
+def _admin_get(mco: Any, url: str | None, path: str) -> Any:
+    import httpx
+
+    base = _url(mco, url)
+    token = _token(mco)
+    if not token:
+        raise ConfigError("no router admin token found",
+                          hint=f"set ${mco.router.token_env}, or router.token_file in mco.yaml "
+                               f"(`mco router serve` writes {mco.project.state_dir}/router.token)")
+    try:
+        resp = httpx.get(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"cannot reach the router at {base}: {type(exc).__name__}",
+                          hint="start it with `mco router serve`, or pass --url") from exc
+    if resp.status_code == 401:
+        raise ConfigError(f"the router at {base} refused the admin token",
+                          hint=f"use the token the router was started with (${mco.router.token_env} or its token file)")
+    if resp.status_code != 200:
+        raise Unreachable(f"the router at {base} answered {resp.status_code} to {path}: {resp.text[:200]}")
+    return resp.json()
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    target: TargetOpt = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default router.host, loopback)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default router.port)")] = None,
+    policy: Annotated[str | None, typer.Option(help="failover, weighted, latency or cost")] = None,
+    client: Annotated[str, typer.Option(help="upstream client on the hot path: aiohttp or httpx")] = "aiohttp",
+) -> None:
+    """Run the router in the foreground. SIGHUP re-reads the targets from the config file."""
+    from orchestrator.router.balancer.policies import POLICIES
+    from orchestrator.router.server import serve as run
+    from orchestrator.router.settings import router_config_with_targets
+
+    mco = _load(config)
+    cfg = router_config_with_targets(mco)
+    update: dict[str, Any] = {}
+    if target:
+        update["targets"] = [_parse_target(t, i) for i, t in enumerate(target)]
+    if host:
+        update["host"] = host
+    if port is not None:
+        update["port"] = port
+    if policy:
+        if policy not in POLICIES:
+            raise ConfigError(f"unknown policy '{policy}'", hint=f"use one of: {', '.join(POLICIES)}")
+        update["policy"] = policy
+    if client not in ("aiohttp", "httpx"):
+        raise ConfigError(f"unknown client '{client}'", hint="use aiohttp or httpx")
+    cfg = cfg.model_copy(update=update)
+    if not cfg.targets:
+        raise ConfigError("the router has no targets",
+                          hint="add router.targets or clouds with cluster.endpoint to mco.yaml, or pass --target NAME=URL")
+    token = _token(mco, create=True)
+    names = ", ".join(f"{t.name}(p{t.priority})" for t in sorted(cfg.targets, key=lambda t: t.priority))
+    err_console.print(f"mco router on http://{cfg.host}:{cfg.port} policy={cfg.policy} targets: {names}")
+    err_console.print(f"admin token: from ${cfg.token_env} or the token file "
+                      f"({cfg.token_file or mco.project.state_dir / 'router.token'})", highlight=False)
+    run(cfg, token=token, config_path=mco.source if not target else None, client=client)
+
+
+def _status_table(data: dict[str, Any]) -> Table:
+    table = Table(title=f"mco router · policy {data['policy']} · active: {data.get('active_target') or 'NONE'}")
+    for col in ("cloud", "prio", "healthy", "requests", "errors", "rps", "p50 ms", "p95 ms", "p99 ms",
+                "cost/h $", "cost/1k req $"):
+        table.add_column(col, justify="left" if col in ("cloud", "healthy", "errors") else "right")
+
+    def num(v: Any, fmt: str = "{:.2f}") -> str:
+        return "–" if v is None else fmt.format(v)
+
+    for t in data["targets"]:
+        errs = {k: v for k, v in t["errors"].items() if v}
+        health = "[green]up[/]" if t["healthy"] else ("[red]ejected[/]" if t["ejected"] else "[red]down[/]")
+        table.add_row(t["name"], str(t["priority"]), health, str(t["requests"]),
+                      ", ".join(f"{k} {v}" for k, v in errs.items()) or "0", num(t["rps"], "{:.1f}"),
+                      num(t["p50_ms"]), num(t["p95_ms"]), num(t["p99_ms"]), num(t["cost_per_hour"], "{:.4f}"),
+                      num(t["cost_per_1k_requests"], "{:.6f}"))
+    return table
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="redraw the table live until Ctrl-C")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between redraws with --watch")] = 1.0,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Per-cloud requests, errors, p50/p95/p99, health, cost per hour and per 1,000 requests."""
+    mco = _load(config)
+    data = _admin_get(mco, url, "/admin/status")
+    if watch and output == OutputFormat.table:
+        import time
+
+        from rich.live import Live
+
+        with Live(_status_table(data), console=console, refresh_per_second=4) as live:
+            try:
+                while True:
+                    time.sleep(max(0.2, interval))
+                    live.update(_status_table(_admin_get(mco, url, "/admin/status")))
+            except KeyboardInterrupt:
+                return
+    emit(data, output, lambda d: console.print(_status_table(d)))
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="directory for router-report.png and .html")] = Path("router-report"),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Write a PNG and an HTML page of latency, traffic and cost per cloud over time, with events."""
+    from orchestrator.router.report import write_report
+
+    mco = _load(config)
+    series = _admin_get(mco, url, "/admin/series")
+    events = _admin_get(mco, url, "/admin/events")["events"]
+    status_doc = _admin_get(mco, url, "/admin/status")
+    files = write_report(series, events, out, status=status_doc)
+    emit({**files, "events": len(events)}, output,
+         lambda d: console.print(f"wrote [bold]{d['png']}[/] and [bold]{d['html']}[/] ({d['events']} events)"))
+
+
+@app.command()
+def export(
+    format: Annotated[str, typer.Option("--format", "-f", help="haproxy or envoy")] = "haproxy",
+    config: ConfigOpt = None,
+    target: TargetOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write here instead of stdout")] = None,
+    port: Annotated[int | None, typer.Option(help="port the proxy listens on (default router.port)")] = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Render the same targets, checks, retries and priorities as an HAProxy or Envoy config."""
+    from orchestrator.router.export import render
+    from orchestrator.router.settings import router_config_with_targets
+
+    mco = _load(config)
+    cfg = router_config_with_targets(mco)
+    update: dict[str, Any] = {}
+    if target:
+        update["targets"] = [_parse_target(t, i) for i, t in enumerate(target)]
+    if port is not None:
+        update["port"] = port
+    cfg = cfg.model_copy(update=update)
+    text = render(cfg, format.lower())
+    if out is not None:
+        out.write_text(text)
+    if output == OutputFormat.json:
+        emit({"format": format, "path": str(out) if out else None, "config": text}, output)
+    elif out is None:
+        typer.echo(text, nl=False)
+    else:
+        console.print(f"wrote {format} config for {len(cfg.targets)} targets to {out}")

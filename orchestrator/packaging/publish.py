@@ -1,0 +1,120 @@
+"""Push one image to every configured cloud's registry in parallel.
+
+One cloud's failure never stops the others: the result maps each cloud to its
+``PushedImage`` or to the ``MCOError`` that says what went wrong there. Each push is
+checked afterwards through the registry's own manifest API, by digest.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import MCOConfig
+from orchestrator.errors import MCOError, ProviderError
+
+__all__ = ["ImagePushes", "configured_registries", "publish_bundle_image", "push_image", "split_image_name"]
+
+
+@dataclass(frozen=True)
+class ImagePushes:
+    image: str
+    results: dict[str, Any]  # cloud -> PushedImage | MCOError
+
+    @property
+    def failed(self) -> dict[str, MCOError]:
+        return {c: r for c, r in self.results.items() if isinstance(r, MCOError)}
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for cloud, result in self.results.items():
+            if isinstance(result, MCOError):
+                out[cloud] = {"image_error": result.message, "image_error_kind": type(result).__name__,
+                              "image_error_hint": result.hint}
+            else:
+                out[cloud] = result.to_dict()
+        return out
+
+
+def split_image_name(image: str) -> tuple[str, str]:
+    """``mco/digits:abc`` -> (``digits``, ``abc``): the registry adds its own host and prefix."""
+    repo, _, tag = image.rpartition(":")
+    if not repo or "/" in tag:
+        raise MCOError(f"'{image}' is not a name:tag image reference", hint="build it with `mco package BUNDLE`")
+    return repo.rsplit("/", 1)[-1], tag
+
+
+def configured_registries(cfg: MCOConfig, clouds: list[str] | None = None) -> dict[str, Any]:
+    """``{cloud: OCIRegistry}`` for every cloud (or the chosen ones) that has a registry section."""
+    from orchestrator.providers.registry import registry_for
+
+    base_dir = Path(cfg.source).resolve().parent if cfg.source else None
+    return {name: registry_for(name, cloud.registry, base_dir=base_dir)
+            for name, cloud in cfg.clouds.items()
+            if cloud.registry is not None and (clouds is None or name in clouds)}
+
+
+def push_image(image: str, registries: dict[str, Any], *, show_progress: bool = True,
+               verify: bool = True) -> ImagePushes:
+    """Push ``image`` (a local name:tag) to every registry at once; its layers are compressed once."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from orchestrator.cli._common import err_console
+    from orchestrator.packaging.engine import docker_client
+    from orchestrator.packaging.oci import export_image
+
+    name, tag = split_image_name(image)
+    client = docker_client(timeout=900)
+    try:
+        with err_console.status(f"exporting {image} (each new layer is compressed once)…") if show_progress \
+                else nullcontext():
+            layout = export_image(client, image)
+    finally:
+        client.close()
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[cloud]:<6}[/] {task.description}"),
+                        TimeElapsedColumn(), console=err_console, disable=not show_progress)
+    tasks = {cloud: progress.add_task("waiting", cloud=cloud, total=1) for cloud in registries}
+
+    def one(cloud: str) -> Any:
+        registry = registries[cloud]
+        try:
+            progress.update(tasks[cloud], description=f"pushing to {registry.host}")
+            pushed = registry.push(layout, name, tag,
+                                   progress=lambda msg: progress.update(tasks[cloud], description=msg))
+            if verify:  # read it back by digest through the registry's own manifest API
+                held = registry.manifest_digest(name, pushed.digest)
+                if held != pushed.digest:
+                    raise ProviderError(f"{cloud}: after the push, {registry.host} does not serve manifest "
+                                        f"{pushed.digest[:19]}…", cloud=cloud, hint="see the registry's log")
+            what = (f"pushed {pushed.layers_pushed} of {len(layout.layers)} layers" if pushed.layers_pushed
+                    else "no layer transferred: the registry already had every layer")
+            progress.update(tasks[cloud], completed=1, description=f"{what} -> {pushed.ref}")
+            return pushed
+        except MCOError as exc:
+            progress.update(tasks[cloud], completed=1, description=f"[red]failed[/]: {exc.message}")
+            return exc
+
+    results: dict[str, Any] = {}
+    with progress, ThreadPoolExecutor(max_workers=max(1, len(registries))) as pool:
+        futures = {cloud: pool.submit(one, cloud) for cloud in registries}
+        for cloud, fut in futures.items():
+            results[cloud] = fut.result()
+    return ImagePushes(image, results)
+
+
+def publish_bundle_image(bundle_dir: str | Path, cfg: MCOConfig, clouds: list[str] | None = None, *,
+                         show_progress: bool = True) -> ImagePushes | None:
+    """What ``mco push BUNDLE`` does for images: build (cached) and push to every configured registry.
+
+    Returns None when no chosen cloud has a registry section (then there is nothing to do).
+    """
+    from orchestrator.packaging.build import build_image
+
+    registries = configured_registries(cfg, clouds)
+    if not registries:
+        return None
+    built = build_image(bundle_dir, packaging=cfg.packaging, show_progress=show_progress)
+    return push_image(built.image, registries, show_progress=show_progress)

@@ -1,0 +1,192 @@
+"""The provider interfaces: what mco needs from a cloud, one small interface per concern.
+
+    Capability            what a cloud (or its emulator) may be unable to do
+    Provider              a light, stateless description of one configured cloud:
+                          name, pip extra, ``unsupported: {Capability: reason}``, and
+                          factories for the concern interfaces below
+    ArtifactStore         an object store (S3, GCS, Azure Blob, a directory): a handful of
+                          primitives; bundle push/pull (orchestrator/artifacts/) builds on them
+
+Other concerns (container registry, cluster target, price book) add their own small
+interface here and one factory method on ``Provider``; a cloud that cannot do one lists
+the capability in ``unsupported`` with the reason.
+
+Every method that talks to a cloud raises only ``orchestrator.errors.ProviderError`` and
+its subclasses (``AccessDenied``, ``NotFound``, ``Throttled``, ``Unreachable``) or
+``IntegrityError``: SDK errors are translated inside the provider module, with the SDK
+error kept as ``__cause__``. Cloud SDKs are imported only inside provider modules, and
+only when a store is opened, so describing a cloud costs nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Mapping
+
+from orchestrator.config import CloudConfig, StorageConfig
+from orchestrator.errors import CapabilityError, ConfigError
+
+__all__ = [
+    "ArtifactStore",
+    "Capability",
+    "ObjectInfo",
+    "Progress",
+    "Provider",
+    "UploadResult",
+]
+
+# Called with the number of bytes just transferred (may be called from SDK worker threads).
+Progress = Callable[[int], None]
+
+
+class Capability(str, enum.Enum):
+    """Things a cloud or an emulator may be unable to do. Add members for new concerns."""
+
+    OBJECT_STORE = "object-store"
+    # The service checks the checksum we send (Content-MD5, x-amz-checksum-*, crc32c) and
+    # rejects a corrupted upload itself, instead of mco comparing after the fact.
+    SERVER_VERIFIED_UPLOAD = "server-verified-upload"
+    # Large objects go up in parts or resumable chunks, so a failure resends one part.
+    MULTIPART_UPLOAD = "multipart-upload"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about one object. ``sha256`` is the digest mco recorded in its metadata."""
+
+    key: str
+    size: int
+    sha256: str | None = None
+    md5: str | None = None          # hex, when the service reports one for the whole object
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """One finished upload. ``verified`` names how: e.g. ``s3:etag-md5``, ``gcs:crc32c+md5``."""
+
+    key: str
+    size: int
+    verified: str
+
+
+class ArtifactStore(ABC):
+    """An object store holding keys under one bucket/container (or directory).
+
+    Keys are POSIX-style relative names; the caller (orchestrator/artifacts/layout.py)
+    builds and validates them, and every store checks again with ``check_key``.
+    """
+
+    cloud: str          # the configured cloud name, e.g. "aws"
+    endpoint: str       # where requests go, for messages (never with credentials)
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """A URI for people and logs: ``s3://bucket/key``, ``gs://…``, ``az://…``, ``file://…``."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """The object's size and recorded digests, or None if it does not exist."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, *, sha256: str, md5: str, size: int,
+                 progress: Progress | None = None) -> UploadResult:
+        """Upload ``path`` (multipart/resumable when large) and verify it with the cloud's checksum.
+
+        ``sha256`` is stored as object metadata (what idempotence compares); ``md5`` (hex)
+        is what the cloud's own checksum must match. A mismatch raises ``IntegrityError``.
+        """
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> UploadResult:
+        """Upload a small object in one request (manifests, indexes), verified like ``put_file``."""
+
+    @abstractmethod
+    def get_file(self, key: str, dest: Path, *, progress: Progress | None = None) -> int:
+        """Download to ``dest``; return the byte count. ``NotFound`` if the object is missing."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read a small object. ``NotFound`` if it is missing."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object; no error if it does not exist."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Keys that start with ``prefix``."""
+
+    @abstractmethod
+    def ensure_bucket(self) -> None:
+        """Create the bucket/container if missing (local stand-ins and tests; push never calls it)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> ArtifactStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def check_key(key: str) -> str:
+        """Refuse keys that could land outside the store's prefix (``..``, absolute, backslashes)."""
+        from orchestrator.artifacts.layout import check_relative_key
+
+        return check_relative_key(key)
+
+
+class Provider(ABC):
+    """One configured cloud: a light, stateless description plus factories for its interfaces.
+
+    Fixed facts are class constants a provider overrides. ``unsupported`` maps each
+    capability this cloud lacks to the reason; emulator gaps (which depend on the
+    endpoint) come from ``emulator_gaps``.
+    """
+
+    name: ClassVar[str]                 # aws | gcp | azure | local
+    display_name: ClassVar[str]
+    extra: ClassVar[str | None] = None  # pip extra holding the SDK, e.g. "aws"
+    sdk_package: ClassVar[str | None] = None
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
+
+    def __init__(self, cloud: str, config: CloudConfig, *, base_dir: Path | None = None) -> None:
+        self.cloud = cloud
+        self.config = config
+        self.base_dir = base_dir   # resolves relative paths in the config (the config file's directory)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.cloud!r})"
+
+    def storage_config(self) -> StorageConfig:
+        if self.config.storage is None:
+            raise ConfigError(f"cloud '{self.cloud}' has no storage section",
+                              hint=f"add clouds.{self.cloud}.storage: {{bucket: NAME}} to the config")
+        return self.config.storage
+
+    def emulator_gaps(self) -> Mapping[Capability, str]:
+        """Capabilities the configured endpoint (an emulator, say) lacks beyond ``unsupported``."""
+        return {}
+
+    def gaps(self) -> dict[Capability, str]:
+        return {**self.unsupported, **self.emulator_gaps()}
+
+    def supports(self, capability: Capability) -> bool:
+        return capability not in self.gaps()
+
+    def check(self, *needed: Capability) -> None:
+        """Raise one ``CapabilityError`` listing every needed capability this cloud lacks, and why."""
+        gaps = self.gaps()
+        missing = [f"{c.value}: {gaps[c]}" for c in needed if c in gaps]
+        if missing:
+            raise CapabilityError(f"{self.cloud} ({self.display_name}) cannot do what was asked:\n  "
+                                  + "\n  ".join(missing))
+
+    @abstractmethod
+    def artifact_store(self) -> ArtifactStore:
+        """The object store for this cloud's ``storage`` section. Imports the SDK."""

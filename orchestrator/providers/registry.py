@@ -1,0 +1,441 @@
+"""Container registries: ECR, Artifact Registry, ACR and local OCI registries, behind one interface.
+
+    ContainerRegistry (Protocol)   push an image, read a manifest digest, list the catalog
+    └── OCIRegistry                the OCI distribution API; pushes go through the Docker engine
+        auth adapters              none | basic (env var or 0600 file) | ecr (boto3 token)
+                                   | gcp (google-auth access token) | acr (admin user, or
+                                   azure-identity token exchanged for an ACR refresh token)
+
+Pushes report the manifest digest; everything downstream names the image as
+``REGISTRY/REPO/NAME@sha256:...``, never by a tag. Registry and SDK errors become
+``AccessDenied``, ``NotFound``, ``Throttled`` or ``Unreachable`` naming the cloud and the fix,
+and no message ever carries a password or token. Cloud SDKs are imported only inside the
+adapter that needs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generator, Iterator, Protocol
+
+import httpx
+
+from orchestrator.config import RegistryConfig
+from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
+from orchestrator.errors import (
+    AccessDenied,
+    ConfigError,
+    MissingExtraError,
+    NotFound,
+    ProviderError,
+    Throttled,
+    Unreachable,
+)
+
+__all__ = [
+    "ContainerRegistry",
+    "OCIRegistry",
+    "PushedImage",
+    "RegistryCredentials",
+    "registry_for",
+]
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+])
+ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"  # ACR's fixed user name for refresh tokens
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    username: str
+    password: str = field(repr=False)
+
+    def docker_auth(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password}
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    cloud: str
+    repository: str        # host/prefix/name
+    tag: str
+    digest: str            # sha256:... of the manifest
+    layers_pushed: int
+    layers_existing: int
+    seconds: float
+    bytes_sent: int = 0
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.ref, "image_repository": self.repository, "image_digest": self.digest,
+                "image_tag": self.tag, "layers_pushed": self.layers_pushed,
+                "layers_existing": self.layers_existing, "bytes_sent": self.bytes_sent,
+                "push_seconds": self.seconds, "transferred": self.layers_pushed > 0}
+
+
+class ContainerRegistry(Protocol):
+    """What mco needs from a cloud's container registry."""
+
+    cloud: str
+    host: str
+
+    def repository_for(self, name: str) -> str:
+        """``host/prefix/name``: where an image called ``name`` goes."""
+
+    def push(self, layout: ImageLayout, name: str, tag: str, progress: ProgressFn | None = None) -> PushedImage:
+        """Push an exported image (blobs + manifest); return the manifest digest.
+
+        Blobs the registry already has are not sent, so re-pushing transfers no layer."""
+
+    def manifest_digest(self, name: str, reference: str) -> str | None:
+        """The digest the registry holds for ``name:reference`` (tag or digest); None if absent."""
+
+    def catalog(self) -> list[str]:
+        """Repository names in the registry."""
+
+
+# ---------------------------------------------------------------- auth adapters
+
+def _read_secret_file(path: Path, cloud: str) -> str:
+    try:
+        mode = path.stat().st_mode & 0o777
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{cloud}: the registry password file {path} cannot be read ({exc.strerror})",
+                          hint="run `mco local up registries`, or fix clouds.<cloud>.registry.password_file") from None
+    if mode & 0o077:
+        raise ConfigError(f"{cloud}: the registry password file {path} is readable by others (mode {mode:o})",
+                          hint=f"chmod 600 {path}")
+    return value
+
+
+def _basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials | None:
+    username = (os.environ.get(cfg.username_env) if cfg.username_env else None) or cfg.username
+    password = os.environ.get(cfg.password_env) if cfg.password_env else None
+    if not password and cfg.password_file is not None:
+        path = cfg.password_file if cfg.password_file.is_absolute() or base_dir is None else base_dir / cfg.password_file
+        password = _read_secret_file(path, cloud)
+    if not username or not password:
+        where = " or ".join(filter(None, [f"${cfg.password_env}" if cfg.password_env else None,
+                                          "password_file" if cfg.password_file else None])) or "password_env"
+        raise ConfigError(f"{cloud}: the registry {cfg.url} uses basic auth but no "
+                          f"{'user name' if not username else 'password'} was found",
+                          hint=f"set username (or username_env) and {where} in clouds.{cloud}.registry")
+    return RegistryCredentials(username, password)
+
+
+def _ecr_credentials(cloud: str, cfg: RegistryConfig) -> RegistryCredentials:
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError as exc:
+        raise MissingExtraError("boto3", "aws", purpose="ECR login") from exc
+    match = re.match(r"^(\d+)\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com", cfg.url)
+    region = match.group(2) if match else None
+    try:
+        client = boto3.client("ecr", region_name=region)
+        data = client.get_authorization_token()["authorizationData"][0]
+    except NoCredentialsError as exc:
+        raise AccessDenied(f"{cloud}: no AWS credentials for the ECR login to {cfg.url}", cloud=cloud,
+                           hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise AccessDenied(f"{cloud}: ECR refused a login token ({code})", cloud=cloud,
+                           hint="the identity needs ecr:GetAuthorizationToken") from exc
+    except BotoCoreError as exc:
+        raise Unreachable(f"{cloud}: cannot reach ECR for a login token: {type(exc).__name__}", cloud=cloud,
+                          hint="check the network and the region in the registry URL") from exc
+    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return RegistryCredentials(username, password)
+
+
+def _gcp_credentials(cloud: str, cfg: RegistryConfig) -> RegistryCredentials:
+    try:
+        import google.auth
+        import google.auth.exceptions
+        import google.auth.transport.requests
+    except ImportError as exc:
+        raise MissingExtraError("google-auth", "gcp", purpose="Artifact Registry login") from exc
+    try:
+        creds, _project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        creds.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        raise AccessDenied(f"{cloud}: no Google credentials for the Artifact Registry login to {cfg.url}",
+                           cloud=cloud, hint="set GOOGLE_APPLICATION_CREDENTIALS, or "
+                                             "`gcloud auth application-default login`") from exc
+    except google.auth.exceptions.GoogleAuthError as exc:
+        raise AccessDenied(f"{cloud}: Google refused an access token: {type(exc).__name__}", cloud=cloud,
+                           hint="check the service account and its Artifact Registry Writer role") from exc
+    return RegistryCredentials("oauth2accesstoken", str(creds.token))
+
+
+def _acr_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:
+    if cfg.password_env or cfg.password_file:  # the admin user (or a token) given as basic auth
+        creds = _basic_credentials(cloud, cfg, base_dir)
+        assert creds is not None
+        return creds
+    try:
+        from azure.core.exceptions import ClientAuthenticationError
+        from azure.identity import DefaultAzureCredential
+    except ImportError as exc:
+        raise MissingExtraError("azure-identity", "azure", purpose="ACR login") from exc
+    try:
+        aad = DefaultAzureCredential().get_token("https://management.azure.com/.default")
+    except ClientAuthenticationError as exc:
+        raise AccessDenied(f"{cloud}: no Azure identity for the ACR login to {cfg.url}", cloud=cloud,
+                           hint="`az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET; "
+                                "or use the admin user via password_env") from exc
+    try:
+        resp = httpx.post(f"https://{cfg.url}/oauth2/exchange", timeout=30,
+                          data={"grant_type": "access_token", "service": cfg.url, "access_token": aad.token})
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"{cloud}: cannot reach {cfg.url} to exchange the Azure token: {type(exc).__name__}",
+                          cloud=cloud) from exc
+    if resp.status_code != 200:
+        raise AccessDenied(f"{cloud}: ACR refused the Azure token exchange (HTTP {resp.status_code})", cloud=cloud,
+                           hint="the identity needs the AcrPush role on the registry")
+    return RegistryCredentials(ACR_TOKEN_USER, str(resp.json()["refresh_token"]))
+
+
+# ---------------------------------------------------------------- distribution API auth
+
+class _RegistryAuth(httpx.Auth):
+    """Answer a registry's challenge: Basic, or the Bearer token flow (token endpoint with Basic)."""
+
+    def __init__(self, credentials: RegistryCredentials | None, verify: bool) -> None:
+        self._creds = credentials
+        self._verify = verify
+        self._header: str | None = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._header:
+            request.headers["Authorization"] = self._header
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = response.headers.get("www-authenticate", "")
+        scheme, _, params = challenge.partition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        basic = None
+        if self._creds:
+            raw = f"{self._creds.username}:{self._creds.password}".encode()
+            basic = "Basic " + base64.b64encode(raw).decode()
+        if scheme.lower() == "basic" and basic:
+            self._header = basic
+        elif scheme.lower() == "bearer" and fields.get("realm"):
+            query = {k: v for k, v in fields.items() if k in ("service", "scope")}
+            headers = {"Authorization": basic} if basic else {}
+            token_resp = httpx.get(fields["realm"], params=query, headers=headers, timeout=30, verify=self._verify)
+            if token_resp.status_code != 200:
+                return
+            body = token_resp.json()
+            self._header = f"Bearer {body.get('token') or body.get('access_token')}"
+        else:
+            return
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+# ---------------------------------------------------------------- the registry
+
+_UNREACHABLE = re.compile(r"connection refused|no such host|i/o timeout|dial tcp|connection reset|EOF|"
+                          r"server misbehaving|network is unreachable|context deadline exceeded", re.I)
+_DENIED = re.compile(r"unauthorized|authentication required|denied|forbidden|incorrect username|\b40[13]\b", re.I)
+_MISSING = re.compile(r"name unknown|repository .* not found|does not exist|NAME_UNKNOWN", re.I)
+_THROTTLED = re.compile(r"toomanyrequests|too many requests|429|rate limit", re.I)
+
+
+class OCIRegistry:
+    """A registry that speaks the OCI distribution API (all three clouds do, and so does docker-registry)."""
+
+    def __init__(self, cloud: str, cfg: RegistryConfig, *, base_dir: Path | None = None) -> None:
+        self.cloud = cloud
+        self.cfg = cfg
+        self.host = cfg.url.removeprefix("https://").removeprefix("http://").rstrip("/")
+        self.base_dir = base_dir
+        self._creds: RegistryCredentials | None = None
+        self._creds_loaded = False
+
+    def __repr__(self) -> str:
+        return f"OCIRegistry({self.cloud!r}, {self.host!r}, auth={self.cfg.auth!r})"
+
+    # -- naming
+    def repository_for(self, name: str) -> str:
+        prefix = self.cfg.repository.strip("/")
+        return f"{self.host}/{prefix}/{name}" if prefix else f"{self.host}/{name}"
+
+    def _path_for(self, name: str) -> str:
+        return self.repository_for(name).removeprefix(self.host + "/")
+
+    # -- auth
+    def credentials(self) -> RegistryCredentials | None:
+        if not self._creds_loaded:
+            auth = self.cfg.auth
+            if auth == "none":
+                self._creds = None
+            elif auth == "basic":
+                self._creds = _basic_credentials(self.cloud, self.cfg, self.base_dir)
+            elif auth == "ecr":
+                self._creds = _ecr_credentials(self.cloud, self.cfg)
+            elif auth == "gcp":
+                self._creds = _gcp_credentials(self.cloud, self.cfg)
+            elif auth == "acr":
+                self._creds = _acr_credentials(self.cloud, self.cfg, self.base_dir)
+            self._creds_loaded = True
+        return self._creds
+
+    def _scrub(self, text: str) -> str:
+        creds = self._creds
+        if creds and creds.password:
+            text = text.replace(creds.password, "***")
+        return text
+
+    def _auth_hint(self) -> str:
+        auth = self.cfg.auth
+        if auth == "basic":
+            where = " or ".join(filter(None, [f"${self.cfg.password_env}" if self.cfg.password_env else None,
+                                              str(self.cfg.password_file) if self.cfg.password_file else None]))
+            return f"check the user name and the password in {where or 'the configured secret'}"
+        return {"ecr": "check the AWS identity can push to ECR (ecr:*Layer*, ecr:PutImage)",
+                "gcp": "check the Google identity has Artifact Registry Writer on the repository",
+                "acr": "check the Azure identity has AcrPush on the registry",
+                "none": f"the registry wants credentials: set clouds.{self.cloud}.registry.auth"}[auth]
+
+    def _translate(self, message: str, *, during: str) -> ProviderError:
+        text = self._scrub(message.strip())
+        first = text.splitlines()[0][:300] if text else "unknown error"
+        where = f"{self.cloud}: {during} {self.host} failed: {first}"
+        if _THROTTLED.search(text):
+            return Throttled(where, cloud=self.cloud, hint="wait and push again")
+        if _DENIED.search(text):
+            return AccessDenied(where, cloud=self.cloud, hint=self._auth_hint())
+        if "server gave HTTP response to HTTPS client" in text:
+            return Unreachable(where, cloud=self.cloud,
+                               hint=f"{self.host} speaks plain HTTP: add it to the Docker engine's "
+                                    "insecure-registries (daemon.json) and set insecure_http: true")
+        if _UNREACHABLE.search(text):
+            return Unreachable(where, cloud=self.cloud,
+                               hint=f"is the registry running? check clouds.{self.cloud}.registry.url "
+                                    "(`mco local status registries` for the local ones)")
+        if _MISSING.search(text):
+            return NotFound(where, cloud=self.cloud,
+                            hint="create the repository first (the Pulumi stack does; ECR needs it)")
+        return ProviderError(where, cloud=self.cloud, hint="see the registry's log")
+
+    # -- distribution API (reads)
+    def _api(self) -> httpx.Client:
+        scheme = "http" if self.cfg.insecure_http else "https"
+        return httpx.Client(base_url=f"{scheme}://{self.host}", timeout=30, verify=True,
+                            auth=_RegistryAuth(self.credentials(), verify=True))
+
+    def _get(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            with self._api() as api:
+                resp = api.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._translate(f"{type(exc).__name__}: connection refused or timed out ({exc})",
+                                  during="reading from") from exc
+        if resp.status_code in (401, 403):
+            raise self._translate(f"HTTP {resp.status_code} unauthorized", during="reading from")
+        if resp.status_code == 429:
+            raise self._translate("HTTP 429 too many requests", during="reading from")
+        return resp
+
+    def manifest_digest(self, name: str, reference: str) -> str | None:
+        resp = self._get("HEAD", f"/v2/{self._path_for(name)}/manifests/{reference}",
+                         headers={"Accept": MANIFEST_TYPES})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._translate(f"HTTP {resp.status_code} for manifest {reference}", during="reading from")
+        return resp.headers.get("docker-content-digest")
+
+    def catalog(self) -> list[str]:
+        resp = self._get("GET", "/v2/_catalog", params={"n": 1000})
+        if resp.status_code != 200:
+            raise self._translate(f"HTTP {resp.status_code} for the catalog", during="reading from")
+        return list(resp.json().get("repositories") or [])
+
+    # -- push: blobs the registry lacks, then the manifest under a tag
+    def _upload_blob(self, api: httpx.Client, path: str, blob: Blob) -> bool:
+        """Send one blob unless the registry has it. Returns whether bytes were sent."""
+        head = api.head(f"/v2/{path}/blobs/{blob.digest}")
+        if head.status_code == 200:
+            return False
+        self._check(head, "checking a layer on", ok=(404,))
+        start = api.post(f"/v2/{path}/blobs/uploads/")
+        self._check(start, "starting an upload to", ok=(202,))
+        location = start.headers["location"]
+        # One PATCH with the whole blob, then PUT with the digest: every registry takes this.
+        with open(blob.path, "rb") as fh:
+            patch = api.patch(location, content=_file_chunks(fh),
+                              headers={"Content-Type": "application/octet-stream",
+                                       "Content-Length": str(blob.size)})
+        self._check(patch, "uploading a layer to", ok=(202, 204))
+        location = patch.headers.get("location", location)
+        sep = "&" if "?" in location else "?"
+        done = api.put(f"{location}{sep}digest={blob.digest}", headers={"Content-Length": "0"})
+        self._check(done, "finishing an upload to", ok=(201, 204))
+        return True
+
+    def _check(self, resp: httpx.Response, during: str, *, ok: tuple[int, ...]) -> None:
+        if resp.status_code in ok or resp.status_code in (200, 201, 202):
+            return
+        try:
+            errors = resp.json().get("errors") or []
+            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+        except ValueError:
+            detail = resp.text[:200]
+        raise self._translate(f"HTTP {resp.status_code} {detail}", during=during)
+
+    def push(self, layout: ImageLayout, name: str, tag: str, progress: ProgressFn | None = None) -> PushedImage:
+        started = time.perf_counter()
+        path = self._path_for(name)
+        sent = kept = sent_bytes = 0
+        try:
+            with self._api() as api:
+                for i, blob in enumerate(layout.layers):
+                    if progress:
+                        progress(f"layer {i + 1}/{len(layout.layers)} ({blob.size / 1e6:.1f} MB)")
+                    if self._upload_blob(api, path, blob):
+                        sent += 1
+                        sent_bytes += blob.size
+                    else:
+                        kept += 1
+                if self._upload_blob(api, path, layout.config):
+                    sent_bytes += layout.config.size
+                resp = api.put(f"/v2/{path}/manifests/{tag}", content=layout.manifest,
+                               headers={"Content-Type": MANIFEST_MEDIA_TYPE})
+                self._check(resp, "storing the manifest on", ok=(201,))
+        except httpx.HTTPError as exc:
+            raise self._translate(f"{type(exc).__name__}: connection refused or timed out ({exc})",
+                                  during="pushing to") from exc
+        held = resp.headers.get("docker-content-digest")
+        if held and held != layout.digest:
+            raise ProviderError(f"{self.cloud}: {self.host} stored the manifest as {held[:19]}…, "
+                                f"not {layout.digest[:19]}…", cloud=self.cloud, hint="see the registry's log")
+        return PushedImage(self.cloud, self.repository_for(name), tag, layout.digest, sent, kept,
+                           round(time.perf_counter() - started, 2), sent_bytes)
+
+
+def _file_chunks(fh: Any, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := fh.read(size):
+        yield chunk
+
+
+def registry_for(cloud: str, cfg: RegistryConfig, *, base_dir: Path | None = None) -> OCIRegistry:
+    """The registry for one cloud's config. ``base_dir`` resolves a relative ``password_file``."""
+    return OCIRegistry(cloud, cfg, base_dir=base_dir)

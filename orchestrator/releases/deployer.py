@@ -1,0 +1,530 @@
+"""Deploy a release to every cloud's cluster at once, watch it, record it, and roll it back.
+
+    deploy_release(...)    render -> server-side dry-run -> apply -> watch, per cloud in parallel;
+                           a cloud whose rollout fails goes back to its previous release
+                           (``auto_rollback``); the others are left alone.
+    rollback_release(...)  re-apply the recorded manifests of an earlier release: no rebuild,
+                           no push; recorded as a new release that points back.
+    plan_diff(...)         what ``--dry-run`` prints: live objects against a server-side dry-run.
+
+Both writers hold the service's ``DeployLock`` and write every state change to the
+``ReleaseStore`` as it happens, so the history stays consistent when a cluster dies
+mid-deploy (that cloud is recorded ``failed`` with the cause) or when mco itself dies
+(the next deploy marks the leftovers ``interrupted``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from orchestrator.errors import ClusterError, MCOError, ReleaseError, RolloutFailed
+from orchestrator.kube.render import ANNOTATION_RELEASE, ReleaseValues, render_release
+from orchestrator.kube.rollout import RolloutStatus, new_replicaset_hash, wait_for_rollout
+from orchestrator.releases.lock import DeployLock
+from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
+
+__all__ = [
+    "CloudTarget",
+    "DeployResult",
+    "DeploySettings",
+    "KubeTarget",
+    "ProgressFn",
+    "deploy_release",
+    "plan_diff",
+    "rollback_release",
+]
+
+Obj = dict[str, Any]
+ProgressFn = Callable[[str, str], None]  # (cloud, message)
+
+
+def _quiet(cloud: str, message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class CloudTarget:
+    """One cloud's cluster, and for a deploy the image its manifests reference."""
+
+    cloud: str
+    cluster: Any                      # orchestrator.config.ClusterConfig
+    overlay: str
+    image_ref: str | None = None      # REPO@sha256:... or sha256:<image id> (kind)
+    image_digest: str | None = None   # what the release records (registry digest, else image id)
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    replicas: int = 2
+    auto_rollback: bool = True
+    rollout_timeout_s: float = 300.0
+    readiness_grace_s: float = 60.0
+    poll_s: float = 1.0
+    lock_wait_s: float = 0.0
+    # mco owns these objects; taking over a field someone changed by hand is the point of a deploy.
+    force_conflicts: bool = True
+    run_as_user: int | None = None
+
+
+@dataclass
+class DeployResult:
+    release: Release
+    unchanged: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"release": self.release.number, "kind": self.release.kind,
+                               "status": self.release.status, "model_digest": self.release.model_digest}
+        if self.release.rollback_of is not None:
+            out["rollback_of"] = self.release.rollback_of
+        if self.unchanged:
+            out["unchanged"] = True
+        out["clouds"] = {name: _cloud_summary(c) for name, c in self.release.clouds.items()}
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+def _cloud_summary(cloud: CloudRelease) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": cloud.status, "image_digest": cloud.image_digest,
+                           "ready_replicas": cloud.ready_replicas, "endpoint": cloud.endpoint,
+                           "model_digest": cloud.model_digest}
+    for key in ("reason", "detail", "rolled_back_to", "source_release"):
+        value = getattr(cloud, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- one cluster
+
+
+def _deployment_of(objs: list[Obj]) -> Obj:
+    for obj in objs:
+        if obj["kind"] == "Deployment":
+            return obj
+    raise ReleaseError("the rendered objects hold no Deployment", hint="keep the Deployment in manifests/base")
+
+
+def _service_of(objs: list[Obj]) -> Obj | None:
+    return next((o for o in objs if o["kind"] == "Service"), None)
+
+
+class KubeTarget:
+    """Apply, diff and watch one release's objects on one cluster."""
+
+    def __init__(self, cloud: str, cluster: Any, *, client: Any = None) -> None:
+        from orchestrator.kube.client import KubeClient
+
+        self.cloud = cloud
+        self.cluster = cluster
+        self.client = client or KubeClient.for_cluster(cluster, name=f"{cloud} ({cluster.context})")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _namespace_exists(self, objs: list[Obj]) -> bool:
+        ns = next((o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"), None)
+        return ns is None or self.client.get("v1", "Namespace", ns) is not None
+
+    def dry_run(self, objs: list[Obj], *, force: bool) -> list[tuple[Obj, Obj | None, Obj | None]]:
+        """Server-side dry-run of every object: ``(planned, live, result)``.
+
+        When the namespace does not exist yet, the server cannot dry-run what goes into it;
+        those objects come back with ``result`` None (they are new, and the real apply creates
+        the namespace first).
+        """
+        ns_ok = self._namespace_exists(objs)
+        out = []
+        for obj in objs:
+            meta = obj["metadata"]
+            namespaced = obj["kind"] != "Namespace"
+            if namespaced and not ns_ok:
+                out.append((obj, None, None))
+                continue
+            live = self.client.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+            result = self.client.apply(obj, force=force, dry_run=True)
+            out.append((obj, live, result))
+        return out
+
+    def apply(self, objs: list[Obj], *, force: bool) -> None:
+        for obj in objs:
+            self.client.apply(obj, force=force, dry_run=False)
+
+    def _pods_of(self, dep: Obj) -> list[Obj]:
+        namespace = dep["metadata"]["namespace"]
+        labels = dep["spec"]["selector"].get("matchLabels", {})
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        rs_hash = new_replicaset_hash(dep, self.client.list("apps/v1", "ReplicaSet", namespace, label_selector=selector))
+        if rs_hash is None:
+            return []
+        return self.client.list("v1", "Pod", namespace, label_selector=f"{selector},pod-template-hash={rs_hash}")
+
+    def watch(self, objs: list[Obj], settings: DeploySettings, progress: ProgressFn,
+              cancelled: threading.Event | None = None) -> RolloutStatus:
+        dep = _deployment_of(objs)
+        name, namespace = dep["metadata"]["name"], dep["metadata"]["namespace"]
+
+        def fetch() -> Obj | None:
+            if cancelled is not None and cancelled.is_set():
+                raise RolloutFailed("mco stopped waiting for this cloud", reason="Timeout")
+            return self.client.get("apps/v1", "Deployment", name, namespace)
+
+        return wait_for_rollout(
+            fetch, self._pods_of, timeout_s=settings.rollout_timeout_s, poll_s=settings.poll_s,
+            readiness_grace_s=settings.readiness_grace_s,
+            on_progress=lambda st: progress(self.cloud, f"rolling out: {st.progress_line()}"),
+        )
+
+    def endpoint(self, objs: list[Obj]) -> str | None:
+        """The configured endpoint, else the load balancer's address once it has one."""
+        if self.cluster.endpoint:
+            return str(self.cluster.endpoint)
+        svc = _service_of(objs)
+        if svc is None:
+            return None
+        live = self.client.get("v1", "Service", svc["metadata"]["name"], svc["metadata"]["namespace"])
+        ingress = ((live or {}).get("status", {}).get("loadBalancer", {}) or {}).get("ingress") or []
+        if not ingress:
+            return None
+        host = ingress[0].get("hostname") or ingress[0].get("ip")
+        port = (svc["spec"].get("ports") or [{}])[0].get("port", 80)
+        return f"http://{host}" + ("" if port == 80 else f":{port}")
+
+    def live_summary(self, namespace: str, name: str) -> dict[str, Any]:
+        """What runs now, read from the cluster (for ``mco status``)."""
+        dep = self.client.get("apps/v1", "Deployment", name, namespace)
+        if dep is None:
+            return {"deployed": False}
+        annotations = dep["metadata"].get("annotations") or {}
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        status = dep.get("status") or {}
+        return {"deployed": True, "image": container.get("image"),
+                "model_digest": annotations.get("mco.dev/model-digest"),
+                "release_annotation": annotations.get(ANNOTATION_RELEASE),
+                "replicas": dep["spec"].get("replicas"), "ready_replicas": status.get("readyReplicas", 0) or 0}
+
+
+# ---------------------------------------------------------------- dry-run diff
+
+
+def plan_diff(targets: list[CloudTarget], model_digest: str, settings: DeploySettings, *,
+              release: int | None = None, manifests_dir: Any = None,
+              target_factory: Callable[[CloudTarget], KubeTarget] | None = None) -> dict[str, dict[str, Any]]:
+    """Per cloud: the unified diff between live objects and a server-side dry-run apply."""
+    from orchestrator.kube.client import diff_objects
+
+    factory = target_factory or (lambda t: KubeTarget(t.cloud, t.cluster))
+
+    def one(target: CloudTarget) -> dict[str, Any]:
+        objs = _render(target, model_digest, settings, release, manifests_dir)
+        kube = factory(target)
+        try:
+            results = kube.dry_run(objs, force=settings.force_conflicts)
+        except MCOError as exc:
+            return {"error": exc.message}
+        finally:
+            kube.close()
+        diffs, changed = [], 0
+        for planned, live, result in results:
+            label = f"{planned['kind']}/{planned['metadata']['name']}"
+            text = diff_objects(live, result if result is not None else planned, label=label)
+            if text:
+                changed += 1
+                diffs.append(text)
+        return {"changed_objects": changed, "objects": len(objs), "diff": "".join(diffs)}
+
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        futures = {t.cloud: pool.submit(one, t) for t in targets}
+        return {cloud: fut.result() for cloud, fut in futures.items()}
+
+
+# ---------------------------------------------------------------- deploy / rollback
+
+
+def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, release: int | None,
+            manifests_dir: Any) -> list[Obj]:
+    if target.image_ref is None:
+        raise ReleaseError(f"no image for {target.cloud}", hint="package and push the bundle first")
+    values = ReleaseValues(
+        image=target.image_ref, model_digest=model_digest, replicas=settings.replicas,
+        namespace=target.cluster.namespace, node_port=target.cluster.node_port, cloud=target.cloud,
+        release=release, run_as_user=settings.run_as_user,
+    )
+    return render_release(target.overlay, values, manifests_dir=manifests_dir)
+
+
+_UNREACHABLE_WORDS = ("cannot reach", "connection refused", "timed out", "host not found", "Connection reset",
+                      "Max retries exceeded", "RemoteDisconnected")
+
+
+class _Run:
+    """The per-cloud workers of one release, writing their progress to the store."""
+
+    def __init__(self, store: ReleaseStore, number: int, settings: DeploySettings, progress: ProgressFn,
+                 target_factory: Callable[[CloudTarget], KubeTarget]) -> None:
+        self.store = store
+        self.number = number
+        self.settings = settings
+        self.progress = progress
+        self.factory = target_factory
+        self.cancelled: dict[str, threading.Event] = {}
+        self._write = threading.Lock()
+
+    def record(self, cloud: str, **fields: Any) -> None:
+        # After mco gave up on a cloud (overall timeout), a late answer must not overwrite the verdict.
+        with self._write:
+            if self.cancelled.get(cloud, threading.Event()).is_set():
+                return
+            self.store.update_cloud(self.number, cloud, **fields)
+
+    def roll_out(self, target: CloudTarget, objs: list[Obj], *, fallback: CloudRelease | None) -> None:
+        cloud = target.cloud
+        self.record(cloud, status="applying")
+        kube: KubeTarget | None = None
+        stage = "connect"
+        try:
+            kube = self.factory(target)
+            stage = "dry-run"
+            self.progress(cloud, "server-side dry-run")
+            kube.dry_run(objs, force=self.settings.force_conflicts)
+            stage = "apply"
+            self.progress(cloud, f"applying {len(objs)} objects")
+            kube.apply(objs, force=self.settings.force_conflicts)
+            stage = "rollout"
+            state = kube.watch(objs, self.settings, self.progress, self.cancelled.get(cloud))
+            endpoint = kube.endpoint(objs)
+            self.record(cloud, status="deployed", ready_replicas=state.ready, endpoint=endpoint)
+            self.progress(cloud, f"deployed: {state.ready}/{state.replicas} ready")
+        except RolloutFailed as exc:
+            self.progress(cloud, f"failed: {exc.reason}")
+            self._fail(target, kube, reason=exc.reason, detail=exc.message, fallback=fallback)
+        except MCOError as exc:
+            unreachable = stage == "connect" or any(w in exc.message for w in _UNREACHABLE_WORDS)
+            reason = "ClusterUnreachable" if unreachable else f"{stage.replace('-', ' ').title().replace(' ', '')}Failed"
+            self.progress(cloud, f"failed: {reason}")
+            # The cluster refused or vanished: a rollback would meet the same cluster; say so instead.
+            self.record(cloud, status="failed", reason=reason, detail=exc.message)
+        except Exception as exc:  # a bug or library surprise must still leave a consistent record
+            self.progress(cloud, f"failed: {type(exc).__name__}")
+            self.record(cloud, status="failed", reason="Error", detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            if kube is not None:
+                kube.close()
+
+    def _fail(self, target: CloudTarget, kube: KubeTarget | None, *, reason: str, detail: str,
+              fallback: CloudRelease | None) -> None:
+        cloud = target.cloud
+        if fallback is None or kube is None:
+            why = "automatic rollback is off" if not self.settings.auto_rollback else \
+                "there is no earlier release on this cloud to go back to"
+            self.record(cloud, status="failed", reason=reason, detail=f"{detail} ({why})")
+            return
+        self.progress(cloud, f"rolling back to release {fallback.release}")
+        try:
+            kube.apply(fallback.manifests, force=self.settings.force_conflicts)
+            state = kube.watch(fallback.manifests, self.settings, self.progress, self.cancelled.get(cloud))
+        except MCOError as exc:
+            self.record(cloud, status="failed", reason=reason,
+                        detail=f"{detail}; automatic rollback to release {fallback.release} failed too: {exc.message}")
+            self.progress(cloud, f"failed: {reason}; rollback failed")
+            return
+        self.record(cloud, status="rolled_back", reason=reason, detail=detail, rolled_back_to=fallback.release,
+                    ready_replicas=state.ready, endpoint=kube.endpoint(fallback.manifests))
+        self.progress(cloud, f"rolled back to release {fallback.release} ({reason})")
+
+    def run_all(self, jobs: dict[str, Callable[[], None]], overall_timeout_s: float) -> None:
+        for cloud in jobs:
+            self.cancelled[cloud] = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=max(1, len(jobs)), thread_name_prefix="mco-deploy")
+        futures = {cloud: pool.submit(job) for cloud, job in jobs.items()}
+        deadline = time.monotonic() + overall_timeout_s
+        for cloud, fut in futures.items():
+            try:
+                fut.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                with self._write:
+                    self.store.update_cloud(self.number, cloud, status="failed", reason="Timeout",
+                                            detail=f"no answer from the cluster within {overall_timeout_s:.0f} s")
+                    self.cancelled[cloud].set()
+                self.progress(cloud, "failed: Timeout")
+        # Do not wait for a hung worker: its cloud is already recorded as failed.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _overall_timeout(settings: DeploySettings) -> float:
+    # a rollout, a possible automatic rollback, and the API calls around them
+    return settings.rollout_timeout_s * 2 + 120.0
+
+
+def _default_factory(target: CloudTarget) -> KubeTarget:
+    return KubeTarget(target.cloud, target.cluster)
+
+
+def _without_release(objs: list[Obj]) -> list[Obj]:
+    import copy
+
+    out = copy.deepcopy(objs)
+    for obj in out:
+        (obj["metadata"].get("annotations") or {}).pop(ANNOTATION_RELEASE, None)
+    return out
+
+
+def deploy_release(
+    store: ReleaseStore,
+    lock: DeployLock,
+    targets: list[CloudTarget],
+    *,
+    model_digest: str,
+    settings: DeploySettings,
+    bundle_ref: str | None = None,
+    gate_forced: bool = False,
+    gate_summary: str | None = None,
+    manifests_dir: Any = None,
+    progress: ProgressFn = _quiet,
+    target_factory: Callable[[CloudTarget], KubeTarget] = _default_factory,
+    failed_before_apply: dict[str, tuple[str, str]] | None = None,
+) -> DeployResult:
+    """Render, apply and watch ``targets`` in parallel under ``lock``; return the recorded release.
+
+    ``failed_before_apply`` names clouds that could not be prepared (``{cloud: (reason,
+    detail)}``, e.g. the image could not be loaded): they are recorded as failed, untouched.
+
+    When every cloud already runs exactly these objects, no new release is recorded: the
+    objects are re-applied (a server-side apply that changes nothing) and the current
+    release is returned with ``unchanged``.
+    """
+    if not targets:
+        raise ReleaseError("no cloud to deploy to", hint="configure clouds.<name>.cluster, or check --clouds")
+    model_digest = model_digest.removeprefix("sha256:")
+    with lock:
+        store.recover_interrupted()
+        current = {t.cloud: store.current(t.cloud) for t in targets}
+        fallbacks = {c: (cur if settings.auto_rollback else None) for c, cur in current.items()}
+
+        failed_before_apply = failed_before_apply or {}
+        # A no-op redeploy: same objects as what already runs on every cloud.
+        same = not failed_before_apply and all(cur is not None and _without_release(cur.manifests)
+                   == _without_release(_render(t, model_digest, settings, cur.release, manifests_dir))
+                   for t, cur in ((t, current[t.cloud]) for t in targets))
+        if same:
+            release_numbers = {cur.release for cur in current.values() if cur is not None}
+            return _reapply_unchanged(store, targets, current, release_numbers, settings, progress, target_factory)
+
+        number = store.latest_number() + 1
+        rendered = {t.cloud: _render(t, model_digest, settings, number, manifests_dir) for t in targets}
+        plans = {t.cloud: CloudPlan(model_digest=model_digest, image_ref=str(t.image_ref), image_digest=t.image_digest,
+                                    overlay=t.overlay, replicas=settings.replicas, manifests=rendered[t.cloud],
+                                    endpoint=t.cluster.endpoint)
+                 for t in targets}
+        got = store.begin(kind="deploy", model_digest=model_digest, bundle_ref=bundle_ref, gate_forced=gate_forced,
+                          gate_summary=gate_summary, clouds=plans)
+        if got != number:  # cannot happen under the lock; a release number is a promise in the manifests
+            raise ReleaseError(f"release number moved from {number} to {got} while holding the lock")
+        run = _Run(store, number, settings, progress, target_factory)
+        for cloud, (reason, detail) in failed_before_apply.items():
+            run.record(cloud, status="failed", reason=reason, detail=detail)
+        run.run_all({t.cloud: (lambda t=t: run.roll_out(t, rendered[t.cloud], fallback=fallbacks[t.cloud]))
+                     for t in targets if t.cloud not in failed_before_apply}, _overall_timeout(settings))
+        return DeployResult(store.finish(number))
+
+
+def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], current: dict[str, CloudRelease | None],
+                       release_numbers: set[int], settings: DeploySettings, progress: ProgressFn,
+                       target_factory: Callable[[CloudTarget], KubeTarget]) -> DeployResult:
+    """Re-apply what runs (repairs drift) and confirm it is ready; record nothing new."""
+    errors: dict[str, str] = {}
+
+    def one(target: CloudTarget) -> None:
+        cur = current[target.cloud]
+        assert cur is not None
+        kube = target_factory(target)
+        try:
+            progress(target.cloud, "unchanged: re-applying")
+            kube.apply(cur.manifests, force=settings.force_conflicts)
+            state = kube.watch(cur.manifests, settings, progress)
+            progress(target.cloud, f"unchanged: {state.ready}/{state.replicas} ready")
+        except MCOError as exc:
+            errors[target.cloud] = exc.message
+            progress(target.cloud, "failed")
+        finally:
+            kube.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        list(pool.map(one, targets))
+    if errors:
+        raise ClusterError("the clouds already run this release, but re-applying it failed: "
+                           + "; ".join(f"{c}: {m}" for c, m in sorted(errors.items())),
+                           hint="check those clusters, then deploy again")
+    latest = max(release_numbers)
+    release = store.get(latest)
+    # Show what runs on each target cloud (they may be on different releases of the same objects).
+    clouds = {t.cloud: current[t.cloud] for t in targets}
+    shown = Release(**{**release.__dict__, "clouds": {c: v for c, v in clouds.items() if v is not None}})
+    return DeployResult(shown, unchanged=True, notes=["every cloud already runs these objects; no new release"])
+
+
+def rollback_release(
+    store: ReleaseStore,
+    lock: DeployLock,
+    clusters: dict[str, tuple[Any, str]],
+    *,
+    to: int | None,
+    settings: DeploySettings,
+    progress: ProgressFn = _quiet,
+    target_factory: Callable[[CloudTarget], KubeTarget] = _default_factory,
+) -> DeployResult:
+    """Re-apply recorded manifests: of release ``to``, or per cloud of the release before its current one.
+
+    ``clusters`` maps cloud -> (ClusterConfig, overlay). Records a ``rollback`` release
+    pointing back at its source. No image is built or pushed.
+    """
+    if not clusters:
+        raise ReleaseError("no cloud to roll back", hint="check --clouds and the clouds' cluster config")
+    with lock:
+        store.recover_interrupted()
+        sources: dict[str, CloudRelease] = {}
+        if to is not None:
+            target_release = store.get(to)
+            for cloud in clusters:
+                rec = target_release.clouds.get(cloud)
+                if rec is None:
+                    raise ReleaseError(f"release {to} was not deployed to {cloud}",
+                                       hint=f"release {to} covers: {', '.join(target_release.clouds) or 'no cloud'}; "
+                                            "pass --clouds to choose")
+                sources[cloud] = rec
+        else:
+            for cloud in clusters:
+                cur = store.current(cloud)
+                if cur is None:
+                    raise ReleaseError(f"{cloud} has no deployed release to roll back from",
+                                       hint="deploy first, or pass --clouds without it")
+                prev = store.previous(cloud, before=cur.release)
+                if prev is None:
+                    raise ReleaseError(f"{cloud} runs release {cur.release}, and there is no earlier deployed release",
+                                       hint="pass --to N to choose one from `mco history`")
+                sources[cloud] = prev
+        digests = {s.model_digest for s in sources.values()}
+        source_numbers = {s.release for s in sources.values()}
+        plans = {cloud: CloudPlan(model_digest=src.model_digest, image_ref=src.image_ref, image_digest=src.image_digest,
+                                  overlay=src.overlay, replicas=src.replicas, manifests=src.manifests,
+                                  endpoint=clusters[cloud][0].endpoint, source_release=src.release)
+                 for cloud, src in sources.items()}
+        number = store.begin(kind="rollback", model_digest=digests.pop() if len(digests) == 1 else "mixed",
+                             rollback_of=to if to is not None else (min(source_numbers) if len(source_numbers) == 1 else None),
+                             clouds=plans)
+        # A rollback that fails is not rolled back again: the cloud is reported failed with its reason.
+        no_auto = DeploySettings(**{**settings.__dict__, "auto_rollback": False})
+        run = _Run(store, number, no_auto, progress, target_factory)
+        jobs = {}
+        for cloud, src in sources.items():
+            cluster, overlay = clusters[cloud]
+            target = CloudTarget(cloud, cluster, overlay, image_ref=src.image_ref, image_digest=src.image_digest)
+            jobs[cloud] = (lambda t=target, s=src: run.roll_out(t, s.manifests, fallback=None))
+        run.run_all(jobs, _overall_timeout(settings))
+        return DeployResult(store.finish(number))

@@ -1,0 +1,63 @@
+"""Where the router's targets and admin token come from.
+
+Targets: ``router.targets`` in mco.yaml, plus every cloud in ``clouds:`` whose cluster
+has an ``endpoint`` (the cloud's ``priority`` and ``pricing_key`` carry over). A name in
+``router.targets`` wins over the cloud of the same name.
+
+Token: ``$MCO_ROUTER_TOKEN`` (or the variable ``router.token_env`` names), else the file
+``router.token_file``. It is compared in constant time and never printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from orchestrator.config import MCOConfig, RouterConfig, RouterTargetConfig
+from orchestrator.errors import ConfigError
+
+__all__ = ["ensure_token_file", "read_token", "router_config_with_targets", "targets_from_config"]
+
+
+def targets_from_config(cfg: MCOConfig) -> list[RouterTargetConfig]:
+    targets = list(cfg.router.targets)
+    named = {t.name for t in targets}
+    for name, cloud in cfg.clouds.items():
+        if name in named or cloud.cluster is None or not cloud.cluster.endpoint:
+            continue
+        targets.append(RouterTargetConfig(name=name, url=cloud.cluster.endpoint, priority=cloud.priority,
+                                          pricing_key=cloud.pricing_key))
+    return targets
+
+
+def router_config_with_targets(cfg: MCOConfig) -> RouterConfig:
+    return cfg.router.model_copy(update={"targets": targets_from_config(cfg)})
+
+
+def read_token(cfg: RouterConfig, *, base: Path | None = None) -> str | None:
+    value = os.environ.get(cfg.token_env)
+    if value:
+        return value.strip()
+    if cfg.token_file is not None:
+        path = cfg.token_file if cfg.token_file.is_absolute() or base is None else base / cfg.token_file
+        try:
+            return path.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the router token file {path}: {exc.strerror}",
+                              hint=f"create it, or set ${cfg.token_env}") from None
+    return None
+
+
+def ensure_token_file(path: Path) -> str:
+    """Return the token in ``path``, creating a random one (mode 0600) if it is missing."""
+    if path.is_file():
+        token = path.read_text().strip()
+        if token:
+            return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token

@@ -1,0 +1,134 @@
+"""Fixtures for tests against the three local kind clusters (real nodes, real pods).
+
+``local_clusters`` brings mco-aws, mco-gcp and mco-azure up when they are not running
+(``make setup`` must have built kind and the node image) and deletes them again at the end
+of the session unless they were already running before it, or MCO_KEEP_CLUSTERS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from orchestrator.local.base import CLOUDS, LocalContext
+from orchestrator.local.clusters import NODE_PORT, ClusterStandIn, kubectl_binary, load_image
+
+E2E_NAMESPACE = "mco-e2e-clusters"
+APP = "e2e-model"
+
+
+def kubectl(context: str, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([kubectl_binary(), "--context", context, *args], input=input, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def local_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
+    """``{cloud: status row}`` for three Ready clusters."""
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("the Docker engine is not running; run `make setup`")
+    ctx = LocalContext(config_path=tmp_path_factory.mktemp("clusters") / "mco.local.yaml")
+    stand_in = ClusterStandIn()
+    already = all(row["state"] == "ready" for row in stand_in.status(ctx))
+    stand_in.up(ctx)
+    rows = {row["cloud"]: row for row in stand_in.status(ctx)}
+    yield rows
+    if not already and os.environ.get("MCO_KEEP_CLUSTERS") != "1":
+        stand_in.down(ctx)
+
+
+@pytest.fixture(scope="session")
+def model_image(digits_bundle: Any, local_clusters: dict[str, dict[str, Any]]) -> str:
+    """The model image (from `mco package`), loaded into every cluster with `kind load`."""
+    from orchestrator.packaging.build import build_image
+
+    built = build_image(digits_bundle.path, show_progress=False)
+    load_image(built.image, CLOUDS)
+    return built.image
+
+
+def _manifests(image: str) -> str:
+    labels = {"app": APP}
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": E2E_NAMESPACE}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": APP, "namespace": E2E_NAMESPACE},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                      "name": "model", "image": image, "imagePullPolicy": "Never",
+                      "ports": [{"containerPort": 8080}],
+                      "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+                      "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 2},
+                      "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+                  }]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": E2E_NAMESPACE},
+         "spec": {"type": "NodePort", "selector": labels,
+                  "ports": [{"port": 8080, "targetPort": 8080, "nodePort": NODE_PORT}]}},
+    ]
+    return "\n---\n".join(json.dumps(o) for o in objects)
+
+
+def wait_available(context: str, *, timeout: float = 240) -> None:
+    proc = kubectl(context, "-n", E2E_NAMESPACE, "wait", f"deployment/{APP}", "--for=condition=Available",
+                   f"--timeout={int(timeout)}s", timeout=timeout + 30)
+    assert proc.returncode == 0, f"{context}: deployment not Available: {proc.stderr or proc.stdout}"
+
+
+def predict(endpoint: str, *, timeout: float = 5) -> httpx.Response:
+    return httpx.post(f"{endpoint}/v1/predict", json={"instances": [[0.0] * 64, [8.0] * 64]}, timeout=timeout)
+
+
+def wait_predict(endpoint: str, *, timeout: float = 120) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | str = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            resp = predict(endpoint)
+            if resp.status_code == 200:
+                return resp
+            last = f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(1)
+    raise AssertionError(f"{endpoint}/v1/predict did not answer within {timeout:.0f} s: {last}")
+
+
+@pytest.fixture(scope="session")
+def model_deployments(local_clusters: dict[str, dict[str, Any]], model_image: str) -> Iterator[dict[str, dict[str, Any]]]:
+    """A Deployment + NodePort Service of the model image in every cluster, Available."""
+    for row in local_clusters.values():
+        proc = kubectl(row["context"], "apply", "-f", "-", input=_manifests(model_image))
+        assert proc.returncode == 0, proc.stderr
+    for row in local_clusters.values():
+        wait_available(row["context"])
+    yield local_clusters
+    for row in local_clusters.values():
+        kubectl(row["context"], "delete", "namespace", E2E_NAMESPACE, "--wait=false")
+
+
+def node_started_after(context: str, since: float) -> bool:
+    """True when the model container that is ready now started after ``since`` (epoch seconds)."""
+    proc = kubectl(context, "-n", E2E_NAMESPACE, "get", "pods", "-l", f"app={APP}", "-o", "json")
+    if proc.returncode != 0:
+        return False
+    from datetime import datetime
+
+    for pod in json.loads(proc.stdout)["items"]:
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            started = status.get("state", {}).get("running", {}).get("startedAt")
+            if status.get("ready") and started:
+                if datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() >= since - 1:
+                    return True
+    return False
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]

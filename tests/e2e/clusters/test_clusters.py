@@ -1,0 +1,92 @@
+"""The three local kind clusters: real nodes, real pods of the model image, reachable from the host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.local.base import LocalContext
+from orchestrator.local.clusters import NODE_PORT, node_container
+from orchestrator.local.hostcompat import KUBELET_SYSCTLS, SysctlGuard
+
+from .conftest import kubectl, node_started_after, predict, repo_root, wait_available, wait_predict
+
+pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow]
+
+
+def test_each_cluster_has_one_ready_node_of_our_kubernetes_version(local_clusters: dict[str, dict[str, Any]]) -> None:
+    for cloud, row in local_clusters.items():
+        proc = kubectl(row["context"], "get", "nodes", "-o", "json")
+        assert proc.returncode == 0, proc.stderr
+        (node,) = json.loads(proc.stdout)["items"]
+        assert node["metadata"]["name"] == node_container(cloud)
+        ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True"
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.4"
+
+
+def test_status_json_lists_the_three_clusters(local_clusters: dict[str, dict[str, Any]]) -> None:
+    mco = str(Path(sys.executable).parent / "mco")
+    proc = subprocess.run([mco, "local", "status", "clusters", "--output", "json"], capture_output=True,
+                          text=True, timeout=120, cwd=repo_root())
+    assert proc.returncode == 0, proc.stderr
+    items = {i["name"]: i for i in json.loads(proc.stdout)["items"]}
+    assert set(items) == {"mco-aws", "mco-gcp", "mco-azure"}
+    ports = set()
+    for name, item in items.items():
+        assert item["state"] == "ready"
+        assert item["context"] == f"kind-{name}"
+        assert item["node_port"] == NODE_PORT
+        assert item["endpoint"] == f"http://127.0.0.1:{item['host_port']}"
+        ports.add(item["host_port"])
+    assert len(ports) == 3, "every cluster needs its own host port"
+
+
+def test_the_model_image_serves_predictions_in_every_cluster(model_deployments: dict[str, dict[str, Any]]) -> None:
+    digests = set()
+    for row in model_deployments.values():
+        resp = wait_predict(row["endpoint"], timeout=60)
+        body = resp.json()
+        assert len(body["predictions"]) == 2
+        assert all(abs(sum(p) - 1.0) < 1e-3 for p in body["probabilities"])
+        digests.add(body["model_digest"])
+    assert len(digests) == 1, "all three clusters run the same bundle"
+
+
+def test_host_sysctls_are_untouched_by_kubelet(local_clusters: dict[str, dict[str, Any]]) -> None:
+    # `up` recorded the host's values before any kubelet ran; three kubelets have run since.
+    recorded = SysctlGuard(LocalContext().dir_for("clusters"))
+    assert recorded.path.is_file()
+    assert set(json.loads(recorded.path.read_text())) == set(KUBELET_SYSCTLS)
+    assert recorded.changed() == {}, "a kubelet changed host sysctls (the node entrypoint should shadow them)"
+
+
+def test_a_stopped_node_comes_back_by_itself(model_deployments: dict[str, dict[str, Any]]) -> None:
+    row = model_deployments["aws"]
+    container = node_container("aws")
+    subprocess.run(["docker", "stop", "-t", "5", container], check=True, capture_output=True, timeout=60)
+    try:
+        with pytest.raises(httpx.HTTPError):
+            predict(row["endpoint"], timeout=3)
+        assert kubectl(row["context"], "get", "nodes", "--request-timeout=3s", timeout=20).returncode != 0
+    finally:
+        started = time.time()
+        subprocess.run(["docker", "start", container], check=True, capture_output=True, timeout=60)
+    # The node's entrypoint restarts containerd and kubelet; kubelet restarts the static
+    # control plane and the model pod. Nothing else is done here.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and kubectl(row["context"], "get", "nodes", "--request-timeout=3s",
+                                                  timeout=20).returncode != 0:
+        time.sleep(2)
+    wait_available(row["context"], timeout=max(10, deadline - time.monotonic()))
+    while time.monotonic() < deadline and not node_started_after(row["context"], started):
+        time.sleep(2)
+    assert node_started_after(row["context"], started), "no model container started after the node came back"
+    wait_predict(row["endpoint"], timeout=max(10, deadline - time.monotonic()))

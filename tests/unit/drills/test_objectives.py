@@ -1,0 +1,118 @@
+"""Drill measures and objectives, computed from synthetic client records and router events."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.drills.objectives import Objectives, check_objectives, failback_time, measure, recovery_time
+from orchestrator.drills.traffic import RequestRecord
+from orchestrator.errors import ConfigError
+
+FAULT = 100.0
+REPAIR = 105.0
+
+
+def steady(start: float, end: float, cloud: str, *, rate: int = 100, latency: float = 0.002) -> list[RequestRecord]:
+    n = int((end - start) * rate)
+    return [RequestRecord(start + i / rate, latency, 200, cloud) for i in range(n)]
+
+
+def outage_records() -> list[RequestRecord]:
+    """aws serves, is killed at FAULT; gcp takes over after 0.3 s of errors; aws is back at 106."""
+    recs = steady(97.0, FAULT, "aws")
+    recs += [RequestRecord(FAULT + i / 100, 0.001, 0, None, "connect refused") for i in range(30)]
+    recs += steady(FAULT + 0.3, 106.0, "gcp")
+    recs += steady(106.0, 108.0, "aws")
+    return recs
+
+
+def test_recovery_time_ends_with_the_last_failed_request() -> None:
+    rto = recovery_time(outage_records(), fault=FAULT, until=REPAIR, faulted="aws", slow_s=1.0)
+    assert rto == pytest.approx(0.29 + 0.001, abs=1e-6)
+
+
+def test_recovery_time_without_damage_is_the_first_answer_from_elsewhere() -> None:
+    recs = steady(97.0, FAULT, "aws") + steady(FAULT, 106.0, "gcp", latency=0.004)
+    assert recovery_time(recs, fault=FAULT, until=REPAIR, faulted="aws", slow_s=1.0) == pytest.approx(0.004)
+
+
+def test_slow_answers_and_answers_from_the_broken_cloud_are_not_recovered() -> None:
+    recs = steady(97.0, FAULT + 0.5, "aws")  # still answered by aws after the fault mark
+    recs += [RequestRecord(FAULT + 0.6, 2.5, 200, "gcp")]  # slower than the 1 s threshold
+    recs += steady(FAULT + 0.7, 106.0, "gcp")
+    rto = recovery_time(recs, fault=FAULT, until=REPAIR, faulted="aws", slow_s=1.0)
+    assert rto == pytest.approx(0.6 + 2.5)
+
+
+def test_no_recovery_before_the_repair_is_none() -> None:
+    recs = steady(97.0, FAULT, "aws") + [RequestRecord(FAULT + i / 10, 0.0, 0, None, "x") for i in range(50)]
+    assert recovery_time(recs, fault=FAULT, until=REPAIR, faulted="aws", slow_s=1.0) is None
+
+
+def test_failback_is_the_first_answer_from_the_repaired_cloud() -> None:
+    assert failback_time(outage_records(), [], fault=FAULT, repair=REPAIR, faulted="aws", start=97.0) == \
+        pytest.approx(1.002)
+
+
+def test_failback_of_a_cloud_without_traffic_comes_from_the_router_readmission() -> None:
+    recs = steady(97.0, 108.0, "gcp")
+    events = [{"ts": 103.0, "kind": "health_up", "target": "aws"},  # before the repair: ignored
+              {"ts": 107.5, "kind": "readmission", "target": "aws"},
+              {"ts": 106.0, "kind": "health_up", "target": "azure"}]
+    assert failback_time(recs, events, fault=FAULT, repair=REPAIR, faulted="aws", start=97.0) == pytest.approx(2.5)
+    assert failback_time(recs, [], fault=FAULT, repair=REPAIR, faulted="aws", start=97.0) is None
+
+
+def test_measure_counts_errors_by_kind_and_answers_by_cloud() -> None:
+    events = [{"ts": FAULT + 0.05, "kind": "ejection", "target": "aws"}]
+    m = measure(outage_records(), events, start=97.0, fault=FAULT, repair=REPAIR, end=108.0, faulted="aws",
+                objectives=Objectives())
+    assert m.client_errors == 30 and m.errors_by_kind == {"connect refused": 30}
+    assert m.served_by["aws"] == 500 and m.served_by["gcp"] == 570
+    assert m.detection_seconds == pytest.approx(0.05)
+    assert m.share_after_fault == {"gcp": 1.0} and m.traffic_moved is True
+    assert m.latency_ms["p50"] == pytest.approx(2.0)
+
+
+def test_self_healing_counts_the_restarted_cloud_as_recovered() -> None:
+    recs = steady(97.0, FAULT, "aws") + steady(FAULT, FAULT + 1, "gcp") + steady(FAULT + 1, 104, "aws")
+    m = measure(recs, [], start=97.0, fault=FAULT, repair=FAULT, end=104.0, faulted="aws",
+                objectives=Objectives(), self_healing=True)
+    assert m.rto_seconds == pytest.approx(0.002)
+    assert m.failback_seconds == pytest.approx(1.002)
+
+
+def test_checks_name_every_missed_objective() -> None:
+    m = measure(outage_records(), [], start=97.0, fault=FAULT, repair=REPAIR, end=108.0, faulted="aws",
+                objectives=Objectives())
+    checks = check_objectives(m, Objectives(max_rto_s=0.001, max_errors=0, max_failback_s=30))
+    by_name = {c.objective: c for c in checks}
+    assert not by_name["rto"].passed and "0.291 s" in by_name["rto"].message
+    assert not by_name["client_errors"].passed and "30 client errors" in by_name["client_errors"].message
+    assert by_name["failback"].passed
+    relaxed = check_objectives(m, Objectives(max_rto_s=1, max_errors=30, max_failback_s=2))
+    assert all(c.passed for c in relaxed)
+
+
+def test_never_recovering_misses_rto() -> None:
+    m = measure(steady(97.0, FAULT, "aws"), [], start=97.0, fault=FAULT, repair=REPAIR, end=108.0, faulted="aws",
+                objectives=Objectives())
+    (check,) = check_objectives(m, Objectives(max_rto_s=10))
+    assert check.passed is False and "never recovered" in check.message
+
+
+def test_traffic_move_expectations() -> None:
+    recs = steady(97.0, FAULT, "aws") + steady(FAULT, 110.0, "aws", latency=0.08)  # stays on the slow cloud
+    m = measure(recs, [], start=97.0, fault=FAULT, repair=108.0, end=110.0, faulted="aws", objectives=Objectives())
+    assert m.traffic_moved is False
+    assert check_objectives(m, Objectives(expect_traffic_moves=False))[0].passed
+    assert not check_objectives(m, Objectives(expect_traffic_moves=True))[0].passed
+
+
+def test_overrides_skip_flags_not_given_and_validate() -> None:
+    base = Objectives(max_rto_s=2, max_errors=0, max_failback_s=15)
+    assert base.override(max_rto_s=None, max_errors=3) == Objectives(max_rto_s=2, max_errors=3, max_failback_s=15)
+    with pytest.raises(ConfigError, match="rto"):
+        base.override(max_rto_s=0)
+    with pytest.raises(ConfigError, match="negative"):
+        base.override(max_errors=-1)
