@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
 
@@ -80,6 +80,10 @@ class StorageConfig(StrictModel):
     endpoint: str | None = Field(default=None, description="endpoint override for emulators and sovereign clouds")
     prefix: str = "mco"
     verify_tls: bool = True
+    # "sdk": each SDK's own credential chain (the default). "emulator": the emulator's
+    # published development credentials (MinIO's/moto's test keys, Azurite's devstoreaccount1,
+    # none for GCS emulators), so no secret is written anywhere; only with a loopback endpoint.
+    credentials: Literal["sdk", "emulator"] = "sdk"
 
     @field_validator("endpoint")
     @classmethod
@@ -89,9 +93,24 @@ class StorageConfig(StrictModel):
         from urllib.parse import urlparse
 
         parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        try:
+            parsed.port  # noqa: B018 - raises on a non-numeric or out-of-range port
+        except ValueError:
+            raise ValueError(f"'{value}' has an invalid port; use a URL such as http://127.0.0.1:9000") from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"'{value}' is not an http(s) URL such as http://127.0.0.1:9000")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _emulator_credentials_stay_local(self) -> "StorageConfig":
+        if self.credentials == "emulator":
+            from urllib.parse import urlparse
+
+            host = urlparse(self.endpoint).hostname if self.endpoint else None
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                raise ValueError("credentials: emulator needs a loopback endpoint (http://127.0.0.1:PORT); "
+                                 "for a real cloud use credentials: sdk")
+        return self
 
     @field_validator("prefix")
     @classmethod

@@ -41,7 +41,7 @@ def demo(
     started = time.monotonic()
     cfg = load_config(config if config is not None else (Path("mco.local.yaml") if Path("mco.local.yaml").is_file()
                                                           else None))
-    chosen, fallback = choose_runtime(runtime, cfg)
+    chosen, fallback = choose_runtime(runtime, cfg, create_clusters=True)
     people = output == OutputFormat.table
     if fallback and people:
         err_console.print(f"[yellow]falling back to the local runtime:[/] {fallback}")
@@ -67,9 +67,9 @@ def demo(
 
         raise GateError(gate["summary"], hint="the reference model should pass; retrain it with `mco model train`")
     if chosen == "kind":
-        drill = _run_kind(cfg, cloud, runs_dir, step, people)
+        drill = _run_kind(cfg, config, bundle, cloud, runs_dir, step)
     else:
-        drill = _run_local(cfg, bundle, cloud, runs_dir, step, people)
+        drill = _run_local(demo_dir, bundle, cloud, runs_dir, step)
     result = {
         "passed": bool(drill["passed"]), "runtime": chosen, "fallback_reason": fallback,
         "duration_s": round(time.monotonic() - started, 2), "model": bundle.ref, "gate": gate["summary"],
@@ -115,13 +115,12 @@ def _gate(bundle: Any, requirements: list[str]) -> dict[str, Any]:
     return {"passed": result.passed, "summary": result.summary(), "accuracy": report["accuracy"]}
 
 
-def _run_local(cfg: Any, bundle: Any, cloud: str, runs_dir: Path, step: Callable[..., Any],
-               people: bool) -> dict[str, Any]:
+def _run_local(demo_dir: Path, bundle: Any, cloud: str, runs_dir: Path, step: Callable[..., Any]) -> dict[str, Any]:
     from orchestrator.drills.environments import local_fleet
     from orchestrator.drills.runner import DrillSpec, DrillTiming, run_drill
 
-    state = Path(cfg.project.state_dir) / "demo" / "local-runtime"
-    fleet_cm = local_fleet(bundle, state)
+    # The servers' stores and logs stay with this demo run: two demos never share ports.
+    fleet_cm = local_fleet(bundle, demo_dir / "local-runtime")
     fleet = step("bring up the local stand-ins and deploy to aws, gcp and azure (local processes)",
                  fleet_cm.__enter__)
     try:
@@ -133,18 +132,33 @@ def _run_local(cfg: Any, bundle: Any, cloud: str, runs_dir: Path, step: Callable
         fleet_cm.__exit__(None, None, None)
 
 
-def _run_kind(cfg: Any, cloud: str, runs_dir: Path, step: Callable[..., Any], people: bool) -> dict[str, Any]:
+def _run_kind(cfg: Any, config: Path | None, bundle: Any, cloud: str, runs_dir: Path,
+              step: Callable[..., Any]) -> dict[str, Any]:
+    from orchestrator.config import load_config
     from orchestrator.drills.kind_fleet import kind_fleet
     from orchestrator.drills.runner import DrillSpec, run_drill
 
-    fleet_cm = kind_fleet(cfg)
-    fleet, bundle = step("bring up the kind clusters and deploy to aws, gcp and azure", fleet_cm.__enter__)
+    config_path = Path(cfg.source) if cfg.source is not None else (config or Path("mco.local.yaml"))
+    step("bring up the local stand-ins (mco local up: object stores, registries, kind clusters)",
+         lambda: _local_up(config_path))
+    fleet_cm = kind_fleet(load_config(config_path), bundle=bundle)
+    fleet, bundle = step("deploy to aws, gcp and azure (mco push, mco deploy)", fleet_cm.__enter__)
     try:
         spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills")
         return step(f"start the router and run the cloud-outage drill on {cloud}",
                     lambda: run_drill(fleet, spec, bundle=bundle))
     finally:
         fleet_cm.__exit__(None, None, None)
+
+
+def _local_up(config_path: Path) -> None:
+    """``mco local up``: every stand-in, idempotently; their endpoints go into ``config_path``."""
+    from orchestrator.local.base import LocalContext, update_local_config
+    from orchestrator.local.registry import STAND_INS, get_stand_in
+
+    ctx = LocalContext(config_path=config_path)
+    for name in STAND_INS:
+        update_local_config(ctx.config_path, get_stand_in(name).up(ctx))
 
 
 def register(app: typer.Typer) -> None:

@@ -277,16 +277,31 @@ def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any,
             raise ConfigError(f"image {image} was built for bundle {_short(img.bundle_digest)}, not {_short(bundle.digest)}",
                               hint="pass the bundle the image was built from, or omit --image to build it")
 
+    # Push the bundle and the image to every chosen cloud that has storage / a registry (what
+    # `mco push` does; content-addressed, so a redeploy transfers nothing). A cloud whose push
+    # fails is recorded as failed; the others go on. A dry run pushes nothing.
+    push_errors: dict[str, str] = {}
+    pushed: dict[str, Any] = {}
+    if not dry_run:
+        push_errors, pushed = _push(cfg, bundle, img, chosen, show_progress=table)
+
     targets = []
     kind_clusters = {}
     for name, cloud in chosen.items():
         overlay = overlay_for(cloud)
         if cloud.cluster.kind_cluster:
+            # kind nodes get the image from `kind load`; the registry digest (when pushed) is what we record.
             kind_clusters[name] = cloud.cluster.kind_cluster
-            targets.append(CloudTarget(name, cloud.cluster, overlay, image_ref=img.image_id, image_digest=img.image_id))
+            digest = pushed[name].digest if name in pushed else img.image_id
+            targets.append(CloudTarget(name, cloud.cluster, overlay, image_ref=img.image_id, image_digest=digest))
+        elif name in pushed:
+            targets.append(CloudTarget(name, cloud.cluster, overlay, image_ref=pushed[name].ref,
+                                       image_digest=pushed[name].digest))
+        elif name in push_errors:
+            targets.append(CloudTarget(name, cloud.cluster, overlay, image_ref=img.image_id, image_digest=None))
         else:
-            raise ConfigError(f"cloud '{name}' has a cluster that pulls from a registry; pushing images is `mco push`",
-                              hint="push the image first (`mco push`), then deploy; only kind clusters are loaded directly")
+            raise ConfigError(f"cloud '{name}' has a cluster that pulls images, but no registry to push to",
+                              hint=f"add clouds.{name}.registry, or make the cluster a kind cluster (kind_cluster)")
 
     if dry_run:
         # The server renders the dry-run against the image ID; the image need not be on the node yet.
@@ -299,15 +314,46 @@ def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any,
     store = open_store(cfg)
     assert store is not None
     with store, _CloudProgress(list(chosen), enabled=table) as progress:
-        load_errors = ensure_on_kind(img, kind_clusters, progress)
+        load_errors = ensure_on_kind(img, {c: k for c, k in kind_clusters.items() if c not in push_errors}, progress)
+        failed = {c: ("PushFailed", m) for c, m in push_errors.items()}
+        failed.update({c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
         result_ = deploy_release(store, lock, targets, model_digest=bundle.digest,
                                  settings=settings, bundle_ref=bundle.ref, gate_forced=gate_forced,
-                                 gate_summary=gate_summary, progress=progress,
-                                 failed_before_apply={c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
+                                 gate_summary=gate_summary, progress=progress, failed_before_apply=failed)
     data = result_.summary()
     emit(data, output, _render_release_result)
     if data["status"] != "deployed":
         raise typer.Exit(1)
+
+
+def _push(cfg: Any, bundle: Any, img: Any, chosen: dict[str, Any], *, show_progress: bool) -> tuple[dict[str, str], dict[str, Any]]:
+    """Bundle to each chosen cloud's storage, image to each one's registry: ``(errors, pushed images)``."""
+    from orchestrator.errors import MCOError
+
+    errors: dict[str, str] = {}
+    pushed: dict[str, Any] = {}
+    with_storage = [n for n, c in chosen.items() if c.storage is not None]
+    if with_storage:
+        from orchestrator.artifacts.push import push_bundle
+
+        for name, result in push_bundle(cfg, bundle, with_storage).items():
+            if not result.ok:
+                errors[name] = f"bundle push failed: {result.error.message if result.error else 'unknown error'}"
+    with_registry = [n for n, c in chosen.items() if c.registry is not None and n not in errors]
+    if with_registry:
+        if img.name.startswith("sha256:") or ":" not in img.name.rsplit("/", 1)[-1]:
+            err_console.print(f"[yellow]note:[/] {img.name} has no name:tag, so it is not pushed to registries",
+                              highlight=False)
+            return errors, pushed
+        from orchestrator.packaging.publish import configured_registries, push_image
+
+        pushes = push_image(img.name, configured_registries(cfg, with_registry), show_progress=show_progress)
+        for name, result in pushes.results.items():
+            if isinstance(result, MCOError):
+                errors[name] = f"image push failed: {result.message}"
+            else:
+                pushed[name] = result
+    return errors, pushed
 
 
 def _emit_dry_run(diffs: dict[str, dict[str, Any]], output: OutputFormat) -> None:

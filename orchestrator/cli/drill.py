@@ -10,6 +10,8 @@ either way under ``runs/drills/<UTC timestamp>-<scenario>/``.
 
 from __future__ import annotations
 
+import os
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,27 +34,28 @@ def list_scenarios(output: OutputOpt = OutputFormat.table) -> None:
 
     rows = []
     for s in SCENARIOS.values():
-        local = s.objectives("local", s.policy)
-        kind = s.objectives("kind", s.policy)
-        rows.append({"scenario": s.name, "fault": s.summary, "policy": s.policy,
-                     "max_rto_s": [local.max_rto_s, kind.max_rto_s], "max_errors": local.max_errors,
-                     "max_failback_s": [local.max_failback_s, kind.max_failback_s],
-                     "traffic_moves": local.expect_traffic_moves})
+        objectives = {}
+        for runtime in ("local", "kind"):
+            o = s.objectives(runtime, s.policy)
+            objectives[runtime] = {"max_rto_s": o.max_rto_s, "max_errors": o.max_errors,
+                                   "max_failback_s": o.max_failback_s, "traffic_moves": o.expect_traffic_moves}
+        rows.append({"scenario": s.name, "fault": s.summary, "policy": s.policy, "objectives": objectives})
 
     def render(data: list[dict[str, Any]]) -> None:
-        table = Table(title="drill scenarios (objectives: local / kind)")
+        table = Table(title="drill scenarios (objectives: local runtime / kind)")
         for col in ("scenario", "fault", "policy", "max RTO s", "max errors", "max failback s"):
             table.add_column(col)
         for r in data:
-            table.add_row(r["scenario"], r["fault"], r["policy"], _pair(r["max_rto_s"]), str(r["max_errors"]),
-                          _pair(r["max_failback_s"]))
+            local, kind = r["objectives"]["local"], r["objectives"]["kind"]
+            table.add_row(r["scenario"], r["fault"], r["policy"], _pair(local["max_rto_s"], kind["max_rto_s"]),
+                          str(local["max_errors"]), _pair(local["max_failback_s"], kind["max_failback_s"]))
         console.print(table)
 
     emit(rows, output, render)
 
 
-def _pair(values: list[Any]) -> str:
-    return "-" if values[0] is None else f"{values[0]:g} / {values[1]:g}"
+def _pair(local: float | None, kind: float | None) -> str:
+    return "-" if local is None else f"{local:g} / {kind:g}"
 
 
 @app.command()
@@ -71,7 +74,7 @@ def run(
     rate: Annotated[float, typer.Option(help="client requests per second")] = 200.0,
     baseline: Annotated[float, typer.Option(help="seconds of steady traffic before the fault")] = 3.0,
     outage: Annotated[float, typer.Option(help="seconds the fault lasts before the repair")] = 5.0,
-    bundle: Annotated[Path | None, typer.Option(help="model bundle for the local runtime "
+    bundle: Annotated[Path | None, typer.Option(help="model bundle to drill with "
                                                     "(default: the reference model, trained once)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="reports go to RUNS_DIR/<UTC timestamp>-<scenario>/")] =
     Path("runs/drills"),
@@ -85,10 +88,20 @@ def run(
     from orchestrator.errors import ConfigError
 
     get_scenario(scenario)  # a typo fails before anything starts
+    if not 0 < rate <= 5000:
+        raise ConfigError(f"--rate {rate:g} is out of range", hint="use 1 to 5000 requests per second")
     if policy is not None and policy not in ("failover", "weighted", "latency", "cost"):
         raise ConfigError(f"unknown router policy '{policy}'", hint="choose failover, weighted, latency or cost")
-    cfg = load_config(config)
+    missing = None
+    if config is not None and not config.is_file() and runtime == "auto":
+        # No clusters were ever brought up here: the embedded runtime still answers the question.
+        from orchestrator.config import MCOConfig
+
+        cfg, missing = MCOConfig(), f"{config} does not exist (`mco local up` writes it with the kind clusters)"
+    else:
+        cfg = load_config(config)
     chosen, fallback = choose_runtime(runtime, cfg)
+    fallback = missing or fallback
     if fallback and output == OutputFormat.table:
         err_console.print(f"[yellow]using the local runtime:[/] {fallback}")
     spec = DrillSpec(
@@ -119,13 +132,19 @@ def execute(spec: Any, runtime: str, cfg: Any, bundle_dir: Path | None, output: 
         if runtime == "kind":
             from orchestrator.drills.kind_fleet import kind_fleet
 
-            with kind_fleet(cfg, progress=progress) as (fleet, bundle):
-                return run_drill(fleet, spec, bundle=bundle, progress=progress)
+            chosen = load_bundle(bundle_dir) if bundle_dir else None
+            with kind_fleet(cfg, bundle=chosen, progress=progress) as (fleet, deployed):
+                return run_drill(fleet, spec, bundle=deployed, progress=progress)
         state = Path(cfg.project.state_dir) / "drills"
         bundle = load_bundle(bundle_dir) if bundle_dir else reference_bundle(state / "reference-model")[0]
         progress("starting one model server per cloud (local runtime)")
-        with local_fleet(bundle, state / "local-runtime") as fleet:
-            return run_drill(fleet, spec, bundle=bundle, progress=progress)
+        # one runtime directory per drill process: concurrent drills never share ports or pidfiles
+        root = state / "local-runtime" / str(os.getpid())
+        try:
+            with local_fleet(bundle, root) as fleet:
+                return run_drill(fleet, spec, bundle=bundle, progress=progress)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def finish(result: dict[str, Any], output: OutputFormat) -> None:
@@ -152,8 +171,12 @@ def render_result(result: dict[str, Any]) -> None:
                        "[green]pass[/]" if c["passed"] else "[bold red]MISSED[/]")
     console.print(checks)
     render_clouds(result.get("clouds", []))
-    console.print(f"requests {result['requests']}, client errors {result['client_errors']}, "
-                  f"RTO {result['rto_seconds']} s, failback {result['failback_seconds']} s")
+    line = f"requests {result['requests']}, client errors {result['client_errors']}"
+    if result.get("rto_seconds") is not None:
+        line += f", RTO {result['rto_seconds']:.3f} s"
+    if result.get("failback_seconds") is not None:
+        line += f", failback {result['failback_seconds']:.3f} s"
+    console.print(line)
     console.print(f"report: [bold]{result['report']}[/] (and report.json, timeline.png beside it)")
 
 

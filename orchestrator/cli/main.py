@@ -20,6 +20,7 @@ from orchestrator.cli import drill as drill_cmds
 from orchestrator.cli import local as local_cmds
 from orchestrator.cli import model as model_cmds
 from orchestrator.cli import package as package_cmds
+from orchestrator.cli import push as push_cmds
 from orchestrator.cli import router as router_cmds
 from orchestrator.cli import serve as serve_cmds
 from orchestrator.cli._common import err_console
@@ -53,6 +54,7 @@ app.add_typer(config_cmds.app, name="config", help="import infrastructure output
 app.add_typer(router_cmds.app, name="router", help="the multi-cloud router: serve, status, report, export")
 serve_cmds.register(app)
 package_cmds.register(app)
+push_cmds.register(app)
 deploy_cmds.register(app)
 app.add_typer(drill_cmds.app, name="drill", help="failover drills: break something on purpose, measure, report")
 demo_cmds.register(app)

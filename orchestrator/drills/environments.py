@@ -44,20 +44,38 @@ def cluster_clouds(config: MCOConfig) -> list[str]:
     return [name for name, cloud in config.clouds.items() if cloud.cluster is not None and cloud.cluster.endpoint]
 
 
-def choose_runtime(requested: str, config: MCOConfig) -> tuple[Runtime, str | None]:
-    """``requested`` is local, kind or auto; returns the runtime and, on a fallback, why."""
+def kind_tooling() -> tuple[bool, str]:
+    """Whether the kind and kubectl binaries that `make setup` builds are there."""
+    from orchestrator.errors import ClusterError
+    from orchestrator.local.clusters import kind_binary, kubectl_binary
+
+    try:
+        kind_binary()
+        kubectl_binary()
+    except ClusterError as exc:
+        return False, exc.message + " (run `make setup`)"
+    return True, "kind and kubectl are installed"
+
+
+def choose_runtime(requested: str, config: MCOConfig, *, create_clusters: bool = False) -> tuple[Runtime, str | None]:
+    """``requested`` is local, kind or auto; returns the runtime and, on a fallback, why.
+
+    ``create_clusters`` (the demo): kind needs Docker and the kind tooling, the clusters are
+    brought up on the way. Otherwise (a drill): kind needs Docker and clusters in the config.
+    """
     if requested == "local":
         return "local", None
     if requested not in ("kind", "auto"):
         raise ConfigError(f"unknown runtime '{requested}'", hint="choose local, kind or auto")
     ok, why = docker_available()
-    problem = None
-    if not ok:
-        problem = why
-    elif len(cluster_clouds(config)) < 2:
+    problem = None if ok else why
+    if problem is None and create_clusters:
+        ok, why = kind_tooling()
+        problem = None if ok else why
+    elif problem is None and len(cluster_clouds(config)) < 2:
         where = config.source or "the config"
         problem = (f"{where} names no reachable clusters (clouds with cluster.endpoint); "
-                   "run `mco local up clusters` to create them")
+                   "run `mco local up clusters` and pass --config mco.local.yaml")
     if problem is None:
         return "kind", None
     if requested == "kind":

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 from orchestrator.drills.traffic import RequestRecord
 from orchestrator.errors import ConfigError
 
-__all__ = ["Check", "Measures", "Objectives", "check_objectives", "measure"]
+__all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure"]
 
 READMIT_KINDS = ("readmission", "health_up", "failback", "recovered")
 
@@ -115,18 +115,27 @@ def recovery_time(records: Sequence[RequestRecord], *, fault: float, until: floa
     return max(0.0, min(r.done for r in good) - fault)
 
 
+def first_return(records: Sequence[RequestRecord], cloud: str, *, fault: float, repair: float) -> float | None:
+    """When ``cloud`` answered a client again after the fault (end of that request), or None.
+
+    The broken cloud may still answer a few requests between the fault mark and the moment
+    the fault bites (a kill takes milliseconds): a return only counts after traffic had left.
+    """
+    left = [r.sent for r in records if r.sent >= fault and (not r.ok or r.cloud != cloud)]
+    if not left:
+        return None
+    since = max(repair, min(left))
+    back = [r.done for r in records if r.sent >= since and r.ok and r.cloud == cloud]
+    return min(back) if back else None
+
+
 def failback_time(records: Sequence[RequestRecord], events: Iterable[dict[str, Any]], *, fault: float,
                   repair: float, faulted: str, start: float) -> float | None:
     baseline = [r for r in records if start <= r.sent < fault and r.ok]
     carried_before = any(r.cloud == faulted for r in baseline)
     if carried_before:
-        # The broken cloud may still answer a few requests between the fault mark and the
-        # moment the fault bites (a kill takes milliseconds): failback is the first answer
-        # after traffic had left it.
-        left = [r.sent for r in records if r.sent >= fault and (not r.ok or r.cloud != faulted)]
-        since = max(repair, min(left)) if left else repair
-        back = [r for r in records if r.sent >= since and r.ok and r.cloud == faulted]
-        return (min(r.done for r in back) - repair) if back else None
+        back = first_return(records, faulted, fault=fault, repair=repair)
+        return (back - repair) if back is not None else None
     marks = [float(e["ts"]) for e in events if e.get("target") == faulted and e.get("kind") in READMIT_KINDS
              and float(e["ts"]) >= repair]
     return (min(marks) - repair) if marks else None

@@ -66,7 +66,10 @@ def per_second(records: Sequence[RequestRecord], start: float, end: float, cloud
         values = sorted(values)
         return round(values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))], 3)
 
-    return {"t": list(range(n)), "rps": rps, "errors": errors,
+    # The last bucket is usually a fraction of a second: its width turns counts into rates.
+    width = [1.0] * n
+    width[-1] = max(1e-3, min(1.0, (end - start) - (n - 1)))
+    return {"t": list(range(n)), "width": [round(w, 3) for w in width], "rps": rps, "errors": errors,
             "p50_ms": [pct(v, 50) for v in lat], "p99_ms": [pct(v, 99) for v in lat]}
 
 
@@ -122,17 +125,18 @@ def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dic
     fig, axes = plt.subplots(4, 1, figsize=(11, 9.5), sharex=True,
                              gridspec_kw={"height_ratios": [3, 1.3, 2, 1.2]})
     ax_rps, ax_err, ax_lat, ax_health = axes
-    bottom = [0] * len(t)
+    widths = series.get("width", [1.0] * len(t))
+    bottom = [0.0] * len(t)
     for cloud in clouds:
-        values = series["rps"].get(cloud, [0] * len(t))
-        ax_rps.bar(t, values, bottom=bottom, width=1.0, align="edge", color=_color(cloud, clouds), label=cloud,
+        values = [v / w for v, w in zip(series["rps"].get(cloud, [0] * len(t)), widths)]
+        ax_rps.bar(t, values, bottom=bottom, width=widths, align="edge", color=_color(cloud, clouds), label=cloud,
                    edgecolor="none")
         bottom = [b + v for b, v in zip(bottom, values)]
     ax_rps.set_ylabel("answers/s\nper cloud")
     ax_rps.legend(loc="upper right", ncols=len(clouds), fontsize=8)
     ax_rps.set_title(title, fontsize=11)
 
-    ax_err.bar(t, series["errors"], width=1.0, align="edge", color="#d62728")
+    ax_err.bar(t, [e / w for e, w in zip(series["errors"], widths)], width=widths, align="edge", color="#d62728")
     ax_err.set_ylabel("client\nerrors/s")
     if not any(series["errors"]):
         ax_err.set_ylim(0, 1)
@@ -205,13 +209,16 @@ def _html(report: dict[str, Any], png: Path, marks: Sequence[dict[str, Any]], st
         "RTO (s)": meas["rto_seconds"], "failback (s)": meas["failback_seconds"],
         "router detection (s)": meas["detection_seconds"], "latency ms (p50/p99)":
         f"{meas['latency_ms'].get('p50')} / {meas['latency_ms'].get('p99')}",
-        "answered by": meas["served_by"],
+        "answered by": ", ".join(f"{c} {n}" for c, n in meas["served_by"].items()) or "-",
     }
     sum_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary.items())
+    def cell(value: Any) -> str:
+        return "-" if value is None else esc(str(value))
+
     cost_rows = "".join(
-        f"<tr><td>{esc(str(c.get('name')))}</td><td>{c.get('requests')}</td><td>{c.get('p50_ms')}</td>"
-        f"<td>{c.get('p95_ms')}</td><td>{c.get('p99_ms')}</td><td>{c.get('cost_per_hour')}</td>"
-        f"<td>{c.get('cost_per_1k_requests')}</td></tr>" for c in report.get("clouds", []))
+        "<tr>" + "".join(f"<td>{cell(c.get(k))}</td>" for k in ("name", "requests", "p50_ms", "p95_ms", "p99_ms",
+                                                                 "cost_per_hour", "cost_per_1k_requests")) + "</tr>"
+        for c in report.get("clouds", []))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mco drill {esc(report['scenario'])}: {verdict}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}

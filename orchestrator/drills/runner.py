@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from orchestrator.drills.fleet import Fleet
-from orchestrator.drills.objectives import READMIT_KINDS, Check, Objectives, check_objectives, measure
+from orchestrator.drills.objectives import READMIT_KINDS, Check, Objectives, check_objectives, first_return, measure
 from orchestrator.drills.scenarios import Scenario, get_scenario
 from orchestrator.drills.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 from orchestrator.errors import ConfigError, DrillFailed
@@ -34,6 +34,13 @@ class DrillTiming:
     outage_s: float = 5.0  # how long the fault lasts before the repair
     tail_s: float = 1.5  # traffic after the failback, so the timeline shows the steady state again
     ready_timeout_s: float = 30.0  # the router must see every target healthy within this
+
+    def __post_init__(self) -> None:
+        if self.baseline_s < 0.5:
+            raise ConfigError(f"a baseline of {self.baseline_s:g} s is too short to compare against",
+                              hint="give at least 0.5 seconds, e.g. --baseline 3")
+        if not 0 < self.outage_s <= 600 or not 0 <= self.tail_s <= 600:
+            raise ConfigError(f"an outage of {self.outage_s:g} s is out of range", hint="use 1 to 600 seconds")
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ class DrillContext:
     # ---- time and marks -------------------------------------------------------------------
 
     @property
+    def chosen_cloud(self) -> str | None:
+        """The cloud the drill broke, if it has chosen one yet."""
+        return self._cloud
+
+    @property
     def cloud(self) -> str:
         if self._cloud is None:
             self._cloud = self.busiest_cloud()
@@ -94,10 +106,10 @@ class DrillContext:
     def act(self, kind: str, target: str | None, action: Callable[[], T], *, describe: str | None = None) -> T:
         """Mark ``kind`` at the moment ``action`` starts, run it, and note what it did."""
         mark = self.mark(kind, target)
-        self.progress(f"{kind}{' ' + target if target else ''}: {describe or '…'}")
         result = action()
         what = describe or (result if isinstance(result, str) else None)
         mark["detail"] = {"action": what, "took_s": round(time.time() - mark["ts"], 3)}
+        self.progress(f"{kind}{' ' + target if target else ''}: {what or 'done'} ({mark['detail']['took_s']:.1f} s)")
         return result
 
     def first(self, kind: str) -> float | None:
@@ -144,7 +156,7 @@ class DrillContext:
         self.progress(f"waiting for traffic to fail back to {cloud} (up to {limit:g} s)")
         while time.time() < deadline:
             if carried:
-                if any(r.ok and r.cloud == cloud and r.sent >= since for r in self.records()):
+                if first_return(self.records(), cloud, fault=fault, repair=since) is not None:
                     return True
             else:
                 events = self.router.events()
@@ -236,7 +248,7 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
     end = max([traffic.stopped_at or start] + [r.done for r in records])
     fault = ctx.first("fault")
     repair = fault if scenario.repair_is_fault else ctx.first("repair")
-    faulted = ctx._cloud
+    faulted = ctx.chosen_cloud
     measures = measure(records, events, start=start, fault=fault, repair=repair, end=end, faulted=faulted,
                        objectives=objectives, recovery=scenario.recovery, self_healing=scenario.repair_is_fault)
     checks = check_objectives(measures, objectives) + ctx.extra_checks

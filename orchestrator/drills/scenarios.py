@@ -8,8 +8,8 @@ cloud-outage       the whole cloud goes away (local: kill -9   RTO <= 2 s (local
                    node), repaired after the outage            repair
 pod-crash          the cloud's serving processes are killed;   RTO <= 2 s / 10 s, 0 client errors, failback
                    the platform restarts them by itself        <= 15 s / 180 s after the crash
-latency            the cloud becomes slow (local: SIGSTOP      traffic moves off it under ``latency`` and
-                   duty cycle; kind: CPU quota of its node)    ``cost``, stays under ``failover``; 0 errors
+latency            the cloud becomes slow (its model servers   traffic moves off it under ``latency`` and
+                   are stopped 80 ms of every 100 ms)          ``cost``, stays under ``failover``; 0 errors
 bad-release        a release whose server cannot become        every cloud rolls back by itself, no client
                    ready is deployed to every cloud            ever sees the bad model, 0 client errors
 storage-outage     one cloud's artifact store is down during   the deploy completes on the other clouds and
@@ -65,8 +65,10 @@ def cloud_outage(ctx: DrillContext) -> None:
     ctx.baseline()
     cloud = ctx.cloud
     ctx.act("fault", cloud, lambda: ctx.fleet.outage(cloud))
-    ctx.hold(ctx.timing.outage_s)
-    ctx.act("repair", cloud, lambda: ctx.fleet.repair(cloud))
+    try:
+        ctx.hold(ctx.timing.outage_s)
+    finally:  # even when interrupted: a drill never leaves a cloud broken
+        ctx.act("repair", cloud, lambda: ctx.fleet.repair(cloud))
     ctx.mark("repaired", cloud)
     ctx.wait_failback(cloud)
     ctx.hold(ctx.timing.tail_s)
@@ -84,8 +86,10 @@ def latency(ctx: DrillContext) -> None:
     ctx.baseline()
     cloud = ctx.cloud
     ctx.act("fault", cloud, lambda: ctx.fleet.slow(cloud))
-    ctx.hold(max(ctx.timing.outage_s, 6.0))  # EWMA and p95 windows need a few seconds of evidence
-    ctx.act("repair", cloud, lambda: ctx.fleet.unslow(cloud))
+    try:
+        ctx.hold(max(ctx.timing.outage_s, 6.0))  # EWMA and p95 windows need a few seconds of evidence
+    finally:
+        ctx.act("repair", cloud, lambda: ctx.fleet.unslow(cloud))
     ctx.hold(ctx.timing.tail_s)
 
 

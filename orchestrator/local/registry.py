@@ -10,6 +10,7 @@ __all__ = ["STAND_INS", "get_stand_in"]
 
 # name -> "module:Class". Each module is imported only when that stand-in is used.
 STAND_INS: dict[str, str] = {
+    "storage": "orchestrator.local.storage:StorageStandIn",  # first: object stores need nothing else
     "registries": "orchestrator.local.registries:RegistryStandIn",
     # keep "clusters" last: `mco local up` starts storage and registries before it
     "clusters": "orchestrator.local.clusters:ClusterStandIn",

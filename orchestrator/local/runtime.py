@@ -37,7 +37,7 @@ from orchestrator.local.base import CLOUDS
 from orchestrator.local.processes import ManagedProcess, free_port
 from orchestrator.model.bundle import Bundle, load_bundle
 
-__all__ = ["LocalRuntime", "LocalTarget", "RolloutResult"]
+__all__ = ["DutyCycle", "LocalRuntime", "LocalTarget", "RolloutResult"]
 
 HOST = "127.0.0.1"
 _STATE_FILE = "runtime.json"
@@ -73,7 +73,7 @@ class LocalRuntime:
         if not self.clouds:
             raise ConfigError("the local runtime needs at least one cloud name", hint="e.g. aws,gcp,azure")
         self.ready_timeout = ready_timeout
-        self._slowdowns: dict[str, _DutyCycle] = {}
+        self._slowdowns: dict[str, DutyCycle] = {}
 
     # ---- artifact store -------------------------------------------------------------------
 
@@ -216,9 +216,7 @@ class LocalRuntime:
         if pid is None:
             raise ProviderError(f"the model server of {cloud} is not running", cloud=cloud)
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while self.pid(cloud) is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_exited(pid, timeout=5.0)
         return pid
 
     def repair(self, cloud: str) -> int:
@@ -235,7 +233,7 @@ class LocalRuntime:
         if pid is None:
             raise ProviderError(f"the model server of {cloud} is not running", cloud=cloud)
         self.unslow(cloud)
-        cycle = _DutyCycle(pid, stopped_share=stopped_share, period=period)
+        cycle = DutyCycle(pid, stopped_share=stopped_share, period=period)
         cycle.start()
         self._slowdowns[cloud] = cycle
 
@@ -290,6 +288,20 @@ class LocalRuntime:
         self.down()
 
 
+def _wait_exited(pid: int, *, timeout: float) -> None:
+    """Wait until ``pid`` has exited (gone, or a zombie). A dying process loses its command
+    line before its sockets close, so "no longer looks like ours" is not yet "port closed"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.005)
+
+
 def _wait_ready(base_url: str, digest: str, *, timeout: float, proc: ManagedProcess) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -310,7 +322,7 @@ def _wait_ready(base_url: str, digest: str, *, timeout: float, proc: ManagedProc
                         reason="readiness failing", hint=f"see {proc.logfile}")
 
 
-class _DutyCycle:
+class DutyCycle:
     """Stop and continue a process on a duty cycle so that it answers, but slowly."""
 
     def __init__(self, pid: int, *, stopped_share: float, period: float) -> None:

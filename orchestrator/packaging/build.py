@@ -116,7 +116,7 @@ def _build_error(message: str, step: str, log_tail: list[str]) -> MCOError:
 
 
 def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = None, client: Any = None,
-                show_progress: bool = True) -> BuiltImage:
+                show_progress: bool = True, no_cache: bool = False) -> BuiltImage:
     """Build the model image for the bundle at ``bundle_dir`` (cached: unchanged input, no new layer)."""
     from orchestrator.packaging.engine import docker_client
     from orchestrator.packaging.wheelhouse import prepare_wheels
@@ -162,7 +162,7 @@ def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = N
         ctx = Path(tmp)
         _stage_context(ctx, bundle, wheels.deps_dir, wheels.mco_wheel, render_dockerfile(spec),
                        bake=packaging.model_source == "baked")
-        steps, cached, image_id = _run_build(client, ctx, f"{repository}:{tag}", show_progress)
+        steps, cached, image_id = _run_build(client, ctx, f"{repository}:{tag}", show_progress, no_cache)
     image = client.images.get(image_id or f"{repository}:{tag}")
     return BuiltImage(
         image=f"{repository}:{tag}", image_id=image.id, size_bytes=int(image.attrs.get("Size", 0)),
@@ -172,7 +172,7 @@ def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = N
     )
 
 
-def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool) -> tuple[int, int, str]:
+def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool, no_cache: bool) -> tuple[int, int, str]:
     from docker.errors import APIError, DockerException
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -187,7 +187,8 @@ def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool) -> tuple[i
     log: list[str] = []
     try:
         with progress:
-            stream = client.api.build(path=str(ctx), tag=tag, rm=True, forcerm=True, pull=False, decode=True)
+            stream = client.api.build(path=str(ctx), tag=tag, rm=True, forcerm=True, pull=False, decode=True,
+                                      nocache=no_cache)
             for event in stream:
                 if "error" in event:
                     raise _build_error(str(event["error"]), current, log)

@@ -16,7 +16,8 @@ from typing import Any
 from orchestrator.config import MCOConfig
 from orchestrator.errors import MCOError, ProviderError
 
-__all__ = ["ImagePushes", "configured_registries", "publish_bundle_image", "push_image", "split_image_name"]
+__all__ = ["ImagePushes", "configured_registries", "image_only_clouds", "publish_bundle_image", "push_image",
+           "split_image_name"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,10 @@ def split_image_name(image: str) -> tuple[str, str]:
 
 def configured_registries(cfg: MCOConfig, clouds: list[str] | None = None) -> dict[str, Any]:
     """``{cloud: OCIRegistry}`` for every cloud (or the chosen ones) that has a registry section."""
-    from orchestrator.providers.registry import registry_for
+    from orchestrator.providers.loader import get_provider
 
     base_dir = Path(cfg.source).resolve().parent if cfg.source else None
-    return {name: registry_for(name, cloud.registry, base_dir=base_dir)
+    return {name: get_provider(name, cloud, base_dir=base_dir).container_registry()
             for name, cloud in cfg.clouds.items()
             if cloud.registry is not None and (clouds is None or name in clouds)}
 
@@ -116,5 +117,15 @@ def publish_bundle_image(bundle_dir: str | Path, cfg: MCOConfig, clouds: list[st
     registries = configured_registries(cfg, clouds)
     if not registries:
         return None
-    built = build_image(bundle_dir, packaging=cfg.packaging, show_progress=show_progress)
+    try:
+        built = build_image(bundle_dir, packaging=cfg.packaging, show_progress=show_progress)
+    except MCOError as exc:  # no image for anyone; the bundle pushes still report their own results
+        return ImagePushes(str(bundle_dir), {cloud: exc for cloud in registries})
     return push_image(built.image, registries, show_progress=show_progress)
+
+
+def image_only_clouds(cfg: MCOConfig, clouds: list[str] | None = None) -> set[str]:
+    """Chosen clouds with a registry but no storage: `mco push` sends them the image only."""
+    names = clouds or list(cfg.clouds)
+    return {n for n in names if n in cfg.clouds and cfg.clouds[n].registry is not None
+            and cfg.clouds[n].storage is None}

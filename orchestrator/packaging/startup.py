@@ -6,6 +6,7 @@ Environment (set by the image, the manifests or ``docker run -e``):
     MCO_MODEL_DIR      where the bundle is (baked) or goes (fetch; must be writable, e.g. a tmpfs)
     MCO_MODEL_DIGEST   sha256:... of the bundle; the image pins it, the server refuses any other
     MCO_STORAGE        fetch mode: JSON ``{"provider": "aws", "storage": {...StorageConfig...}}``
+                       (credentials come from the SDK's own chain: IAM role, workload identity...)
 
 Either way the server verifies every sha256 before it reports ready and exits non-zero
 (3) on a mismatch, so a tampered or substituted model never serves.
@@ -40,9 +41,10 @@ def fetch_model(dest: Path, digest: str, storage_json: str | None) -> Path:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"MCO_STORAGE is not valid: {exc}",
                           hint='expected JSON {"provider": "aws|gcp|azure|local", "storage": {"bucket": ...}}') from None
-    from orchestrator.packaging.fetch import pull_bundle
+    # The same pull as `mco pull`: every file's sha256 is checked before the bundle appears at dest.
+    from orchestrator.artifacts.pull import pull_from_storage
 
-    return pull_bundle(provider, storage, digest, dest)
+    return pull_from_storage(provider, storage, digest, dest, cloud=spec.get("cloud"))
 
 
 def main() -> None:

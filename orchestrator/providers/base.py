@@ -21,17 +21,25 @@ only when a store is opened, so describing a cloud costs nothing.
 from __future__ import annotations
 
 import enum
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
 from orchestrator.config import CloudConfig, StorageConfig
 from orchestrator.errors import CapabilityError, ConfigError
 
+if TYPE_CHECKING:
+    from orchestrator.providers.registry import ContainerRegistry
+
 __all__ = [
+    "PART_SIZE",
     "ArtifactStore",
     "Capability",
+    "DigestKind",
+    "DigestSource",
+    "FileDigests",
     "ObjectInfo",
     "Progress",
     "Provider",
@@ -40,6 +48,40 @@ __all__ = [
 
 # Called with the number of bytes just transferred (may be called from SDK worker threads).
 Progress = Callable[[int], None]
+
+# Part/chunk size for multipart uploads (boto3's default too). S3 stores must use it: the
+# multipart ETag mco predicts from ``FileDigests.md5_parts`` depends on it.
+PART_SIZE = 8 * 1024 * 1024
+
+
+class DigestKind(str, enum.Enum):
+    """Local digests a store's upload verification needs, beyond the sha256 every push computes."""
+
+    MD5_PARTS = "md5-parts"   # S3: predicts the (multipart) ETag
+    CRC32C = "crc32c"         # GCS: compared with the object's crc32c
+
+
+@dataclass(frozen=True)
+class FileDigests:
+    """Digests of one local file, computed by mco in one read (see orchestrator/artifacts/digests.py)."""
+
+    size: int
+    sha256: str                          # hex
+    md5_parts: tuple[bytes, ...] = ()    # raw md5 of each PART_SIZE chunk, if asked for
+    crc32c: str | None = None            # base64 of the big-endian CRC32C, as GCS reports it, if asked for
+
+    def s3_etag(self) -> str:
+        """The ETag S3 computes: the md5 for one part, else md5(part md5s) + "-<parts>"."""
+        if not self.md5_parts and self.size:
+            raise ValueError("md5 parts were not computed for this file")
+        if len(self.md5_parts) <= 1:
+            return (self.md5_parts[0] if self.md5_parts else hashlib.md5(b"").digest()).hex()
+        return f"{hashlib.md5(b''.join(self.md5_parts)).hexdigest()}-{len(self.md5_parts)}"
+
+
+# Blocks until the digests are ready: stores upload first and verify after, so hashing the
+# file (in another thread) overlaps the network transfer instead of delaying it.
+DigestSource = Callable[[], FileDigests]
 
 
 class Capability(str, enum.Enum):
@@ -66,7 +108,7 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class UploadResult:
-    """One finished upload. ``verified`` names how: e.g. ``s3:etag-md5``, ``gcs:crc32c+md5``."""
+    """One finished upload. ``verified`` names how: e.g. ``s3:etag-md5``, ``gcs:crc32c``."""
 
     key: str
     size: int
@@ -92,12 +134,16 @@ class ArtifactStore(ABC):
         """The object's size and recorded digests, or None if it does not exist."""
 
     @abstractmethod
-    def put_file(self, key: str, path: Path, *, sha256: str, md5: str, size: int,
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int, digests: DigestSource,
                  progress: Progress | None = None) -> UploadResult:
         """Upload ``path`` (multipart/resumable when large) and verify it with the cloud's checksum.
 
-        ``sha256`` is stored as object metadata (what idempotence compares); ``md5`` (hex)
-        is what the cloud's own checksum must match. A mismatch raises ``IntegrityError``.
+        ``sha256`` (the digest the bundle card records) is stored as object metadata: it is
+        what idempotence compares. The store verifies the transfer the cloud's own way:
+        the service checks a per-request checksum, and/or the store compares the checksum
+        the cloud computed with ``digests()`` (mco's, from the same bytes; only the kinds in
+        ``Provider.upload_digests`` are filled in). A mismatch raises ``IntegrityError``
+        after deleting the bad object.
         """
 
     @abstractmethod
@@ -154,6 +200,9 @@ class Provider(ABC):
     extra: ClassVar[str | None] = None  # pip extra holding the SDK, e.g. "aws"
     sdk_package: ClassVar[str | None] = None
     unsupported: ClassVar[Mapping[Capability, str]] = {}
+    # What this cloud's artifact store needs from ``FileDigests`` to verify an upload, so a
+    # push hashes only what some target will compare.
+    upload_digests: ClassVar[frozenset[DigestKind]] = frozenset()
 
     def __init__(self, cloud: str, config: CloudConfig, *, base_dir: Path | None = None) -> None:
         self.cloud = cloud
@@ -190,3 +239,12 @@ class Provider(ABC):
     @abstractmethod
     def artifact_store(self) -> ArtifactStore:
         """The object store for this cloud's ``storage`` section. Imports the SDK."""
+
+    def container_registry(self) -> ContainerRegistry:
+        """The registry for this cloud's ``registry`` section (providers/registry.py; auth per ``registry.auth``)."""
+        from orchestrator.providers.registry import registry_for
+
+        if self.config.registry is None:
+            raise ConfigError(f"cloud '{self.cloud}' has no registry section",
+                              hint=f"add clouds.{self.cloud}.registry: {{url: HOST}}, or run `mco local up registries`")
+        return registry_for(self.cloud, self.config.registry, base_dir=self.base_dir)

@@ -70,6 +70,29 @@ HTTP surface
     config file, like SIGHUP.
 * The event log is also appended as JSON lines to ``router.events_file`` when set.
 
+Tools for drills and tests
+--------------------------
+* ``orchestrator.router.loadgen.run_load(url, rate=300, duration=6, events={1.5: fn})``:
+  open-loop aiohttp load; ``events`` runs callables at set offsets (e.g. a ``kill -9``).
+  The ``LoadResult`` has ``errors``, ``slower_than(s)``, ``percentile_ms(q)``,
+  ``by_cloud()`` (from ``x-mco-cloud``) and ``moved_after(t, away_from)`` (time until
+  traffic left a cloud).
+* ``orchestrator.router.faults.FaultProxy(upstream_port).start()``: a fault-injecting
+  proxy in a child process in front of a real model server; ``set_mode("pass" | "refuse"
+  | "hang" | "http503" | "slow" | "reset_mid", delay=...)``; ``stop()``.
+
+Behaviour worth knowing
+-----------------------
+* Failed tries (refused, reset even mid-response, per-try timeout, upstream 5xx) are
+  retried once on the next healthy cloud within a 20 % retry budget; 4xx pass through
+  unchanged and are never retried. Responses are read whole before the client gets
+  anything, which is what makes a reset mid-response retryable (predict answers are small).
+* With ``retries.hedge: true`` a second copy goes to the next cloud after the first
+  cloud's recent p95; the first answer wins and the loser runs on to its own outcome, so
+  a hung cloud is still ejected.
+* When every target is down the router tries them all anyway in priority order (panic)
+  and answers 503 with the list of tries and ``Retry-After: 1``.
+
 CLI: ``mco router serve|status|report|export`` (see ``orchestrator/cli/router.py``).
 """
 

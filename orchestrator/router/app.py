@@ -268,6 +268,7 @@ class RouterApp:
     def __init__(self, router: Router) -> None:
         self.router = router
         self._rng = random.Random()
+        self._background: set[asyncio.Future[Any]] = set()
         from orchestrator.router import admin
 
         self._admin = admin.AdminApi(router)
@@ -417,7 +418,7 @@ class RouterApp:
                 return outcome
             if isinstance(outcome, tuple):
                 last_5xx = outcome
-            attempt = 2
+            attempt = len(tried)  # tries already made; the loop below may still retry
         while attempt < retries.attempts:
             if attempt:
                 if not router.budget.try_acquire():
@@ -452,7 +453,10 @@ class RouterApp:
         """First try; if it is slower than the target's p95, a second copy on the next cloud."""
         router = self.router
         first, second = candidates[0], candidates[1]
-        delay = max(router.cfg.retries.hedge_min_delay_s, first.recent_p95_s or 0.0)
+        # hedge after the target's recent p95; with no recent history, after a quarter of the per-try timeout
+        p95 = first.recent_p95_s or percentile(first.stats.counts, 0.95)
+        delay = max(router.cfg.retries.hedge_min_delay_s, p95 if p95 is not None else
+                    router.cfg.retries.per_try_timeout_s / 4)
         tasks = {asyncio.ensure_future(self._try(first, method, path, headers, body)): first}
         done, _ = await asyncio.wait(tasks, timeout=delay)
         if not done and router.budget.try_acquire():
@@ -476,8 +480,11 @@ class RouterApp:
                     else:
                         return (*result, target.name)
         finally:
+            # The losing try runs on to its answer or its per-try timeout (its result is dropped):
+            # cancelling it would hide a hung target from outlier detection, so it would never be ejected.
             for task in pending:
-                task.cancel()
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         return last
 
 

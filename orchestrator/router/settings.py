@@ -20,13 +20,34 @@ from orchestrator.errors import ConfigError
 __all__ = ["ensure_token_file", "read_token", "router_config_with_targets", "targets_from_config"]
 
 
+def _released_endpoints(cfg: MCOConfig) -> dict[str, str]:
+    """Endpoints recorded by the current release of each cloud (what ``mco status`` shows)."""
+    if cfg.source is None and not cfg.clouds:
+        return {}
+    try:
+        from orchestrator.releases.store import open_store
+
+        store = open_store(cfg, create=False)
+        if store is None:
+            return {}
+        with store:
+            found = {name: getattr(store.current(name), "endpoint", None) for name in cfg.clouds}
+    except Exception:  # noqa: BLE001 -- no history (or an unreadable one) just means config endpoints
+        return {}
+    return {name: url for name, url in found.items() if url}
+
+
 def targets_from_config(cfg: MCOConfig) -> list[RouterTargetConfig]:
+    """``router.targets``, then each cloud with an endpoint: the one its current release
+    recorded (as ``mco status`` shows it), else ``cluster.endpoint``."""
     targets = list(cfg.router.targets)
     named = {t.name for t in targets}
+    released = _released_endpoints(cfg)
     for name, cloud in cfg.clouds.items():
-        if name in named or cloud.cluster is None or not cloud.cluster.endpoint:
+        url = released.get(name) or (cloud.cluster.endpoint if cloud.cluster is not None else None)
+        if name in named or not url:
             continue
-        targets.append(RouterTargetConfig(name=name, url=cloud.cluster.endpoint, priority=cloud.priority,
+        targets.append(RouterTargetConfig(name=name, url=url, priority=cloud.priority,
                                           pricing_key=cloud.pricing_key))
     return targets
 

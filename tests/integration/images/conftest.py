@@ -20,7 +20,7 @@ MCO = [sys.executable, "-m", "orchestrator.cli.main"]
 def run_mco(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MCO, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, "COLUMNS": "300", **(env or {})})  # no wrapped messages
 
 
 @pytest.fixture(scope="session")

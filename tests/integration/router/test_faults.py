@@ -142,3 +142,18 @@ def test_a_flapping_target_does_not_make_the_router_oscillate(proxies, start_rou
     assert all(g >= fastest * 0.9 for g in gaps), gaps
     preferred_changes = [e for e in events if e["kind"] in ("failover", "failback")]
     assert len(preferred_changes) <= 2 * (len(ejections) + len(health))
+
+
+@pytest.mark.slow
+def test_hedging_answers_around_a_hung_primary_and_still_ejects_it(proxies, start_router):
+    from orchestrator.config import RouterRetryConfig
+
+    router = start_router(router_config([p.url for p in proxies],
+                                        retries=RouterRetryConfig(per_try_timeout_s=0.5, hedge=True)))
+    result = load(router, duration=3.0, events={1.0: lambda: proxies[0].set_mode("hang")})
+    assert_clean(result, fault_at=1.0, router=router)
+    # hedges answer hung requests long before the 0.5 s per-try timeout would
+    assert result.percentile_ms(0.99) < 400, result.summary()
+    status = router.status()
+    assert sum(t["hedges"] for t in status["targets"]) > 0
+    assert ("ejection", "aws") in kinds(router.events())  # the loser ran on to its timeout

@@ -142,26 +142,26 @@ def test_latency_policy_prefers_the_fast_cloud(proxies, start_router):
     proxies[0].set_mode("slow", delay=0.05)
     proxies[1].set_mode("slow", delay=0.05)
     spread = _spread(start_router(router_config([p.url for p in proxies], policy="latency")), 450)
-    assert spread["azure"] > 0.7 * 450, spread
+    # power of two choices over three clouds: azure is in the drawn pair 2/3 of the time and then wins
+    assert spread["azure"] > 0.55 * 450 and spread["azure"] > max(spread.get("aws", 0), spread.get("gcp", 0)), spread
 
 
 @pytest.mark.slow
 def test_cost_policy_takes_the_cheapest_cloud_within_the_slo(proxies, start_router):
-    # priorities say aws first, but azure/eastus is priced lower than gcp and aws is made the most expensive
-    cfg = router_config([p.url for p in proxies], policy="cost", slo_p95_ms=40.0)
-    prices = {"aws": "aws/eu-west-1", "gcp": "gcp/us-central1", "azure": "azure/eastus"}
-    cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"pricing_key": prices[t.name]})
+    # priorities say aws first; prices say azure (eastus), then gcp (us-central1), then aws (3 replicas)
+    cfg = router_config([p.url for p in proxies], policy="cost", slo_p95_ms=150.0)
+    cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"replicas": 3 if t.name == "aws" else 2})
                                              for t in cfg.targets]})
     router = start_router(cfg)
     spread = _spread(router, 300)
     assert max(spread, key=spread.get) == "azure", spread
-    # azure breaks its SLO: the next cheapest within the SLO (aws/eu-west-1 vs gcp/us-central1) takes over
-    proxies[2].set_mode("slow", delay=0.08)
+    # azure breaks its SLO: the next cheapest within the SLO takes over
+    proxies[2].set_mode("slow", delay=0.25)
     asyncio.run(run_load(router.url + "/v1/predict", rate=50, duration=3))  # lets the p95 window see it
     spread = _spread(router, 300)
-    costs = {t["name"]: t["cost_per_hour"] for t in router.status()["targets"]}
-    cheaper = min(("aws", "gcp"), key=lambda n: costs[n])
-    assert max(spread, key=spread.get) == cheaper, (spread, costs)
+    status = router.status()
+    assert max(spread, key=spread.get) == "gcp", (spread, [(t["name"], t["window_10s"], t["cost_per_hour"])
+                                                          for t in status["targets"]])
 
 
 def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_path: Path):
@@ -193,3 +193,16 @@ def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_
     bad = subprocess.run([MCO, "router", "status", "--url", router.url], env={**env, "MCO_ROUTER_TOKEN": "nope"},
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode != 0 and "refused the admin token" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_router_runs_in_process_too(servers):
+    from orchestrator.router.server import RouterServer
+
+    cfg = router_config([s.url for s in servers], port=0)
+    with RouterServer(cfg, token=TOKEN) as server:
+        resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
+        assert resp.status_code == 200 and resp.headers["x-mco-cloud"] == "aws"
+        server.set_targets([RouterTargetConfig(name="azure", url=servers[2].url)])
+        resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
+        assert resp.headers["x-mco-cloud"] == "azure"
+        assert server.router.status()["targets"][0]["name"] == "azure"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.drills.objectives import Objectives, check_objectives, failback_time, measure, recovery_time
+from orchestrator.drills.objectives import (
+    Objectives,
+    check_objectives,
+    failback_time,
+    first_return,
+    measure,
+    recovery_time,
+)
 from orchestrator.drills.traffic import RequestRecord
 from orchestrator.errors import ConfigError
 
@@ -116,3 +123,9 @@ def test_overrides_skip_flags_not_given_and_validate() -> None:
         base.override(max_rto_s=0)
     with pytest.raises(ConfigError, match="negative"):
         base.override(max_errors=-1)
+
+
+def test_answers_between_the_fault_mark_and_the_kill_are_not_a_failback() -> None:
+    recs = steady(97.0, FAULT + 0.02, "aws") + steady(FAULT + 0.02, FAULT + 2, "gcp") + steady(FAULT + 2, 104, "aws")
+    assert first_return(recs, "aws", fault=FAULT, repair=FAULT) == pytest.approx(FAULT + 2 + 0.002)
+    assert first_return(steady(97.0, 104.0, "aws"), "aws", fault=FAULT, repair=FAULT) is None  # never left

@@ -1,5 +1,7 @@
 """A fault-injecting HTTP/1.1 proxy that sits in front of a real model server (loopback only).
 
+For tests, the router benchmark and drills: it breaks a target in the ways clouds break.
+
 It understands just enough HTTP (Content-Length bodies, keep-alive) to break things at
 the right moment:
 
@@ -11,7 +13,7 @@ the right moment:
     reset_mid  forward; for paths other than /readyz send the headers and half the
                body, then reset the connection (RST), so health checks stay green
 
-``FaultProxy`` runs it in a child process (``python -m tests.integration.router.faults``)
+``FaultProxy`` runs it in a child process (``python -m orchestrator.router.faults``)
 so it never competes for the test process's GIL with the load generator; ``set_mode``
 writes a command line to the child's stdin and waits for its acknowledgement.
 ``last_request_head()`` returns what the upstream was last sent, for header tests.
@@ -26,9 +28,8 @@ import struct
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-__all__ = ["FaultProxy"]
+__all__ = ["FaultProxy", "MODES"]
 
 
 MODES = ("pass", "refuse", "hang", "http503", "slow", "reset_mid")
@@ -152,7 +153,7 @@ class _ProxyCore:
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             return
         except asyncio.CancelledError:
-            raise
+            return  # the proxy is stopping: end quietly (a hung handler is cancelled here)
         finally:
             self._writers.discard(writer)
             if up is not None:
@@ -187,9 +188,8 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.router.faults", str(self.upstream_port), str(self.port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            cwd=str(Path(__file__).resolve().parents[3]))
+            [sys.executable, "-m", "orchestrator.router.faults", str(self.upstream_port), str(self.port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         assert self._read() == "ready"
         return self
 

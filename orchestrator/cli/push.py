@@ -1,0 +1,153 @@
+"""``mco push`` and ``mco pull``: bundles to and from every cloud's object store.
+
+``push`` prints ``{"bundle_digest", "name", "clouds": {cloud: {...}}}``; each step that
+publishes something per cloud (bundles here; images elsewhere) merges its keys into the
+same per-cloud dict. It exits non-zero if any cloud failed, after every cloud has finished.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+
+__all__ = ["RichPushProgress", "pull", "push", "register"]
+
+CloudOpt = Annotated[list[str] | None, typer.Option("--cloud", help="push only to this cloud (repeatable)")]
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.fields[cloud]:<8}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+                    console=err_console, transient=False, disable=not err_console.is_terminal)
+
+
+class RichPushProgress:
+    """One rich progress bar per cloud (on stderr, only when it is a terminal)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _task(self, cloud: str) -> Any:
+        with self._lock:
+            if cloud not in self._tasks:
+                self._tasks[cloud] = self._progress.add_task(cloud, cloud=cloud, note="checking", total=None)
+            return self._tasks[cloud]
+
+    def start(self, cloud: str, total: int) -> None:
+        self._progress.update(self._task(cloud), total=total, note="uploading" if total else "up to date")
+
+    def advance(self, cloud: str, n: int) -> None:
+        self._progress.advance(self._task(cloud), n)
+
+    def finish(self, cloud: str, ok: bool, note: str) -> None:
+        task = self._task(cloud)
+        total = self._progress.tasks[task].total if task < len(self._progress.tasks) else None
+        self._progress.update(task, total=total or 1, completed=total or 1,
+                              note="[green]done" if ok else "[red]failed")
+
+
+def _render_push(data: dict[str, Any]) -> None:
+    table = Table(title=f"{data['name']}@sha256:{data['bundle_digest'][:12]}…")
+    for col in ("cloud", "state", "uploaded", "skipped", "bytes", "verified", "where / why", "image"):
+        table.add_column(col)
+    for cloud, r in data["clouds"].items():
+        ok = "error" not in r
+        image = (f"[red]{r['image_error']}" if "image_error" in r else
+                 f"{r['image'][:60]}… ({'pushed' if r['transferred'] else 'no layer transferred'})"
+                 if "image_digest" in r else "-")
+        table.add_row(cloud, "[green]has it" if ok else "[red]failed", str(r.get("uploaded", 0)),
+                      str(r.get("skipped", 0)), str(r.get("bytes_uploaded", 0)),
+                      ", ".join(r.get("verification", [])) if ok else "-",
+                      r.get("uri", "") if ok else f"{r.get('endpoint', '')}: {r['error']}", image)
+    console.print(table)
+
+
+def push(
+    bundle_dir: Annotated[Path, typer.Argument(help="model bundle directory (from `mco model train`)")],
+    cloud: CloudOpt = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> int:
+    """Push a bundle to every configured cloud at once: content-addressed, verified, idempotent."""
+    from orchestrator.artifacts.push import push_bundle
+    from orchestrator.config import load_config
+    from orchestrator.model.bundle import load_bundle
+    from orchestrator.packaging.publish import image_only_clouds, publish_bundle_image
+
+    cfg = load_config(config)
+    bundle = load_bundle(bundle_dir, verify=False)  # contents are checked against the card during the push
+    image_only = image_only_clouds(cfg, cloud or None)  # a registry but no storage: the image goes, not the bundle
+    results: dict[str, Any] = {}
+    if not image_only or any(c not in image_only for c in (cloud or cfg.clouds)):
+        with _bar() as bar:
+            results = push_bundle(cfg, bundle, [c for c in cloud if c not in image_only] if cloud else None,
+                                  progress=RichPushProgress(bar))
+    # Images: built (cached) and pushed to every chosen cloud with a registry; adds image_digest per cloud.
+    images = publish_bundle_image(bundle_dir, cfg, cloud or None, show_progress=output == OutputFormat.table)
+    clouds = {name: r.to_dict() for name, r in results.items()}
+    for name, entry in (images.to_dict() if images else {}).items():
+        clouds.setdefault(name, {}).update(entry)
+    data = {"bundle_digest": bundle.digest, "name": bundle.name, "ref": bundle.ref, "clouds": clouds}
+    emit(data, output, _render_push)
+    failed = {name: r for name, r in results.items() if not r.ok}
+    for name, r in failed.items():
+        err_console.print(f"[bold red]error:[/] {name} ({r.endpoint or 'no endpoint'}) does not have the bundle: "
+                          f"{r.error.message if r.error else ''}", highlight=False)
+        if r.error is not None and r.error.hint:
+            err_console.print(f"[bold]fix:[/] {r.error.hint}", highlight=False)
+    for name, exc in (images.failed if images else {}).items():
+        err_console.print(f"[bold red]error:[/] {name} does not have the image: {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[bold]fix:[/] {exc.hint}", highlight=False)
+    if images and images.failed:
+        failed = {**failed, **{n: None for n in images.failed}}  # type: ignore[dict-item]
+    if failed:
+        have = [n for n in clouds if n not in failed]
+        err_console.print(f"pushed to {', '.join(have) or 'no cloud'}; failed on {', '.join(failed)}", highlight=False)
+        return 1
+    return 0
+
+
+def pull(
+    ref: Annotated[str, typer.Argument(help="NAME@DIGEST (or a bare digest), e.g. digits@sha256:3f2a…")],
+    cloud: Annotated[str | None, typer.Option("--cloud", help="which cloud to read from (default: the only one)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="directory to create with the bundle")] = Path("bundle"),
+    config: ConfigOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Download a bundle from one cloud, verifying every file's sha256 before it appears at --out."""
+    from orchestrator.artifacts.layout import parse_ref
+    from orchestrator.artifacts.pull import pull_from_provider
+    from orchestrator.artifacts.push import storage_providers
+    from orchestrator.config import load_config
+    from orchestrator.errors import ConfigError
+
+    name, digest = parse_ref(ref)
+    cfg = load_config(config)
+    providers = storage_providers(cfg, [cloud] if cloud else None)
+    if len(providers) > 1:
+        raise ConfigError(f"several clouds have storage ({', '.join(providers)}); say which to pull from",
+                          hint=f"add --cloud {next(iter(providers))}")
+    cloud_name, provider = next(iter(providers.items()))
+    with Progress(TextColumn(f"[bold]{cloud_name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("pull", total=None)
+        bundle = pull_from_provider(provider, name, digest, out, progress=lambda n: bar.advance(task, n))
+    emit({"cloud": cloud_name, "name": bundle.name, "bundle_digest": bundle.digest, "path": str(bundle.path),
+          "files": len(bundle.files()) + 1, "verified": True}, output,
+         lambda d: console.print(f"[green]pulled[/] {d['name']}@sha256:{d['bundle_digest'][:12]}… from "
+                                 f"{cloud_name} into {d['path']} (every sha256 verified)"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("push")(push)
+    app.command("pull")(pull)

@@ -1,0 +1,262 @@
+"""Azure: Blob Storage as the artifact store (azure-storage-blob, imported only when a store is opened).
+
+Uploads up to 64 MiB are one Put Blob; larger ones are staged 4 MiB blocks sent in
+parallel and committed with Put Block List, each request retried with exponential backoff.
+Every request carries a transactional Content-MD5 (``validate_content``) computed from the
+bytes read from disk, and the service (Azure and Azurite alike, checked) recomputes it on
+arrival and refuses a mismatch, so a stored blob is exactly what was read. mco's own
+sha256 of those bytes is then compared with the card by the push.
+
+Credentials: ``AZURE_STORAGE_CONNECTION_STRING`` if set, else ``DefaultAzureCredential``
+against the endpoint ``https://ACCOUNT.blob.core.windows.net``. With ``credentials:
+emulator`` (a loopback endpoint) the Azurite development account is used: its name and key
+are published in Azurite's documentation, guard nothing, and are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+from orchestrator.errors import (
+    AccessDenied,
+    ConfigError,
+    IntegrityError,
+    MCOError,
+    MissingExtraError,
+    NotFound,
+    ProviderError,
+    Throttled,
+    Unreachable,
+)
+from orchestrator.providers.base import (
+    ArtifactStore,
+    Capability,
+    DigestSource,
+    ObjectInfo,
+    Progress,
+    Provider,
+    UploadResult,
+)
+
+__all__ = ["AZURITE_ACCOUNT", "AzureProvider", "AzureBlobStore"]
+
+CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+# Azurite's fixed development account (public, documented by Microsoft; works only against Azurite).
+AZURITE_ACCOUNT = "devstoreaccount1"
+_AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+MAX_CONCURRENCY = 8
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 3, "retry_connect": 3, "retry_read": 3, "retry_backoff_factor": 0.5, "retry_backoff_max": 8,
+    "connection_timeout": 5, "read_timeout": 60,
+}
+
+
+def _blob_sdk() -> Any:
+    try:
+        import azure.storage.blob as blob_sdk
+    except ImportError as exc:
+        raise MissingExtraError("azure-storage-blob", "azure", purpose="Azure Blob Storage") from exc
+    return blob_sdk
+
+
+class AzureProvider(Provider):
+    name = "azure"
+    display_name = "Microsoft Azure"
+    extra = "azure"
+    sdk_package = "azure-storage-blob"
+    unsupported: Mapping[Capability, str] = {}
+
+    def artifact_store(self) -> AzureBlobStore:
+        return AzureBlobStore(self.cloud, self.storage_config())
+
+
+class AzureBlobStore(ArtifactStore):
+    def __init__(self, cloud: str, storage: Any) -> None:
+        sdk = _blob_sdk()
+        self.cloud = cloud
+        self.storage = storage
+        self.container_name = storage.bucket
+        options = dict(_CLIENT_OPTIONS, connection_verify=storage.verify_tls)
+        conn = os.environ.get(CONNECTION_STRING_ENV)
+        try:
+            if storage.credentials == "emulator":
+                self.endpoint = str(storage.endpoint)
+                service = sdk.BlobServiceClient(account_url=self.endpoint, **options,
+                                                credential={"account_name": AZURITE_ACCOUNT, "account_key": _AZURITE_KEY})
+            elif conn:
+                service = sdk.BlobServiceClient.from_connection_string(conn, **options)
+                self.endpoint = service.url.rstrip("/")
+            elif storage.endpoint:
+                try:
+                    from azure.identity import DefaultAzureCredential
+                except ImportError as exc:
+                    raise MissingExtraError("azure-identity", "azure", purpose="Azure sign-in") from exc
+                self.endpoint = storage.endpoint
+                service = sdk.BlobServiceClient(account_url=self.endpoint, credential=DefaultAzureCredential(), **options)
+            else:
+                raise ConfigError(f"cloud '{cloud}': Azure Blob needs an account",
+                                  hint=f"set {CONNECTION_STRING_ENV}, or clouds.{cloud}.storage.endpoint: "
+                                       "https://ACCOUNT.blob.core.windows.net (signed in with DefaultAzureCredential)")
+        except MCOError:
+            raise
+        except ValueError as exc:  # a malformed connection string; never echo it (it holds the key)
+            raise ConfigError(f"cloud '{cloud}': {CONNECTION_STRING_ENV} is not a valid connection string",
+                              hint="copy it again from the portal (Access keys) or `az storage account "
+                                   "show-connection-string`") from None
+        self.service = service
+        self.container = service.get_container_client(self.container_name)
+
+    def __repr__(self) -> str:
+        return f"AzureBlobStore({self.cloud!r}, {self.container_name!r}, {self.endpoint!r})"
+
+    def uri(self, key: str) -> str:
+        return f"az://{self.container_name}/{key}"
+
+    def _translate(self, exc: BaseException, during: str, key: str) -> MCOError:
+        from azure.core import exceptions as aexc
+
+        where = f"{self.cloud}: {during} {self.uri(key) if key else 'az://' + self.container_name} at {self.endpoint}"
+        if isinstance(exc, aexc.ClientAuthenticationError):
+            return AccessDenied(f"{where} failed: authentication failed", cloud=self.cloud,
+                                hint=f"check {CONNECTION_STRING_ENV}, or `az login` / AZURE_CLIENT_ID et al. "
+                                     "with the Storage Blob Data Contributor role")
+        if isinstance(exc, (aexc.ServiceRequestError, aexc.ServiceResponseError, ConnectionError, TimeoutError)):
+            return Unreachable(f"{where} failed: cannot connect ({type(exc).__name__})", cloud=self.cloud,
+                               hint=f"is the endpoint up? check clouds.{self.cloud}.storage.endpoint "
+                                    "(`mco local status storage` for the local emulators), then push again")
+        if isinstance(exc, aexc.HttpResponseError):
+            code = str(getattr(exc, "error_code", None) or "")
+            status = exc.status_code
+            if code == "ContainerNotFound":
+                return NotFound(f"{where} failed: the container '{self.container_name}' does not exist",
+                                cloud=self.cloud,
+                                hint=f"create it (the Pulumi stack does), or fix clouds.{self.cloud}.storage.bucket")
+            if status == 403 or code in ("AuthorizationFailure", "AuthenticationFailed", "AuthorizationPermissionMismatch"):
+                return AccessDenied(f"{where} failed: access denied ({code or status})", cloud=self.cloud,
+                                    hint="the identity needs Storage Blob Data Contributor on the container")
+            if status == 404:
+                return NotFound(f"{where} failed: not found ({code or status})", cloud=self.cloud)
+            if status in (429, 503) or code in ("ServerBusy", "OperationTimedOut"):
+                return Throttled(f"{where} failed: throttled ({code or status})", cloud=self.cloud,
+                                 hint="wait and push again")
+            if code in ("Md5Mismatch", "InvalidMd5", "Crc64Mismatch") or "md5 doesn't match" in str(exc).lower():
+                return IntegrityError(f"{where} failed: the service rejected the upload's checksum ({code})",
+                                      hint="the bytes changed in transit or on disk; push again")
+            return ProviderError(f"{where} failed: {code or status}: {exc.reason or ''}", cloud=self.cloud)
+        if isinstance(exc, aexc.AzureError):
+            return ProviderError(f"{where} failed: {type(exc).__name__}", cloud=self.cloud)
+        return ProviderError(f"{where} failed: {type(exc).__name__}: {exc}", cloud=self.cloud)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        self.check_key(key)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            props = self.container.get_blob_client(key).get_blob_properties()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise self._translate(exc, "reading", key) from exc
+            return None
+        except Exception as exc:
+            raise self._translate(exc, "reading", key) from exc
+        md5 = props.content_settings.content_md5
+        return ObjectInfo(key=key, size=int(props.size), sha256=(props.metadata or {}).get("sha256"),
+                          md5=bytes(md5).hex() if md5 else None)
+
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int, digests: DigestSource,
+                 progress: Progress | None = None) -> UploadResult:
+        self.check_key(key)
+        from azure.storage.blob import ContentSettings
+
+        lock = threading.Lock()
+        sent = [0]
+
+        def hook(current: int, total: int | None) -> None:  # cumulative; called from worker threads
+            if progress is not None:
+                with lock:
+                    if current > sent[0]:
+                        progress(current - sent[0])
+                        sent[0] = current
+
+        content_type = "application/octet-stream"
+        try:
+            with open(path, "rb") as fh:
+                self.container.get_blob_client(key).upload_blob(
+                    fh, length=size, overwrite=True, metadata={"sha256": sha256}, validate_content=True,
+                    content_settings=ContentSettings(content_type=content_type),
+                    max_concurrency=MAX_CONCURRENCY, progress_hook=hook)
+        except Exception as exc:
+            raise self._translate(exc, "uploading", key) from exc
+        return UploadResult(key=key, size=size, verified="azure:content-md5")
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> UploadResult:
+        import hashlib
+
+        self.check_key(key)
+        from azure.storage.blob import ContentSettings
+
+        md5 = hashlib.md5(data)
+        try:
+            self.container.get_blob_client(key).upload_blob(
+                data, overwrite=True, metadata={"sha256": hashlib.sha256(data).hexdigest()}, validate_content=True,
+                content_settings=ContentSettings(content_type=content_type, content_md5=bytearray(md5.digest())))
+        except Exception as exc:
+            raise self._translate(exc, "uploading", key) from exc
+        return UploadResult(key=key, size=len(data), verified="azure:content-md5")
+
+    def get_file(self, key: str, dest: Path, *, progress: Progress | None = None) -> int:
+        self.check_key(key)
+        done = [0]
+
+        def hook(current: int, total: int | None) -> None:
+            if progress is not None and current > done[0]:
+                progress(current - done[0])
+                done[0] = current
+
+        try:
+            with open(dest, "wb") as fh:
+                self.container.get_blob_client(key).download_blob(
+                    max_concurrency=MAX_CONCURRENCY, progress_hook=hook).readinto(fh)
+        except Exception as exc:
+            raise self._translate(exc, "downloading", key) from exc
+        return dest.stat().st_size
+
+    def get_bytes(self, key: str) -> bytes:
+        self.check_key(key)
+        try:
+            return bytes(self.container.get_blob_client(key).download_blob().readall())
+        except Exception as exc:
+            raise self._translate(exc, "reading", key) from exc
+
+    def delete(self, key: str) -> None:
+        self.check_key(key)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.container.get_blob_client(key).delete_blob()
+        except ResourceNotFoundError:
+            return
+        except Exception as exc:
+            raise self._translate(exc, "deleting", key) from exc
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            return [b.name for b in self.container.list_blobs(name_starts_with=prefix)]
+        except Exception as exc:
+            raise self._translate(exc, "listing", prefix) from exc
+
+    def ensure_bucket(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self.container.create_container()
+        except ResourceExistsError:
+            return
+        except Exception as exc:
+            raise self._translate(exc, "creating", "") from exc
+
+    def close(self) -> None:
+        self.service.close()
