@@ -11,7 +11,8 @@ Prints:
 1. added latency, p50 and p99, at 200 and 1,000 requests/s: direct, mco, HAProxy
    (medians over rounds; "added" = the path's percentile minus direct's);
 2. maximum throughput (closed loop, 64 connections) through each;
-3. failover drills at 300 requests/s on mco and on HAProxy: the primary is broken for
+3. failover drills at 300 requests/s on mco (default: hedging on; and with
+   ``retries.hedge: false``) and on HAProxy: the primary is broken for
    3 s by kill -9, a hang, resets mid-response (with /readyz healthy) and 503 on every
    path; client-visible errors, requests slower than 1 s, p99, time until traffic moved;
 4. router memory (RSS now and peak).
@@ -120,7 +121,7 @@ class HAProxy:
             self.proc.wait(10)
 
 
-def router_cfg(urls: list[str], *, hedge: bool = False) -> RouterConfig:
+def router_cfg(urls: list[str], *, hedge: bool = True) -> RouterConfig:
     targets = [RouterTargetConfig(name=n, url=u, priority=i, pricing_key=k)
                for i, ((n, k), u) in enumerate(zip(CLOUDS, urls))]
     return RouterConfig(port=free_port(), targets=targets, health=RouterHealthConfig(),
@@ -129,6 +130,23 @@ def router_cfg(urls: list[str], *, hedge: bool = False) -> RouterConfig:
 
 def load(url: str, rate: float, seconds: float, events: dict[float, Any] | None = None) -> LoadResult:
     return asyncio.run(run_load(url + "/v1/predict", rate=rate, duration=seconds, events=events))
+
+
+async def one_at_a_time(url: str, n: int = 300) -> tuple[float, float]:
+    """p50 and p99 (ms) of ``n`` requests sent one after another: latency without queueing."""
+    import aiohttp
+
+    body = predict_body()
+    lat: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(n + 30):
+            t0 = time.perf_counter()
+            async with session.post(url + "/v1/predict", data=body, headers={"content-type": "application/json"}) as r:
+                await r.read()
+            if i >= 30:  # warm-up
+                lat.append((time.perf_counter() - t0) * 1000)
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
 
 
 async def closed_loop(url: str, seconds: float, concurrency: int = 64) -> float:
@@ -251,6 +269,18 @@ def latency_and_throughput(urls: list[str], servers: list[Server], work: Path, s
             load(url, 100, 1.0)
         print(f"1. Added latency (medians of {rounds} rounds of {seconds:.0f} s, open loop)")
         print(f"   {'rate':>6} {'path':8} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'errors':>7}")
+        seq: dict[str, list[tuple[float, float]]] = {p: [] for p in paths}
+        for _ in range(rounds):
+            for name, url in paths.items():
+                seq[name].append(asyncio.run(one_at_a_time(url)))
+        d50 = statistics.median(x[0] for x in seq["direct"])
+        d99 = statistics.median(x[1] for x in seq["direct"])
+        for name in paths:
+            p50 = statistics.median(x[0] for x in seq[name])
+            p99 = statistics.median(x[1] for x in seq[name])
+            add50 = None if name == "direct" else p50 - d50
+            add99 = None if name == "direct" else p99 - d99
+            print(f"   {'1-by-1':>6} {name:8} {p50:8.2f} {p99:8.2f} {fmt(add50):>8} {fmt(add99):>8} {0:>7}")
         for rate in (200, 1000):
             got: dict[str, list[tuple[float, float, int]]] = {p: [] for p in paths}
             for _ in range(rounds):
@@ -280,7 +310,7 @@ def drills(urls: list[str], servers: list[Server], work: Path, faults: list[str]
     print(f"   {'fault':10} {'proxy':10} {'errors':>7} {'>1s':>5} {'p99 ms':>8} {'max ms':>8} {'moved s':>8}")
     done: list[tuple[str, str, LoadResult]] = []
     for fault in faults:
-        for proxy in ("mco", "mco+hedge", "haproxy"):
+        for proxy in ("mco", "mco-nohedge", "haproxy"):
             for s in servers:
                 s.start()
             fp = None
@@ -288,7 +318,7 @@ def drills(urls: list[str], servers: list[Server], work: Path, faults: list[str]
             if fault != "kill -9":
                 fp = FaultProxy(servers[0].port).start()
                 target_urls[0] = fp.url
-            cfg = router_cfg(target_urls, hedge=proxy == "mco+hedge")
+            cfg = router_cfg(target_urls, hedge=proxy != "mco-nohedge")
             restart: threading.Thread | None = None
             if fault == "kill -9":
                 restart = threading.Thread(target=servers[0].start)

@@ -114,7 +114,7 @@ if cloud == "aws":
         ))
         section["cluster"] = cluster_section(cluster)
         kubeconfigs[cloud_name] = cluster.kubeconfig
-        targets.append((cloud_name, "aws", cluster, cluster_cfg.get("namespace", "mco"), None))
+        targets.append((cloud_name, "aws", cluster, cluster_cfg.get("namespace", "mco"), None, None))
     clouds[cloud_name] = section
 
 elif cloud == "gcp":
@@ -166,7 +166,7 @@ elif cloud == "gcp":
         ))
         section["cluster"] = cluster_section(cluster)
         kubeconfigs[cloud_name] = cluster.kubeconfig
-        targets.append((cloud_name, "gcp", cluster, cluster_cfg.get("namespace", "mco"), None))
+        targets.append((cloud_name, "gcp", cluster, cluster_cfg.get("namespace", "mco"), None, None))
     clouds[cloud_name] = section
 
 elif cloud == "azure":
@@ -220,7 +220,7 @@ elif cloud == "azure":
         ))
         section["cluster"] = cluster_section(cluster)
         kubeconfigs[cloud_name] = cluster.kubeconfig
-        targets.append((cloud_name, "azure", cluster, cluster_cfg.get("namespace", "mco"), None))
+        targets.append((cloud_name, "azure", cluster, cluster_cfg.get("namespace", "mco"), None, None))
     clouds[cloud_name] = section
 
 elif cloud == "local":
@@ -244,6 +244,7 @@ elif cloud == "local":
             "the local stack found no kind clusters. fix: run `.venv/bin/mco local up clusters` and set "
             "mco-infra:mcoConfig to the mco.local.yaml it wrote, or list clusters under mco-infra:cluster.kind")
     require_existing = flag(cluster_cfg, "requireExisting", True)
+    mco_applier = (deployment_cfg.get("applier") == "mco")
     for name, section in local_clouds.items():
         c = section["cluster"]
         endpoint = c.get("endpoint")
@@ -255,9 +256,12 @@ elif cloud == "local":
             node_port=c.get("node_port"),
             host_port=host_port,
             require_existing=require_existing,
+            # Only a deployment through pulumi_kubernetes needs the Kubernetes plugin.
+            create_provider=bool(deployment_cfg) and not mco_applier,
         ))
         clouds[name] = {**section, "cluster": cluster_section(cluster)}
-        targets.append((name, "kind", cluster, c.get("namespace", "mco"), c.get("node_port")))
+        targets.append((name, "kind", cluster, c.get("namespace", "mco"), c.get("node_port"),
+                        c.get("kubeconfig") or cluster_cfg.get("kubeconfig")))
 
 else:
     raise pulumi.RunError(f"mco-infra:cloud is '{cloud}'. fix: set it to aws, gcp, azure or local")
@@ -289,14 +293,18 @@ if deployment_cfg and targets:
                 else images.get(name, default_image),
                 namespace=namespace, node_port=node_port, endpoint=cluster.endpoint,
                 kind_cluster=getattr(cluster, "cluster_name", None),
+                context=getattr(cluster, "context_name", None),
+                kubeconfig=kubeconfig,
             )
-            for name, overlay, cluster, namespace, node_port in targets
+            for name, overlay, cluster, namespace, node_port, kubeconfig in targets
         ),
         replicas=int(deployment_cfg.get("replicas", mco_cfg.deploy.replicas if mco_cfg else 2)),
         run_as_user=int(deployment_cfg.get("runAsUser", mco_cfg.packaging.uid if mco_cfg else 10001)),
         service=mco_cfg.project.name if mco_cfg else deployment_cfg.get("service", "mco"),
         state_dir=from_project(state_dir) if state_dir else None,
         manifests_dir=from_project(deployment_cfg["manifests"]) if deployment_cfg.get("manifests") else None,
+        applier=deployment_cfg.get("applier", "pulumi-kubernetes"),
+        rollout_timeout_s=float(deployment_cfg.get("rolloutTimeoutS", mco_cfg.deploy.rollout_timeout_s if mco_cfg else 300)),
     ))
     pulumi.export("release", model.release)
     pulumi.export("model_digest", model.model_digest)

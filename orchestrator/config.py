@@ -224,7 +224,7 @@ class RouterRetryConfig(StrictModel):
     budget_min_per_s: float = Field(default=10.0, ge=0)
     backoff_base_s: float = Field(default=0.002, ge=0)
     backoff_max_s: float = Field(default=0.025, ge=0)
-    hedge: bool = Field(default=False, description="after the target's p95, send a second copy elsewhere")
+    hedge: bool = Field(default=True, description="after the target's p95, send a second copy elsewhere")
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
 
 

@@ -49,6 +49,8 @@ class DeploymentTarget:
     node_port: int | None = None
     endpoint: pulumi.Input[str] | None = None      # kind: the mapped host port; clouds: from the Service
     kind_cluster: str | None = None                # kind: the image is `kind load`ed into this cluster first
+    context: str | None = None                     # applier "mco": the kube context (and kubeconfig) to use
+    kubeconfig: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class ModelDeploymentArgs:
     service: str = "mco"                   # project.name of the mco config
     state_dir: str | None = None           # project.state_dir; None records no history
     manifests_dir: str | None = None       # None: the mco source tree's manifests/
+    # "pulumi-kubernetes": one pulumi_kubernetes resource per object (the default);
+    # "mco": one dynamic resource per cluster that applies with mco's own client (for an
+    # engine without the Kubernetes plugin; see components/kube_apply.py).
+    applier: str = "pulumi-kubernetes"
+    rollout_timeout_s: float = 300.0
     # Refused: what the renderer's pods must keep (non-root); a root uid is an insecure setting.
     allow_root: bool = False
     labels: dict[str, str] = field(default_factory=dict)
@@ -136,6 +143,10 @@ class ModelDeployment(pulumi.ComponentResource):
         refuse(args.allow_root or (args.run_as_user is not None and args.run_as_user < 1), who, "run_as_user=0",
                "the model server runs as a non-root user with a read-only root filesystem",
                "use the image's non-root uid (packaging.uid, 10001 by default)")
+        refuse(args.applier not in ("pulumi-kubernetes", "mco"), who, f"applier={args.applier}",
+               "it is not a known way to apply objects", "use pulumi-kubernetes (default) or mco")
+        refuse(args.applier == "mco" and any(t.context is None for t in args.targets), who, "applier=mco",
+               "the mco applier needs each target's kube context", "give every target a context")
         refuse(not args.targets, who, "targets", "there is nothing to deploy to",
                "configure at least one cluster for this stack")
         clouds = [t.cloud for t in args.targets]
@@ -155,7 +166,10 @@ class ModelDeployment(pulumi.ComponentResource):
         applied: list[pulumi.Resource] = []
         endpoints: dict[str, pulumi.Input[str | None]] = {}
         for target in args.targets:
-            resources, service = self._apply(name, target, plan.objects[target.cloud])
+            if args.applier == "mco":
+                resources, service = self._apply_with_mco(name, target, plan.objects[target.cloud], args)
+            else:
+                resources, service = self._apply(name, target, plan.objects[target.cloud])
             applied.extend(resources)
             endpoints[target.cloud] = target.endpoint if target.endpoint is not None else _lb_endpoint(service)
 
@@ -194,17 +208,32 @@ class ModelDeployment(pulumi.ComponentResource):
             "release": self.release, "model_digest": self.model_digest, "endpoints": self.endpoints,
         })
 
+    def _image_load(self, name: str, target: DeploymentTarget) -> list[pulumi.Resource]:
+        if not target.kind_cluster:
+            return []
+        from components.cluster.kind import KindImageLoad, KindImageLoadArgs
+
+        return [KindImageLoad(
+            safe_name(f"{name}-{target.cloud}-image"),
+            KindImageLoadArgs(image=target.image, kind_cluster=target.kind_cluster, cloud=target.cloud),
+            child(self))]
+
+    def _apply_with_mco(self, name: str, target: DeploymentTarget, objs: list[Obj],
+                        args: ModelDeploymentArgs) -> tuple[list[pulumi.Resource], Any]:
+        from components.kube_apply import MCOApply, MCOApplyArgs
+
+        loads = self._image_load(name, target)
+        apply = MCOApply(
+            safe_name(f"{name}-{target.cloud}-apply"),
+            MCOApplyArgs(cloud=target.cloud, context=str(target.context), kubeconfig=target.kubeconfig,
+                         objects_json=json.dumps(objs, sort_keys=True), rollout_timeout_s=args.rollout_timeout_s),
+            child(self, depends_on=loads))
+        return [*loads, apply], None
+
     def _apply(self, name: str, target: DeploymentTarget, objs: list[Obj]) -> tuple[list[pulumi.Resource], Any]:
         """One Pulumi resource per object, in apply order: Namespace, then the rest, Deployment last."""
         created: list[pulumi.Resource] = []
-        before_deployment: list[pulumi.Resource] = []
-        if target.kind_cluster:
-            from components.cluster.kind import KindImageLoad, KindImageLoadArgs
-
-            before_deployment.append(KindImageLoad(
-                safe_name(f"{name}-{target.cloud}-image"),
-                KindImageLoadArgs(image=target.image, kind_cluster=target.kind_cluster, cloud=target.cloud),
-                child(self)))
+        before_deployment = self._image_load(name, target)
         namespace: pulumi.Resource | None = None
         service: pulumi.CustomResource | None = None
         for obj in objs:

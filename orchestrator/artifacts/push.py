@@ -169,8 +169,11 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
         with provider.artifact_store() as store, ThreadPoolExecutor(FILE_WORKERS, f"mco-{cloud}") as pool:
             result.endpoint = store.endpoint
             result.uri = store.uri(layout.bundle_dir(bundle.name, bundle.digest)) + "/"
-            found = list(pool.map(store.stat, [keys[f.rel] for f in files] + [mkey]))
-            todo = [f for f, info in zip(files, found) if not _same(info, f.sha256, f.size)]
+            # One listing of the bundle's directory (plus a stat per listed object where the
+            # listing lacks metadata): objects already there with the card's sha256 are skipped,
+            # which also resumes an interrupted push.
+            existing = store.list_info(layout.bundle_dir(bundle.name, bundle.digest) + "/")
+            todo = [f for f in files if not _same(existing.get(keys[f.rel]), f.sha256, f.size)]
             result.skipped = len(files) - len(todo)
             if result.skipped:
                 result.verification.append("existing:sha256-metadata")
@@ -204,7 +207,7 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
                     errors.append(exc)
             if errors:
                 raise errors[0]
-            if not _same(found[-1], sha256_bytes(manifest), len(manifest)):
+            if not _same(existing.get(mkey), sha256_bytes(manifest), len(manifest)):
                 # The digest pointer first (not a visibility marker); the manifest last: it makes
                 # the bundle visible. An unchanged manifest means both were written before.
                 pointer = canonical_json({"name": bundle.name, "bundle_digest": bundle.digest})
@@ -253,7 +256,7 @@ def push_bundle(config: MCOConfig, bundle: Bundle, clouds: list[str] | None = No
     """Push ``bundle`` to the chosen clouds (default: every cloud with storage), all at once."""
     providers = storage_providers(config, clouds)
     files = bundle_files(bundle)
-    kinds = frozenset().union(*(type(p).upload_digests for p in providers.values()))
+    kinds = {f.path: frozenset().union(*(p.upload_digests_for(f.size) for p in providers.values())) for f in files}
     with DigestCache(kinds) as digests, ThreadPoolExecutor(max_workers=len(providers),
                                                        thread_name_prefix="mco-push") as pool:
         futures = {name: pool.submit(push_to_provider, p, bundle, files, digests=digests, progress=progress)

@@ -26,12 +26,13 @@ __all__ = ["MARKER_KINDS", "per_second", "health_intervals", "write_report", "ma
 
 # Router event kinds drawn as markers, with the drill's own "fault" and "repair".
 MARKER_KINDS = ("fault", "ejection", "health_down", "failover", "repair", "repaired", "readmission", "health_up",
-                "failback", "all_down", "recovered", "rollback")
+                "failback", "all_down", "recovered", "deploy", "rollback")
 _MARKER_STYLE = {
     "fault": ("#d62728", "-"), "repair": ("#2ca02c", "-"), "repaired": ("#2ca02c", ":"),
     "ejection": ("#ff7f0e", "--"), "health_down": ("#ff7f0e", ":"), "failover": ("#9467bd", "--"),
     "readmission": ("#17becf", "--"), "health_up": ("#17becf", ":"), "failback": ("#1f77b4", "--"),
     "all_down": ("#000000", "-"), "recovered": ("#000000", ":"), "rollback": ("#8c564b", "--"),
+    "deploy": ("#8c564b", "-"),
 }
 _CLOUD_COLORS = {"aws": "#ff9900", "gcp": "#4285f4", "azure": "#008ad7"}
 _FALLBACK_COLORS = ("#7f7f7f", "#bcbd22", "#e377c2", "#8c564b")
@@ -120,6 +121,7 @@ def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dic
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     t = series["t"]
     fig, axes = plt.subplots(4, 1, figsize=(11, 9.5), sharex=True,
@@ -149,7 +151,10 @@ def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dic
         if pts:
             ax_lat.plot([p[0] for p in pts], [p[1] for p in pts], style, color="#333333", label=key.replace("_", " "))
     ax_lat.set_yscale("log")
-    ax_lat.set_ylabel("client latency")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax_lat.yaxis.set_major_formatter(plain)
+    ax_lat.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax_lat.set_ylabel("client\nlatency (ms)")
     if ax_lat.get_lines():
         ax_lat.legend(loc="upper right", fontsize=8)
 

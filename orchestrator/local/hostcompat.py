@@ -6,10 +6,11 @@ like the one mco's CI runs on, these were found necessary, and are applied:
 
 1. ``--privileged`` fails. dockerd's capability bounding set lacks ``CAP_SYS_RESOURCE``, so
    runc cannot grant "all capabilities" ("unable to apply caps: operation not permitted"),
-   and kind always passes ``--privileged``. kind therefore reaches Docker through a small
-   wrapper (written by :func:`docker_wrapper_dir`) that swaps that one flag for
-   :data:`PRIVILEGED_SUBSTITUTE`: every capability the host has, no seccomp or AppArmor
-   profile, unmasked ``/proc`` and ``/sys`` paths, and access to all devices.
+   and kind always passes ``--privileged`` (to ``docker run`` and ``docker exec``). kind
+   therefore reaches Docker through a small wrapper (written by :func:`docker_wrapper_dir`)
+   that swaps that one flag of ``docker run`` for :data:`PRIVILEGED_SUBSTITUTE`: every
+   capability the host has, no seccomp or AppArmor profile, unmasked ``/proc`` and ``/sys``
+   paths, and access to all devices; ``docker exec`` simply inherits the node's.
 
 2. Without ``--privileged`` Docker mounts the cgroup v1 hierarchies, ``/sys`` read-only and
    gives no ``/dev/kmsg``, and even root cannot lower ``oom_score_adj``. The node image's
@@ -163,23 +164,26 @@ def detect(*, kind_default_image: str | None = None) -> HostProfile:
 
 
 _WRAPPER = """#!/bin/sh
-# Written by mco (orchestrator/local/hostcompat.py). kind always runs its nodes with
-# --privileged, which this Docker host refuses; swap that one flag of `docker run` for an
-# equivalent the host can grant. Everything else passes through unchanged.
+# Written by mco (orchestrator/local/hostcompat.py). kind runs its nodes (and its execs)
+# with --privileged, which this Docker host refuses. `docker run`/`create` get an
+# equivalent the host can grant instead; `docker exec` needs nothing extra, since it
+# inherits the node's capabilities. Everything else passes through unchanged.
 real={real}
-if [ "$1" = run ]; then
+case "$1" in
+  run|create|exec) ;;
+  *) exec "$real" "$@" ;;
+esac
+command="$1"
+shift
+for arg in "$@"; do
   shift
-  for arg in "$@"; do
-    shift
-    if [ "$arg" = --privileged ]; then
-      set -- "$@" {substitute}
-    else
-      set -- "$@" "$arg"
-    fi
-  done
-  exec "$real" run "$@"
-fi
-exec "$real" "$@"
+  if [ "$arg" = --privileged ]; then
+    if [ "$command" != exec ]; then set -- "$@" {substitute}; fi
+  else
+    set -- "$@" "$arg"
+  fi
+done
+exec "$real" "$command" "$@"
 """
 
 
@@ -187,7 +191,7 @@ def docker_wrapper_dir(state_dir: Path, *, real_docker: str | None = None) -> Pa
     """A directory holding a ``docker`` that swaps ``--privileged``; put it first on kind's PATH."""
     import shlex
 
-    bin_dir = state_dir / "bin"
+    bin_dir = (state_dir / "bin").resolve()  # Go's exec refuses relative PATH entries
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = _WRAPPER.format(real=shlex.quote(real_docker or _docker()),
                              substitute=" ".join(shlex.quote(a) for a in PRIVILEGED_SUBSTITUTE))

@@ -21,6 +21,7 @@ from orchestrator.config import PackagingConfig
 from orchestrator.errors import ConfigError, MCOError, NotFound
 from orchestrator.model.bundle import Bundle, load_bundle
 from orchestrator.packaging.dockerfile import CTX_DEPS, CTX_MCO, CTX_MODEL, DockerfileSpec, render_dockerfile
+from orchestrator.packaging.wheelhouse import Wheels
 
 __all__ = ["LABEL_BUNDLE_DIGEST", "LABEL_MCO_VERSION", "BuiltImage", "build_image", "image_reference"]
 
@@ -116,8 +117,11 @@ def _build_error(message: str, step: str, log_tail: list[str]) -> MCOError:
 
 
 def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = None, client: Any = None,
-                show_progress: bool = True, no_cache: bool = False) -> BuiltImage:
-    """Build the model image for the bundle at ``bundle_dir`` (cached: unchanged input, no new layer)."""
+                show_progress: bool = True, no_cache: bool = False, wheels: Wheels | None = None) -> BuiltImage:
+    """Build the model image for the bundle at ``bundle_dir`` (cached: unchanged input, no new layer).
+
+    ``wheels`` reuses wheels prepared earlier (benchmarks pin them; normally they are looked up).
+    """
     from orchestrator.packaging.engine import docker_client
     from orchestrator.packaging.wheelhouse import prepare_wheels
 
@@ -133,7 +137,8 @@ def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = N
     if status:
         status.start()
     try:
-        wheels = prepare_wheels(fetch_extras=packaging.fetch_extras if packaging.model_source == "fetch" else ())
+        if wheels is None:
+            wheels = prepare_wheels(fetch_extras=packaging.fetch_extras if packaging.model_source == "fetch" else ())
     finally:
         if status:
             status.stop()
@@ -202,6 +207,8 @@ def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool, no_cache: 
                     if match:
                         steps = int(match.group(1))
                         current = match.group(3)[:60]
+                        if current.upper().startswith("FROM "):
+                            cached += 1  # a stage start is never rebuilt; count it with the cached steps
                         progress.update(task, completed=steps - 1, total=int(match.group(2)),
                                         description=f"{tag}  {current}")
                     elif "Using cache" in line:

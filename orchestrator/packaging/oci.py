@@ -34,6 +34,9 @@ MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 _CHUNK = 1 << 20
+# Level 1, not 6: measured on the base layer (127 MB), 2.1 s instead of 6.6 s for 9 % more
+# bytes (51.9 vs 47.5 MB). Compression is the CPU cost of a push; the bytes go once per cloud.
+GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def _compress_layer(root: Path, source: BinaryIO, diff_id: str) -> Blob:
         with os.fdopen(fd, "wb") as raw:
             out = _HashingWriter(raw)
             # mtime=0 and no file name: the same layer always compresses to the same digest.
-            with gzip.GzipFile(filename="", fileobj=out, mode="wb", compresslevel=6, mtime=0) as gz:  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:  # type: ignore[arg-type]
                 while chunk := source.read(_CHUNK):
                     plain.update(chunk)
                     gz.write(chunk)
@@ -196,28 +199,23 @@ def export_image(client: Any, image: str) -> ImageLayout:
             layer_files: list[str] = list(entry["Layers"])
             if len(layer_files) != len(diff_ids):
                 raise MCOError(f"{image}: docker save listed {len(layer_files)} layers, the image has {len(diff_ids)}")
-            todo = [(i, d) for i, d in enumerate(diff_ids) if _cached_layer(root, d) is None]
-            # Extract the new layers, then compress them two at a time (zlib releases the GIL).
-            extracted: dict[str, Path] = {}
-            for i, diff_id in todo:
-                if diff_id in extracted:
-                    continue
-                member = tar.extractfile(layer_files[i])
+            todo: dict[str, str] = {}  # diff id -> member name, for layers never compressed before
+            for i, diff_id in enumerate(diff_ids):
+                if diff_id not in todo and _cached_layer(root, diff_id) is None:
+                    todo[diff_id] = layer_files[i]
+
+        def compress(item: tuple[str, str]) -> Blob:
+            # Straight from the saved tar (one handle per thread): no extracted copy on disk.
+            diff_id, member_name = item
+            with tarfile.open(saved) as own:
+                member = own.extractfile(member_name)
                 if member is None:
-                    raise MCOError(f"{image}: layer {layer_files[i]} is missing from the export")
-                dest = Path(tmp) / f"layer-{i}.tar"
-                with open(dest, "wb") as out:
-                    shutil.copyfileobj(member, out, _CHUNK)
-                extracted[diff_id] = dest
-        saved.unlink()
+                    raise MCOError(f"{image}: layer {member_name} is missing from the export")
+                return _compress_layer(root, member, diff_id)
 
-        def compress(item: tuple[str, Path]) -> Blob:
-            diff_id, path = item
-            with open(path, "rb") as fh:
-                return _compress_layer(root, fh, diff_id)
-
+        # Two at a time: zlib releases the GIL, and the big layers (base, venv) overlap.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(compress, extracted.items()))
+            list(pool.map(compress, todo.items()))
     layers = []
     for diff_id in diff_ids:
         blob = _cached_layer(root, diff_id)
@@ -229,4 +227,4 @@ def export_image(client: Any, image: str) -> ImageLayout:
               "layers": [{"digest": b.digest, "size": b.size} for b in layers]}
     out = root / "images" / f"{image_id.removeprefix('sha256:')}.json"
     out.write_text(json.dumps(record))
-    return ImageLayout(image_id, manifest, config, tuple(layers), len(extracted))
+    return ImageLayout(image_id, manifest, config, tuple(layers), len(todo))

@@ -58,9 +58,11 @@ def configured_registries(cfg: MCOConfig, clouds: list[str] | None = None) -> di
             if cloud.registry is not None and (clouds is None or name in clouds)}
 
 
-def push_image(image: str, registries: dict[str, Any], *, show_progress: bool = True,
+def push_image(image: str, registries: dict[str, Any], *, image_id: str | None = None, show_progress: bool = True,
                verify: bool = True) -> ImagePushes:
-    """Push ``image`` (a local name:tag) to every registry at once; its layers are compressed once."""
+    """Push ``image`` (a local name:tag) to every registry at once; its layers are compressed once.
+
+    ``image_id`` pins exactly which image goes (the tag could move while we push)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from orchestrator.cli._common import err_console
@@ -72,9 +74,12 @@ def push_image(image: str, registries: dict[str, Any], *, show_progress: bool = 
     try:
         with err_console.status(f"exporting {image} (each new layer is compressed once)…") if show_progress \
                 else nullcontext():
-            layout = export_image(client, image)
+            layout = export_image(client, image_id or image)
     finally:
         client.close()
+    # In registries the tag also carries the image ID: the same tag always names the same image,
+    # so immutable tags (ECR) never refuse a rebuilt image of the same bundle.
+    tag = f"{tag}-{layout.image_id.removeprefix('sha256:')[:12]}"
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[cloud]:<6}[/] {task.description}"),
                         TimeElapsedColumn(), console=err_console, disable=not show_progress)
     tasks = {cloud: progress.add_task("waiting", cloud=cloud, total=1) for cloud in registries}
@@ -121,7 +126,7 @@ def publish_bundle_image(bundle_dir: str | Path, cfg: MCOConfig, clouds: list[st
         built = build_image(bundle_dir, packaging=cfg.packaging, show_progress=show_progress)
     except MCOError as exc:  # no image for anyone; the bundle pushes still report their own results
         return ImagePushes(str(bundle_dir), {cloud: exc for cloud in registries})
-    return push_image(built.image, registries, show_progress=show_progress)
+    return push_image(built.image, registries, image_id=built.image_id, show_progress=show_progress)
 
 
 def image_only_clouds(cfg: MCOConfig, clouds: list[str] | None = None) -> set[str]:

@@ -1,17 +1,20 @@
 """AWS: S3 as the artifact store (boto3, imported only when a store is opened).
 
 Uploads go through boto3's transfer manager (multipart above ``PART_SIZE``, parallel
-parts, botocore's standard retry mode with backoff). Each upload is verified by the ETag
-S3 computes from the bytes it stored: the md5 for one part, md5 of the part md5s plus
-``-N`` for a multipart upload, which mco predicts from its own read of the file. boto3
-also sends a CRC32 per request, which S3 and MinIO check on arrival.
+parts, botocore's standard retry mode with backoff) with ``ChecksumAlgorithm=CRC32``: every
+request carries the CRC32 of its bytes, which S3 checks on arrival. Afterwards mco reads
+the object's ChecksumCRC32 (S3's, computed from what it stored: of the whole object, or
+composite over the parts for a multipart upload) and compares it with its own, computed
+from the file while it uploads. Small objects (manifests) also carry Content-MD5 and are
+compared by ETag.
 
-The local stand-in is moto's server, which stores checksums without checking them: that
-gap is declared in ``emulator_gaps`` and the after-the-fact ETag comparison still applies.
+The local stand-in is moto's server, which stores checksums without checking them on
+arrival: that gap is declared in ``emulator_gaps``; the after-the-fact comparison still applies.
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,14 +69,14 @@ class AwsProvider(Provider):
     extra = "aws"
     sdk_package = "boto3"
     unsupported: Mapping[Capability, str] = {}
-    upload_digests = frozenset({DigestKind.MD5_PARTS})
+    upload_digests = frozenset({DigestKind.CRC32})
 
     def emulator_gaps(self) -> Mapping[Capability, str]:
         storage = self.config.storage
         if storage is not None and storage.credentials == "emulator":
             return {Capability.SERVER_VERIFIED_UPLOAD:
                     "the S3 stand-in (moto) stores Content-MD5 and x-amz-checksum-* without checking them; "
-                    "mco still compares the ETag S3 computed with its own md5s after each upload"}
+                    "mco still compares the CRC32 it computed from the stored bytes with its own after each upload"}
         return {}
 
     def artifact_store(self) -> S3Store:
@@ -187,17 +190,34 @@ class S3Store(ArtifactStore):
         return ObjectInfo(key=key, size=int(head.get("ContentLength", 0)), sha256=meta.get("sha256"),
                           md5=etag if etag and "-" not in etag else None, extra={"etag": etag})
 
-    def _verify_etag(self, key: str, expected_etag: str, size: int) -> None:
-        info = self.stat(key)
-        if info is None:
-            raise IntegrityError(f"{self.cloud}: {self.uri(key)} is missing right after its upload",
-                                 hint="another writer deleted it, or the bucket is not consistent; push again")
-        got = info.extra.get("etag", "")
-        if got != expected_etag or info.size != size:
+    def _verify_checksum(self, key: str, path: Path, digests: DigestSource, size: int) -> None:
+        """Compare the CRC32 S3 computed from the stored bytes with ours (whole, or composite for multipart)."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except Exception as exc:
+            raise self._translate(exc, "verifying", key) from exc
+        got = str(head.get("ChecksumCRC32") or "")
+        stored = int(head.get("ContentLength", -1))
+        value = got.partition("-")[0]
+        local = digests()
+        if head.get("ChecksumType") == "FULL_OBJECT" and len(local.crc32_parts) > 1:
+            import zlib
+
+            crc = 0  # rare: a full-object CRC for a multipart upload; read the file once more
+            with open(path, "rb") as fh:
+                while chunk := fh.read(PART_SIZE):
+                    crc = zlib.crc32(chunk, crc)
+            expected = base64.b64encode(crc.to_bytes(4, "big")).decode()
+        else:
+            expected = local.s3_crc32(composite=True)
+        if not got:
+            raise IntegrityError(f"{self.cloud}: {self.uri(key)} has no CRC32 checksum at {self.endpoint}, "
+                                 "so the upload cannot be verified", hint="use an S3 endpoint with flexible checksums")
+        if value != expected or stored != size:
             self.delete(key)
             raise IntegrityError(
-                f"{self.cloud}: {self.uri(key)} was stored with ETag {got} ({info.size} bytes), but the local file "
-                f"gives {expected_etag} ({size} bytes): the upload was corrupted; the object was deleted",
+                f"{self.cloud}: {self.uri(key)} was stored with CRC32 {got} ({stored} bytes), but the local file "
+                f"gives {expected} ({size} bytes): the upload was corrupted; the object was deleted",
                 hint="push again")
 
     def put_file(self, key: str, path: Path, *, sha256: str, size: int, digests: DigestSource,
@@ -212,15 +232,14 @@ class S3Store(ArtifactStore):
 
         try:
             self.client.upload_file(str(path), self.bucket, key, Config=self.transfer, Callback=callback,
-                                    ExtraArgs={"Metadata": {"sha256": sha256},
+                                    ExtraArgs={"Metadata": {"sha256": sha256}, "ChecksumAlgorithm": "CRC32",
                                                "ContentType": "application/octet-stream"})
         except Exception as exc:
             raise self._translate(exc, "uploading", key) from exc
-        self._verify_etag(key, digests().s3_etag(), size)
-        return UploadResult(key=key, size=size, verified="s3:etag-md5")
+        self._verify_checksum(key, path, digests, size)
+        return UploadResult(key=key, size=size, verified="s3:crc32")
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> UploadResult:
-        import base64
         import hashlib
 
         self.check_key(key)
@@ -269,6 +288,17 @@ class S3Store(ArtifactStore):
             return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
         except Exception as exc:
             raise self._translate(exc, "listing", prefix) from exc
+
+    def list_info(self, prefix: str) -> dict[str, ObjectInfo]:
+        """S3 listings carry no user metadata: list, then HEAD the listed objects in parallel."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = self.list(prefix)
+        if not keys:
+            return {}
+        with ThreadPoolExecutor(min(8, len(keys))) as pool:
+            infos = list(pool.map(self.stat, keys))
+        return {i.key: i for i in infos if i is not None}
 
     def ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

@@ -2,10 +2,11 @@
 
 Uploads up to 64 MiB are one Put Blob; larger ones are staged 4 MiB blocks sent in
 parallel and committed with Put Block List, each request retried with exponential backoff.
-Every request carries a transactional Content-MD5 (``validate_content``) computed from the
-bytes read from disk, and the service (Azure and Azurite alike, checked) recomputes it on
-arrival and refuses a mismatch, so a stored blob is exactly what was read. mco's own
-sha256 of those bytes is then compared with the card by the push.
+A Put Blob's Content-MD5 is computed by the service from what it stored and compared with
+mco's md5 of the file (hashed beside the upload, not before it). Each Put Block instead
+carries a transactional Content-MD5 (``validate_content``) that the service (Azure and
+Azurite alike, checked) recomputes on arrival and refuses on a mismatch. mco's sha256 of
+the file is then compared with the card by the push.
 
 Credentials: ``AZURE_STORAGE_CONNECTION_STRING`` if set, else ``DefaultAzureCredential``
 against the endpoint ``https://ACCOUNT.blob.core.windows.net``. With ``credentials:
@@ -34,6 +35,7 @@ from orchestrator.errors import (
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
+    DigestKind,
     DigestSource,
     ObjectInfo,
     Progress,
@@ -48,9 +50,10 @@ CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 AZURITE_ACCOUNT = "devstoreaccount1"
 _AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 MAX_CONCURRENCY = 8
+MAX_SINGLE_PUT = 64 * 1024 * 1024  # the SDK's default max_single_put_size: one Put Blob up to here
 _CLIENT_OPTIONS: dict[str, Any] = {
     "retry_total": 3, "retry_connect": 3, "retry_read": 3, "retry_backoff_factor": 0.5, "retry_backoff_max": 8,
-    "connection_timeout": 5, "read_timeout": 60,
+    "connection_timeout": 5, "read_timeout": 60, "max_single_put_size": MAX_SINGLE_PUT,
 }
 
 
@@ -68,6 +71,10 @@ class AzureProvider(Provider):
     extra = "azure"
     sdk_package = "azure-storage-blob"
     unsupported: Mapping[Capability, str] = {}
+
+    def upload_digests_for(self, size: int) -> frozenset[DigestKind]:
+        # One Put Blob: compared with the MD5 the service computes. Blocks: checked per request.
+        return frozenset({DigestKind.MD5}) if size <= MAX_SINGLE_PUT else frozenset()
 
     def artifact_store(self) -> AzureBlobStore:
         return AzureBlobStore(self.cloud, self.storage_config())
@@ -182,14 +189,28 @@ class AzureBlobStore(ArtifactStore):
                         sent[0] = current
 
         content_type = "application/octet-stream"
+        single = size <= MAX_SINGLE_PUT
+        blob = self.container.get_blob_client(key)
         try:
             with open(path, "rb") as fh:
-                self.container.get_blob_client(key).upload_blob(
-                    fh, length=size, overwrite=True, metadata={"sha256": sha256}, validate_content=True,
+                response = blob.upload_blob(
+                    fh, length=size, overwrite=True, metadata={"sha256": sha256},
+                    # Blocks: each Put Block carries a Content-MD5 the service checks. One Put Blob:
+                    # compared below with the MD5 the service computed, so no serial pre-hash is needed.
+                    validate_content=not single,
                     content_settings=ContentSettings(content_type=content_type),
                     max_concurrency=MAX_CONCURRENCY, progress_hook=hook)
+            if not single:
+                return UploadResult(key=key, size=size, verified="azure:content-md5")
+            stored = response.get("content_md5") or blob.get_blob_properties().content_settings.content_md5
         except Exception as exc:
             raise self._translate(exc, "uploading", key) from exc
+        want = digests().md5
+        got = bytes(stored).hex() if stored else None
+        if got != want:
+            self.delete(key)
+            raise IntegrityError(f"{self.cloud}: {self.uri(key)} was stored with Content-MD5 {got}, but the local "
+                                 f"file gives {want}: the upload was corrupted; the blob was deleted", hint="push again")
         return UploadResult(key=key, size=size, verified="azure:content-md5")
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> UploadResult:
@@ -245,6 +266,17 @@ class AzureBlobStore(ArtifactStore):
     def list(self, prefix: str) -> list[str]:
         try:
             return [b.name for b in self.container.list_blobs(name_starts_with=prefix)]
+        except Exception as exc:
+            raise self._translate(exc, "listing", prefix) from exc
+
+    def list_info(self, prefix: str) -> dict[str, ObjectInfo]:
+        try:
+            found = {}
+            for b in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+                md5 = b.content_settings.content_md5
+                found[b.name] = ObjectInfo(key=b.name, size=int(b.size), sha256=(b.metadata or {}).get("sha256"),
+                                           md5=bytes(md5).hex() if md5 else None)
+            return found
         except Exception as exc:
             raise self._translate(exc, "listing", prefix) from exc
 

@@ -20,8 +20,9 @@ only when a store is opened, so describing a cloud costs nothing.
 
 from __future__ import annotations
 
+import base64
 import enum
-import hashlib
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,33 +51,47 @@ __all__ = [
 Progress = Callable[[int], None]
 
 # Part/chunk size for multipart uploads (boto3's default too). S3 stores must use it: the
-# multipart ETag mco predicts from ``FileDigests.md5_parts`` depends on it.
+# composite checksum mco predicts from ``FileDigests.crc32_parts`` depends on it.
 PART_SIZE = 8 * 1024 * 1024
 
 
 class DigestKind(str, enum.Enum):
     """Local digests a store's upload verification needs, beyond the sha256 every push computes."""
 
-    MD5_PARTS = "md5-parts"   # S3: predicts the (multipart) ETag
-    CRC32C = "crc32c"         # GCS: compared with the object's crc32c
+    CRC32 = "crc32"     # S3: compared with the object's (full or composite) CRC32
+    CRC32C = "crc32c"   # GCS: compared with the object's crc32c
+    MD5 = "md5"         # Azure: compared with the Content-MD5 the service computed for a Put Blob
+
+
+def _b64_u32(value: int) -> str:
+    return base64.b64encode(value.to_bytes(4, "big")).decode()
 
 
 @dataclass(frozen=True)
 class FileDigests:
-    """Digests of one local file, computed by mco in one read (see orchestrator/artifacts/digests.py)."""
+    """Digests of one local file, computed by mco in one read (see orchestrator/artifacts/digests.py).
+
+    Checksums are cheap CRCs on purpose: hashing competes with the upload for the CPU.
+    """
 
     size: int
-    sha256: str                          # hex
-    md5_parts: tuple[bytes, ...] = ()    # raw md5 of each PART_SIZE chunk, if asked for
-    crc32c: str | None = None            # base64 of the big-endian CRC32C, as GCS reports it, if asked for
+    sha256: str                            # hex
+    crc32: int | None = None               # whole file, if asked for and the file is one part
+    crc32_parts: tuple[int, ...] = ()      # each PART_SIZE chunk, if asked for
+    crc32c: str | None = None              # base64 of the big-endian CRC32C, as GCS reports it, if asked for
+    md5: str | None = None                 # hex, whole file, if asked for
 
-    def s3_etag(self) -> str:
-        """The ETag S3 computes: the md5 for one part, else md5(part md5s) + "-<parts>"."""
-        if not self.md5_parts and self.size:
-            raise ValueError("md5 parts were not computed for this file")
-        if len(self.md5_parts) <= 1:
-            return (self.md5_parts[0] if self.md5_parts else hashlib.md5(b"").digest()).hex()
-        return f"{hashlib.md5(b''.join(self.md5_parts)).hexdigest()}-{len(self.md5_parts)}"
+    def s3_crc32(self, *, composite: bool) -> str:
+        """The ChecksumCRC32 S3 reports: of the whole object, or (multipart, composite) the
+        CRC32 of the concatenated part CRC32s."""
+        if len(self.crc32_parts) <= 1:
+            if self.crc32 is None:
+                raise ValueError("the crc32 digests were not computed for this file")
+            return _b64_u32(self.crc32)
+        if not composite:
+            raise ValueError("a whole-object CRC32 of a multipart file is not computed; S3 reports composite "
+                             "checksums for uploads that name ChecksumAlgorithm")
+        return _b64_u32(zlib.crc32(b"".join(p.to_bytes(4, "big") for p in self.crc32_parts)))
 
 
 # Blocks until the digests are ready: stores upload first and verify after, so hashing the
@@ -166,6 +181,16 @@ class ArtifactStore(ABC):
     def list(self, prefix: str) -> list[str]:
         """Keys that start with ``prefix``."""
 
+    def list_info(self, prefix: str) -> dict[str, ObjectInfo]:
+        """Objects under ``prefix`` with sizes and recorded digests. Stores whose listing carries
+        metadata override this to make it one request; the default lists, then stats each."""
+        found = {}
+        for key in self.list(prefix):
+            info = self.stat(key)
+            if info is not None:
+                found[key] = info
+        return found
+
     @abstractmethod
     def ensure_bucket(self) -> None:
         """Create the bucket/container if missing (local stand-ins and tests; push never calls it)."""
@@ -217,6 +242,10 @@ class Provider(ABC):
             raise ConfigError(f"cloud '{self.cloud}' has no storage section",
                               hint=f"add clouds.{self.cloud}.storage: {{bucket: NAME}} to the config")
         return self.config.storage
+
+    def upload_digests_for(self, size: int) -> frozenset[DigestKind]:
+        """``upload_digests`` for a file of ``size`` bytes (a store may verify large files differently)."""
+        return self.upload_digests
 
     def emulator_gaps(self) -> Mapping[Capability, str]:
         """Capabilities the configured endpoint (an emulator, say) lacks beyond ``unsupported``."""

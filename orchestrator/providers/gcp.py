@@ -240,6 +240,14 @@ class GcsStore(ArtifactStore):
         except Exception as exc:
             raise self._translate(exc, "listing", prefix) from exc
 
+    def list_info(self, prefix: str) -> dict[str, ObjectInfo]:
+        try:
+            return {b.name: ObjectInfo(key=b.name, size=int(b.size or 0), sha256=(b.metadata or {}).get("sha256"),
+                                       md5=_b64_to_hex(b.md5_hash), extra={"crc32c": b.crc32c or ""})
+                    for b in self.client.list_blobs(self.storage.bucket, prefix=prefix, retry=self.retry)}
+        except Exception as exc:
+            raise self._translate(exc, "listing", prefix) from exc
+
     def ensure_bucket(self) -> None:
         from google.api_core import exceptions as gexc
 

@@ -417,9 +417,12 @@ class OCIRegistry:
                         kept += 1
                 if self._upload_blob(api, path, layout.config):
                     sent_bytes += layout.config.size
-                resp = api.put(f"/v2/{path}/manifests/{tag}", content=layout.manifest,
-                               headers={"Content-Type": MANIFEST_MEDIA_TYPE})
-                self._check(resp, "storing the manifest on", ok=(201,))
+                # Tags may be immutable (ECR): re-putting a manifest the tag already names is skipped.
+                resp = api.head(f"/v2/{path}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES})
+                if resp.status_code != 200 or resp.headers.get("docker-content-digest") != layout.digest:
+                    resp = api.put(f"/v2/{path}/manifests/{tag}", content=layout.manifest,
+                                   headers={"Content-Type": MANIFEST_MEDIA_TYPE})
+                    self._check(resp, "storing the manifest on", ok=(201,))
         except httpx.HTTPError as exc:
             raise self._translate(f"{type(exc).__name__}: connection refused or timed out ({exc})",
                                   during="pushing to") from exc

@@ -87,9 +87,9 @@ Behaviour worth knowing
   retried once on the next healthy cloud within a 20 % retry budget; 4xx pass through
   unchanged and are never retried. Responses are read whole before the client gets
   anything, which is what makes a reset mid-response retryable (predict answers are small).
-* With ``retries.hedge: true`` a second copy goes to the next cloud after the first
-  cloud's recent p95; the first answer wins and the loser runs on to its own outcome, so
-  a hung cloud is still ejected.
+* Hedging (``retries.hedge``, on by default): a second copy goes to the next cloud
+  after the first cloud's recent p95, within the same retry budget; the first answer
+  wins and the loser runs on to its own outcome, so a hung cloud is still ejected.
 * When every target is down the router tries them all anyway in priority order (panic)
   and answers 503 with the list of tries and ``Retry-After: 1``.
 

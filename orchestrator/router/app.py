@@ -322,7 +322,7 @@ class RouterApp:
             if key == b"content-length":
                 declared = value
                 continue
-            if key == b"host":
+            if key == b"host" or key == b"expect":  # the body is already read: no 100-continue upstream
                 continue
             headers.append((key.decode("latin-1"), value.decode("latin-1")))
         if connection:

@@ -4,11 +4,11 @@
 #     (registry.k8s.io/kube-apiserver:v1.34.4, .../etcd:3.6.5-0, .../coredns/coredns:v1.12.1, ...),
 #     saved to one archive that the node imports into containerd on first boot;
 #   - the node image (node/Dockerfile) with those archives inside.
-# usage: build-images.sh K8S_DIR COMPONENTS_DIR OUT_DIR NODE_TAG
+# usage: build-images.sh OUT_DIR K8S_DIR COMPONENTS_DIR NODE_TAG
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
-k8s_bin="$1/bin"; comp_bin="$2/bin"; out="$3"; node_tag="$4"
+out="$1"; k8s_bin="$2/bin"; comp_bin="$3/bin"; node_tag="$4"
 base="${MCO_BASE_IMAGE:-mco-base/bookworm:latest}"
 mkdir -p "$out"
 ctx="$(mktemp -d /var/tmp/mco-kind-images.XXXXXX)"

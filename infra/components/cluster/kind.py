@@ -42,6 +42,9 @@ class KindClusterArgs:
     # A cluster that is not there is a clear preview error unless this is False (tests
     # that only check the program's shape).
     require_existing: bool = True
+    # False when nothing in the stack applies through pulumi_kubernetes (applier "mco"):
+    # then the stack needs no Kubernetes resource plugin.
+    create_provider: bool = True
 
     @property
     def context(self) -> str:
@@ -69,7 +72,8 @@ class KindCluster(pulumi.ComponentResource):
             # client key out of Pulumi state.
             kubeconfig=str(path) if args.kubeconfig else None,
             context=args.context,
-        )
+        ) if args.create_provider else None
+        self.context_name = args.context  # plain, for appliers that need no Output
         self.cluster_name = args.cluster_name  # plain: ModelDeployment loads images into this cluster
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.context = pulumi.Output.from_input(args.context)

@@ -149,7 +149,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 			if exitErr.ExitCode() == bailExitCode {
 				return &pulumirpc.RunResponse{Bail: true}, nil
 			}
-			return &pulumirpc.RunResponse{Error: fmt.Sprintf("the Python program exited with code %d", exitErr.ExitCode())}, nil
+			return &pulumirpc.RunResponse{Error: fmt.Sprintf("the program stopped with exit code %d; see the error above", exitErr.ExitCode())}, nil
 		}
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}

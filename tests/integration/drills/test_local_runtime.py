@@ -70,11 +70,12 @@ def test_slow_makes_a_server_answer_slowly_and_unslow_restores_it(local_runtime:
         fast = min(latencies(client))  # best case: the machine is shared, so medians are noisy
         local_runtime.slow("azure", stopped_share=0.8, period=0.1)
         try:
-            slow = statistics.median(latencies(client))
+            # a random arrival waits out 80 % of 80 ms windows: about 32 ms on average
+            slow = statistics.fmean(latencies(client, 30))
         finally:
             local_runtime.unslow("azure")
         after = min(latencies(client))
-    assert slow > 0.03 and slow > 2 * fast, (fast, slow)
+    assert slow > 0.015 and slow > 3 * fast, (fast, slow)
     assert after < slow
 
 

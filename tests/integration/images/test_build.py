@@ -49,7 +49,7 @@ def test_image_metadata_non_root_labels_healthcheck(built: Any, docker_engine: A
 
 def test_container_serves_on_read_only_root_as_non_root(built: Any, container: Callable[..., Any],
                                                          digits_bundle: Bundle) -> None:
-    ctr, port = container(built.image, read_only=True, cap_drop=["ALL"],
+    ctr, port = container(built.image_id, read_only=True, cap_drop=["ALL"],
                           security_opt=["no-new-privileges"])
     ready = wait_ready(port, ctr).json()
     assert ready["model_digest"] == digits_bundle.digest
@@ -96,7 +96,7 @@ def test_tampered_model_in_image_never_becomes_ready(built: Any, docker_engine: 
 
 
 def test_image_refuses_a_bundle_other_than_the_pinned_digest(built: Any, container: Callable[..., Any]) -> None:
-    ctr, _port = container(built.image, environment={"MCO_MODEL_DIGEST": "sha256:" + "0" * 64})
+    ctr, _port = container(built.image_id, environment={"MCO_MODEL_DIGEST": "sha256:" + "0" * 64})
     result = ctr.wait(timeout=60)
     logs = ctr.logs().decode(errors="replace")
     assert result["StatusCode"] == 3

@@ -9,6 +9,7 @@ the tests are skipped with that reason.
 from __future__ import annotations
 
 import glob
+import ssl
 import os
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ def _wait_ready(url: str, ca: Path, token: str, proc: subprocess.Popen, log: Pat
         if proc.poll() is not None:
             raise RuntimeError(f"kube-apiserver exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
         try:
-            r = httpx.get(f"{url}/readyz", verify=str(ca), headers={"Authorization": f"Bearer {token}"}, timeout=2)
+            r = httpx.get(f"{url}/readyz", verify=ssl.create_default_context(cafile=str(ca)), headers={"Authorization": f"Bearer {token}"}, timeout=2)
             if r.status_code == 200:
                 return
             last = r.text[-300:]

@@ -77,6 +77,9 @@ def test_local_stack_applies_exactly_what_mco_render_renders(
     run = run_stack("local", _local_overrides(local_project, digits_bundle.path))
     assert run.outputs["release"] == 1
     assert run.outputs["model_digest"] == digits_bundle.digest
+    providers = {r.name: r.inputs for r in run.of_type("pulumi:providers:kubernetes")}
+    assert {p["context"] for p in providers.values()} == {"kind-mco-aws", "kind-mco-gcp", "kind-mco-azure"}
+    assert all(p["enableServerSideApply"] in (True, "true") for p in providers.values())
 
     # The history is empty: what `mco render` shows now is release-less; Pulumi plans release 1.
     assert _record_like_the_provider(run) == 1
@@ -196,3 +199,20 @@ def test_root_uid_is_an_insecure_setting(digits_bundle: Bundle, local_project: P
     with pytest.raises(InsecureSettingError, match="run_as_user"):
         run_stack("local", {"mco-infra:mcoConfig": str(local_project), "mco-infra:deployment": deployment},
                   preview=True)
+
+
+def test_mco_applier_applies_the_same_objects_without_the_kubernetes_plugin(
+    digits_bundle: Bundle, local_project: Path,
+) -> None:
+    deployment = {"model": str(digits_bundle.path), "image": KIND_IMAGE, "applier": "mco"}
+    run = run_stack("local", {"mco-infra:mcoConfig": str(local_project), "mco-infra:deployment": deployment})
+    # Nothing needs pulumi_kubernetes: no provider, no per-object resource.
+    assert not run.of_type("pulumi:providers:kubernetes")
+    assert not [r for r in run.resources if r.typ.startswith("kubernetes:")]
+    applies = {r.inputs["cloud"]: r.inputs for r in run.of_type("pulumi-python:dynamic/mco:KubeApply")}
+    assert set(applies) == {"aws", "gcp", "azure"}
+    assert applies["azure"]["context"] == "kind-mco-azure"
+    _record_like_the_provider(run)
+    for cloud, props in applies.items():
+        rendered = _mco("render", "--cloud", cloud, "--config", str(local_project))
+        assert json.loads(props["objects_json"]) == rendered["objects"]

@@ -43,6 +43,11 @@ def test_wrapper_swaps_privileged_for_what_the_host_can_grant(tmp_path: Path) ->
     assert argv[-3:] == ["--volume", "/var", "img:1"]
 
 
+def test_wrapper_drops_privileged_from_exec(tmp_path: Path) -> None:
+    assert _through_wrapper(tmp_path, "exec", "--privileged", "-i", "node", "cat", "/kind/version") == [
+        "exec", "-i", "node", "cat", "/kind/version"]
+
+
 def test_wrapper_passes_other_commands_through(tmp_path: Path) -> None:
     assert _through_wrapper(tmp_path, "inspect", "--privileged", "x y") == ["inspect", "--privileged", "x y"]
 

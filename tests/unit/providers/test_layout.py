@@ -54,19 +54,28 @@ def test_refs_and_digests() -> None:
         parse_digest("")
 
 
-def test_s3_etag_prediction_matches_the_s3_formula(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_s3_crc32_prediction_whole_and_composite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import zlib
+
     from orchestrator.artifacts.digests import file_digests
     from orchestrator.providers.base import DigestKind
 
+    def b64(v: int) -> str:
+        return base64.b64encode(v.to_bytes(4, "big")).decode()
+
     data = bytes(range(256)) * (PART_SIZE // 256) * 2 + b"tail"
     parts = [data[i:i + PART_SIZE] for i in range(0, len(data), PART_SIZE)]
-    expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-3"
+    composite = b64(zlib.crc32(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts)))
     (tmp_path / "big").write_bytes(data)
-    big = file_digests(tmp_path / "big", frozenset({DigestKind.MD5_PARTS}))
-    assert big.s3_etag() == expected and big.sha256 == hashlib.sha256(data).hexdigest()
+    big = file_digests(tmp_path / "big", frozenset({DigestKind.CRC32}))
+    assert big.s3_crc32(composite=True) == composite
+    assert big.sha256 == hashlib.sha256(data).hexdigest() and len(big.crc32_parts) == 3
     (tmp_path / "small").write_bytes(b"abc")
-    assert file_digests(tmp_path / "small", frozenset({DigestKind.MD5_PARTS})).s3_etag() == hashlib.md5(b"abc").hexdigest()
-    assert FileDigests(size=0, sha256="").s3_etag() == hashlib.md5(b"").hexdigest()
+    small = file_digests(tmp_path / "small", frozenset({DigestKind.CRC32}))
+    assert small.s3_crc32(composite=True) == b64(zlib.crc32(b"abc"))  # one part: the object's own CRC
+    with pytest.raises(ValueError):
+        FileDigests(size=1, sha256="").s3_crc32(composite=False)
 
 
 def test_crc32c_is_reported_as_gcs_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -80,4 +89,4 @@ def test_crc32c_is_reported_as_gcs_does(tmp_path) -> None:  # type: ignore[no-un
     (tmp_path / "f").write_bytes(b"hello world" * 1000)
     got = file_digests(tmp_path / "f", frozenset({DigestKind.CRC32C}))
     assert got.crc32c == base64.b64encode(google_crc32c.Checksum(b"hello world" * 1000).digest()).decode()
-    assert got.md5_parts == ()  # not asked for, not computed
+    assert got.crc32 is None and got.crc32_parts == ()  # not asked for, not computed
