@@ -143,10 +143,11 @@ class ModelDeployment(pulumi.ComponentResource):
         refuse(args.allow_root or (args.run_as_user is not None and args.run_as_user < 1), who, "run_as_user=0",
                "the model server runs as a non-root user with a read-only root filesystem",
                "use the image's non-root uid (packaging.uid, 10001 by default)")
-        refuse(args.applier not in ("pulumi-kubernetes", "mco"), who, f"applier={args.applier}",
-               "it is not a known way to apply objects", "use pulumi-kubernetes (default) or mco")
-        refuse(args.applier == "mco" and any(t.context is None for t in args.targets), who, "applier=mco",
-               "the mco applier needs each target's kube context", "give every target a context")
+        if args.applier not in ("pulumi-kubernetes", "mco"):
+            raise pulumi.RunError(f"{who}: unknown applier '{args.applier}'. fix: use pulumi-kubernetes (default) or mco")
+        if args.applier == "mco" and any(t.context is None for t in args.targets):
+            raise pulumi.RunError(f"{who}: applier 'mco' needs each target's kube context (kind clusters have one). "
+                                  "fix: use the default applier for cloud clusters")
         refuse(not args.targets, who, "targets", "there is nothing to deploy to",
                "configure at least one cluster for this stack")
         clouds = [t.cloud for t in args.targets]

@@ -61,6 +61,7 @@ class Objectives:
 class Measures:
     requests: int = 0
     client_errors: int = 0
+    errors_before_fault: int = 0  # the deployment was already failing: not the fault's doing
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     slow_requests: int = 0
     rto_seconds: float | None = None
@@ -164,6 +165,8 @@ def measure(records: Sequence[RequestRecord], events: Sequence[dict[str, Any]], 
         "p99": _ms(_percentile(ok_latencies, 99)), "max": _ms(max(ok_latencies, default=None)),
         "mean": _ms(statistics.fmean(ok_latencies) if ok_latencies else None),
     }
+    if fault is not None:
+        m.errors_before_fault = sum(1 for r in records if not r.ok and r.done < fault)
     if fault is None or not recovery:
         return m
     until = end if self_healing or repair is None else repair
@@ -199,8 +202,10 @@ def check_objectives(m: Measures, objectives: Objectives) -> list[Check]:
                             f"recovery time {value} (objective <= {objectives.max_rto_s:g} s)"))
     if objectives.max_errors is not None:
         ok = m.client_errors <= objectives.max_errors
+        before = (f", {m.errors_before_fault} of them before the fault: the deployment was already failing"
+                  if m.errors_before_fault else "")
         checks.append(Check("client_errors", objectives.max_errors, m.client_errors, ok,
-                            f"{m.client_errors} client errors (budget {objectives.max_errors})"))
+                            f"{m.client_errors} client errors (budget {objectives.max_errors}){before}"))
     if objectives.max_failback_s is not None:
         ok = m.failback_seconds is not None and m.failback_seconds <= objectives.max_failback_s
         value = "no failback" if m.failback_seconds is None else f"{m.failback_seconds:.3f} s"

@@ -176,6 +176,16 @@ def wait_for_rollout(
         last = state
         if state.done:
             return state
+        caught_up = int((dep.get("status") or {}).get("observedGeneration", 0) or 0) >= \
+            int(dep.get("metadata", {}).get("generation", 0) or 0)
+        if not caught_up:
+            # Until the controller has seen this spec, its conditions and "newest" pods are the
+            # previous revision's: judging them would blame this release for the last one's failure.
+            if clock() >= deadline:
+                raise RolloutFailed(f"not rolled out after {timeout_s:.0f} s ({state.message})", reason="Timeout",
+                                    hint="is the cluster's controller-manager running?")
+            sleep(poll_s)
+            continue
         stalled = _condition(dep, "Progressing")
         if stalled and stalled.get("status") == "False" and stalled.get("reason") == "ProgressDeadlineExceeded":
             failure = diagnose_pods(fetch_pods(dep), readiness_grace_s=0.0)

@@ -358,7 +358,7 @@ def _wait_for_network(network_ready: threading.Event, first: Any) -> None:
 def load_image(image: str, clouds: Iterable[str] = CLOUDS, *, ctx: LocalContext | None = None) -> None:
     """``kind load docker-image IMAGE`` into each cloud's cluster, in parallel."""
     ctx = ctx or LocalContext()
-    kind = Kind(ctx.dir_for(ClusterStandIn.name))
+    kind = Kind(ctx.dir_for(ClusterStandIn.name), detect(kind_default_image=KIND_DEFAULT_IMAGE))
     clouds = tuple(clouds)
     with ThreadPoolExecutor(max_workers=len(clouds) or 1) as pool:
         for fut in [pool.submit(kind.load_image, cluster_name(c), image) for c in clouds]:

@@ -43,7 +43,7 @@ __all__ = ["GcpProvider", "GcsStore"]
 
 EMULATOR_PROJECT = "mco-local"
 # Give up on an unreachable endpoint after this long (the library's default is 120 s).
-RETRY_TIMEOUT_S = 15.0
+RETRY_TIMEOUT_S = 10.0
 
 
 def _gcs() -> Any:

@@ -10,6 +10,8 @@ Failures and what the client sees:
 * connect refused / reset (even mid-response) / per-try timeout, and upstream 5xx:
   retried on the next healthy cloud (predict is idempotent) when the budget allows;
 * upstream 4xx: passed through unchanged, never retried, never counted against the target;
+* every proxied request is treated as idempotent (the model server's API is: predict,
+  health, card, metrics), so it may be retried or hedged;
 * body larger than ``max_body_bytes``: 413 from the router, nothing sent upstream;
 * every try failed: the last upstream 5xx as it was, or 502 naming each try, or 503
   when every target is down (panic: all targets were tried in priority order anyway).
@@ -350,7 +352,8 @@ class RouterApp:
         result = await self._forward(method, target, headers, body)
         status, resp_headers, payload, answered_by = result
         router.overall.observe(time.perf_counter() - started, len(payload))
-        out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP]
+        # an upstream may not speak for the router: its own x-mco-cloud is dropped, ours is added
+        out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP and k.lower() != b"x-mco-cloud"]
         if answered_by is not None:
             out.append((b"x-mco-cloud", answered_by.encode()))
         if not any(k.lower() == b"content-length" for k, _ in out):

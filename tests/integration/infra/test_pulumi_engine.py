@@ -71,3 +71,90 @@ def test_preview_of_a_public_bucket_fails_with_the_components_message(project: t
     assert "S3ArtifactStore 'artifacts': 'public_access' is not allowed" in out, out
     assert "fix: remove publicAccess from the stack config" in out
     assert "Traceback" not in out
+
+
+def _kind_kubeconfig(path: Path) -> Path:
+    names = ["mco-aws", "mco-gcp"]
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": f"kind-{n}", "cluster": {"server": "https://127.0.0.1:6443"}} for n in names],
+        "users": [{"name": f"kind-{n}", "user": {}} for n in names],
+        "contexts": [{"name": f"kind-{n}", "context": {"cluster": f"kind-{n}", "user": f"kind-{n}"}} for n in names],
+    }))
+    return path
+
+
+def test_up_of_the_local_stack_then_import_pulumi_from_the_real_stack(
+    project: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    """The local stack without a deployment needs no resource plugin: a real `pulumi up`."""
+    import yaml
+
+    work, env = project
+    kubeconfig = _kind_kubeconfig(tmp_path / "kubeconfig")
+    config = yaml.safe_load((work / "Pulumi.local.yaml").read_text())
+    config["config"] = {
+        "mco-infra:cloud": "local",
+        "mco-infra:cluster": {"kubeconfig": str(kubeconfig), "kind": [
+            {"cloud": "aws", "name": "mco-aws", "node_port": 30080, "endpoint": "http://127.0.0.1:18081"},
+            {"cloud": "gcp", "name": "mco-gcp", "node_port": 30081, "endpoint": "http://127.0.0.1:18082"},
+        ]},
+    }
+    (work / "Pulumi.local.yaml").write_text(yaml.safe_dump(config))
+    assert _pulumi(["stack", "init", "local"], work, env).returncode == 0
+    up = _pulumi(["up", "--yes", "-s", "local"], work, env)
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    mco_yaml = tmp_path / "mco.yaml"
+    proc = subprocess.run([str(VENV_BIN / "mco"), "config", "import-pulumi", "--stack", "local", "--cwd", str(work),
+                           "--config", str(mco_yaml), "--output", "json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    from orchestrator.config import load_config
+
+    cfg = load_config(mco_yaml)
+    assert set(cfg.clouds) == {"aws", "gcp"}
+    gcp = cfg.cloud("gcp").cluster
+    assert gcp is not None and gcp.context == "kind-mco-gcp" and gcp.node_port == 30081
+    assert gcp.endpoint == "http://127.0.0.1:18082"
+
+
+def test_release_resource_records_into_mco_history_through_the_engine(
+    project: tuple[Path, dict[str, str]], tmp_path: Path,
+) -> None:
+    """The dynamic provider (Release) runs in the engine's provider process and writes history."""
+    work, env = project
+    program = tmp_path / "release-only"
+    program.mkdir()
+    (program / "Pulumi.yaml").write_text(
+        f"name: mco-release-only\nruntime:\n  name: python\n  options:\n    virtualenv: {VENV_BIN.parent}\n")
+    state = tmp_path / ".mco"
+    (program / "__main__.py").write_text(
+        "import json\nimport sys\n"
+        f"sys.path.insert(0, {str(work)!r})\n"
+        "import pulumi\nfrom components.release import Release, ReleaseArgs\n"
+        "manifests = json.dumps([{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'mco'}}])\n"
+        f"r = Release('r', ReleaseArgs(state_dir={str(state)!r}, service='digits', planned_number=1,\n"
+        "    model_digest='ab' * 32, bundle_ref=None, clouds={'aws': {'image_ref': 'sha256:' + 'cd' * 32,\n"
+        "    'image_digest': 'sha256:' + 'cd' * 32, 'overlay': 'kind', 'replicas': 2, 'manifests': manifests,\n"
+        "    'endpoint': 'http://127.0.0.1:18081'}}))\n"
+        "pulumi.export('release', r.number)\n")
+    assert _pulumi(["stack", "init", "dev"], program, env).returncode == 0
+    up = _pulumi(["up", "--yes", "-s", "dev"], program, env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    again = _pulumi(["up", "--yes", "-s", "dev"], program, env)  # unchanged: records nothing new
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    mco_yaml = tmp_path / "mco.yaml"
+    mco_yaml.write_text(f"project: {{name: digits, state_dir: {state}}}\n")
+    proc = subprocess.run([str(VENV_BIN / "mco"), "history", "--config", str(mco_yaml), "--output", "json"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    data = json.loads(proc.stdout)
+    releases = data["releases"] if isinstance(data, dict) else data
+    assert [r["release"] for r in releases] == [1]
+    assert releases[0]["status"] == "deployed" and releases[0]["created_by"].endswith("(pulumi)")

@@ -116,3 +116,124 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def controllers(apiserver: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """kube-controller-manager (deployment and replicaset controllers only) on the test API server."""
+    kcm = _binary("k8s-*", "kube-controller-manager")
+    if kcm is None:
+        pytest.skip("kube-controller-manager not built yet (run `make setup`: scripts/setup/50-kind.sh)")
+    root = tmp_path_factory.mktemp("kcm")
+    log = open(root / "kcm.log", "wb")
+    proc = subprocess.Popen(
+        [str(kcm), "--kubeconfig", str(apiserver["kubeconfig"]), "--controllers", "deployment,replicaset",
+         "--leader-elect=false", "--secure-port=0", "--concurrent-deployment-syncs", "2",
+         "--concurrent-replicaset-syncs", "2"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        raise RuntimeError(f"kube-controller-manager exited:\n{(root / 'kcm.log').read_text()[-2000:]}")
+    try:
+        yield apiserver
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# Images the simulated node treats specially (any other image starts and becomes ready).
+CRASHING_IMAGE = "sha256:" + "c" * 64
+UNPULLABLE_IMAGE = "sha256:" + "e" * 64
+
+
+class SimulatedNode:
+    """Stands in for kubelet, which cannot run on this host without a working kind node.
+
+    It does what a kubelet reports through the API and nothing else: binds pending pods to
+    itself, writes their status (ready; or CrashLoopBackOff with the server's last words;
+    or ErrImageNeverPull), and finishes graceful deletions. The Deployment and ReplicaSet
+    controllers, the API server and everything mco does are real.
+    """
+
+    def __init__(self, apiserver: dict[str, object]) -> None:
+        import threading
+
+        from kubernetes import client, config
+
+        self.api = client.CoreV1Api(config.new_client_from_config(config_file=str(apiserver["kubeconfig"]),
+                                                                  context=str(apiserver["context"])))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="simulated-node", daemon=True)
+
+    def _status(self, pod: object) -> dict:
+        from datetime import datetime, timezone
+
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        container = pod.spec.containers[0]  # type: ignore[attr-defined]
+        base = {"name": container.name, "image": container.image, "imageID": container.image}
+        if container.image == CRASHING_IMAGE:
+            cs = {**base, "ready": False, "restartCount": 3, "started": False,
+                  "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+                  "lastState": {"terminated": {"exitCode": 3, "reason": "Error", "startedAt": now, "finishedAt": now,
+                                               "message": "mco model server: refusing to start: model.onnx has sha256 "
+                                                          "1234…, but the card records 5678…"}}}
+            ready = "False"
+        elif container.image == UNPULLABLE_IMAGE:
+            cs = {**base, "ready": False, "restartCount": 0, "started": False,
+                  "state": {"waiting": {"reason": "ErrImageNeverPull",
+                                        "message": f'Container image "{container.image}" is not present with pull policy of Never'}}}
+            ready = "False"
+        else:
+            cs = {**base, "ready": True, "restartCount": 0, "started": True, "state": {"running": {"startedAt": now}}}
+            ready = "True"
+        conditions = [{"type": t, "status": s, "lastTransitionTime": now}
+                      for t, s in (("PodScheduled", "True"), ("Initialized", "True"), ("ContainersReady", ready),
+                                   ("Ready", ready))]
+        return {"status": {"phase": "Running", "conditions": conditions, "containerStatuses": [cs],
+                           "hostIP": "10.0.0.1", "podIP": "10.1.0.1", "startTime": now}}
+
+    def _loop(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        done: set[str] = set()
+        while not self.stop.is_set():
+            try:
+                for pod in self.api.list_pod_for_all_namespaces(_request_timeout=5).items:
+                    meta = pod.metadata
+                    try:
+                        if meta.deletion_timestamp is not None:
+                            self.api.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
+                            continue
+                        if meta.uid in done:
+                            continue
+                        if not pod.spec.node_name:
+                            self.api.create_namespaced_pod_binding(
+                                meta.name, meta.namespace,
+                                {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta.name},
+                                 "target": {"apiVersion": "v1", "kind": "Node", "name": "simulated-node"}},
+                                _preload_content=False)
+                        self.api.patch_namespaced_pod_status(meta.name, meta.namespace, self._status(pod))
+                        done.add(meta.uid)
+                    except ApiException:
+                        continue  # the pod changed or went away meanwhile; the next round sees it again
+            except Exception:  # the API server is restarting or gone: keep trying until stopped
+                pass
+            self.stop.wait(0.3)
+
+    def __enter__(self) -> "SimulatedNode":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def simulated_cluster(controllers: dict[str, object]) -> Iterator[dict[str, object]]:
+    with SimulatedNode(controllers):
+        yield controllers

@@ -129,3 +129,11 @@ def test_answers_between_the_fault_mark_and_the_kill_are_not_a_failback() -> Non
     recs = steady(97.0, FAULT + 0.02, "aws") + steady(FAULT + 0.02, FAULT + 2, "gcp") + steady(FAULT + 2, 104, "aws")
     assert first_return(recs, "aws", fault=FAULT, repair=FAULT) == pytest.approx(FAULT + 2 + 0.002)
     assert first_return(steady(97.0, 104.0, "aws"), "aws", fault=FAULT, repair=FAULT) is None  # never left
+
+
+def test_errors_before_the_fault_are_called_out() -> None:
+    recs = [RequestRecord(98.0, 0.6, 502, None, "HTTP 502")] + outage_records()
+    m = measure(recs, [], start=97.0, fault=FAULT, repair=REPAIR, end=108.0, faulted="aws", objectives=Objectives())
+    assert m.errors_before_fault == 1 and m.client_errors == 31
+    (check,) = check_objectives(m, Objectives(max_errors=0))
+    assert "1 of them before the fault" in check.message

@@ -151,3 +151,11 @@ def test_wait_gives_up_at_its_timeout() -> None:
 def test_a_vanished_deployment_is_a_failure() -> None:
     with pytest.raises(RolloutFailed, match="disappeared"):
         wait_for_rollout(lambda: None, lambda d: [], poll_s=0, sleep=lambda s: None)
+
+
+def test_old_failures_are_not_judged_before_the_controller_sees_the_new_spec() -> None:
+    """Right after a rollback is applied, the pods of the newest ReplicaSet are still the crashing ones."""
+    crashing = [_pod(state={"waiting": {"reason": "CrashLoopBackOff"}}, restartCount=3, lastState={"terminated": {"exitCode": 3}})]
+    seq = _Sequence([_dep(generation=3, observed=2, ready=0, available=0), _dep(generation=3, observed=3)], crashing)
+    state = wait_for_rollout(seq.deployment, seq.pods_of, poll_s=0, sleep=lambda s: None)
+    assert state.done and seq.calls == 2
