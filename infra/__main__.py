@@ -293,6 +293,8 @@ if deployment_cfg and targets:
                 else images.get(name, default_image),
                 namespace=namespace, node_port=node_port, endpoint=cluster.endpoint,
                 kind_cluster=getattr(cluster, "cluster_name", None),
+                image_ref=images.get(name, default_image) if overlay == "kind"
+                and not images.get(name, default_image).startswith("sha256:") else None,
                 context=getattr(cluster, "context_name", None),
                 kubeconfig=kubeconfig,
             )

@@ -213,7 +213,9 @@ class RouterOutlierConfig(StrictModel):
     consecutive_5xx: int = Field(default=5, ge=1)
     base_ejection_s: float = Field(default=5.0, gt=0, description="ejection n lasts base x n, capped")
     max_ejection_s: float = Field(default=300.0, gt=0)
-    max_ejection_percent: int = Field(default=67, ge=0, le=100)
+    # one of three clouds: a second ejection while the first is out is more often an overloaded
+    # survivor than a second outage (active checks still take a really dead one out)
+    max_ejection_percent: int = Field(default=34, ge=0, le=100)
 
 
 class RouterRetryConfig(StrictModel):

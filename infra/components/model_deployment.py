@@ -49,6 +49,7 @@ class DeploymentTarget:
     node_port: int | None = None
     endpoint: pulumi.Input[str] | None = None      # kind: the mapped host port; clouds: from the Service
     kind_cluster: str | None = None                # kind: the image is `kind load`ed into this cluster first
+    image_ref: str | None = None                   # kind: the local name the image is loaded under
     context: str | None = None                     # applier "mco": the kube context (and kubeconfig) to use
     kubeconfig: str | None = None
 
@@ -210,13 +211,14 @@ class ModelDeployment(pulumi.ComponentResource):
         })
 
     def _image_load(self, name: str, target: DeploymentTarget) -> list[pulumi.Resource]:
-        if not target.kind_cluster:
-            return []
+        if not target.kind_cluster or not target.image_ref:
+            return []  # an image given only by ID must already be on the node: a bare ID cannot be loaded
         from components.cluster.kind import KindImageLoad, KindImageLoadArgs
 
         return [KindImageLoad(
             safe_name(f"{name}-{target.cloud}-image"),
-            KindImageLoadArgs(image=target.image, kind_cluster=target.kind_cluster, cloud=target.cloud),
+            KindImageLoadArgs(image=target.image, ref=target.image_ref, kind_cluster=target.kind_cluster,
+                              cloud=target.cloud),
             child(self))]
 
     def _apply_with_mco(self, name: str, target: DeploymentTarget, objs: list[Obj],

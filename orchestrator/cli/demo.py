@@ -124,7 +124,8 @@ def _run_local(demo_dir: Path, bundle: Any, cloud: str, runs_dir: Path, step: Ca
     fleet = step("bring up the local stand-ins and deploy to aws, gcp and azure (local processes)",
                  fleet_cm.__enter__)
     try:
-        spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills",
+        # 100 requests/s: three servers, the router and the clients share this machine's cores.
+        spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills", rate=100,
                          timing=DrillTiming(baseline_s=2.5, outage_s=4.0, tail_s=1.5))
         return step(f"start the router and run the cloud-outage drill on {cloud}",
                     lambda: run_drill(fleet, spec, bundle=bundle))

@@ -18,16 +18,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import yaml
 
-from orchestrator.errors import ClusterError, ConfigError
+from orchestrator.errors import ClusterError, ConfigError, MCOError
 from orchestrator.local.base import CLOUDS, LocalContext, update_local_config
 from orchestrator.local.hostcompat import HostProfile, SysctlGuard, detect, docker_wrapper_dir
 from orchestrator.local.processes import free_port
@@ -268,47 +267,39 @@ class ClusterStandIn:
         kind = Kind(state_dir, profile)
         existing = set(kind.clusters())
         specs = self._specs(ctx)
-        network_ready = threading.Event()
-        if _run(["docker", "network", "inspect", "kind"], timeout=30).returncode == 0:
-            network_ready.set()
 
-        def bring_up(spec: ClusterSpec, first: bool) -> None:
+        def bring_up(spec: ClusterSpec) -> None:
+            container = node_container(spec.cloud)
             if spec.name in existing:
-                if _container_state(node_container(spec.cloud)) != "running":
-                    proc = _run(["docker", "start", node_container(spec.cloud)], timeout=60)
+                if _container_state(container) != "running":
+                    proc = _run(["docker", "start", container], timeout=60)
                     if proc.returncode != 0:
-                        raise ClusterError(f"could not start {node_container(spec.cloud)}: {proc.stderr.strip()}")
+                        raise ClusterError(f"could not start {container}: {proc.stderr.strip()}")
             else:
-                # kind creates its Docker network with the first cluster; the others wait for
-                # it instead of racing to create it too.
-                if not first:
-                    network_ready.wait(timeout=CREATE_TIMEOUT)
-                try:
-                    kind.create(spec, spec.kind_config(profile))
-                finally:
-                    network_ready.set()
+                kind.create(spec, spec.kind_config(profile))
                 # one DNS replica is plenty for a single node, and the machine is shared
                 _kubectl(spec.context, "-n", "kube-system", "scale", "deployment/coredns", "--replicas=1")
             wait_ready(spec.context)
-            ns = _kubectl(spec.context, "create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
+            namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
             applied = _run([kubectl_binary(), "--context", spec.context, "apply", "-f", "-"],
-                           input=ns.stdout.encode(), timeout=60)
+                           input=namespace.encode(), timeout=60)
             if applied.returncode != 0:
                 raise ClusterError(f"could not create namespace {NAMESPACE} in {spec.name}: {applied.stderr.strip()}")
 
-        ordered = list(specs.values())
         errors = []
-        with ThreadPoolExecutor(max_workers=len(ordered)) as pool:
+        with ThreadPoolExecutor(max_workers=len(specs)) as pool:
             futures = {}
-            for i, spec in enumerate(ordered):
-                futures[spec.cloud] = pool.submit(bring_up, spec, i == 0)
-                if i == 0 and not network_ready.is_set():
-                    _wait_for_network(network_ready, futures[spec.cloud])
+            for spec in specs.values():
+                futures[spec.cloud] = pool.submit(bring_up, spec)
+                if len(futures) == 1:
+                    # kind creates its Docker network with the first cluster; start the
+                    # others once it exists rather than have them race to create it too.
+                    _wait_for_network(futures[spec.cloud])
             for cloud, fut in futures.items():
                 try:
                     fut.result()
-                except Exception as exc:  # noqa: BLE001 - collected and reported together below
-                    errors.append(f"{cloud}: {exc}")
+                except MCOError as exc:
+                    errors.append(f"{cloud}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
         if errors:
             raise ClusterError("local clusters did not come up:\n" + "\n".join(errors),
                                hint="see the logs under " + str(state_dir))
@@ -344,15 +335,13 @@ class ClusterStandIn:
         return rows
 
 
-def _wait_for_network(network_ready: threading.Event, first: Any) -> None:
-    """Hold the other clusters back until kind has created its network (or the first failed)."""
-    deadline = time.monotonic() + CREATE_TIMEOUT
+def _wait_for_network(first: Future[None], *, timeout: float = CREATE_TIMEOUT) -> None:
+    """Return once kind's Docker network exists (or the first cluster's creation ended)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not first.done():
         if _run(["docker", "network", "inspect", "kind"], timeout=30).returncode == 0:
-            network_ready.set()
             return
         time.sleep(0.5)
-    network_ready.set()
 
 
 def load_image(image: str, clouds: Iterable[str] = CLOUDS, *, ctx: LocalContext | None = None) -> None:

@@ -205,12 +205,12 @@ def docker_wrapper_dir(state_dir: Path, *, real_docker: str | None = None) -> Pa
 class SysctlGuard:
     """Remember the host's kubelet-sensitive sysctls before clusters start; restore them after."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, proc_sys: Path = Path("/proc/sys")) -> None:
         self.path = state_dir / "host-sysctls.json"
+        self.proc_sys = proc_sys
 
-    @staticmethod
-    def _file(name: str) -> Path:
-        return Path("/proc/sys") / name.replace(".", "/")
+    def _file(self, name: str) -> Path:
+        return self.proc_sys / name.replace(".", "/")
 
     def read(self) -> dict[str, str]:
         values = {}

@@ -34,7 +34,7 @@ import httpx
 
 from orchestrator.errors import ConfigError, IntegrityError, ProviderError, RolloutFailed, Unreachable
 from orchestrator.local.base import CLOUDS
-from orchestrator.local.processes import ManagedProcess, free_port
+from orchestrator.local.processes import ManagedProcess, free_port, port_open
 from orchestrator.model.bundle import Bundle, load_bundle
 
 __all__ = ["DutyCycle", "LocalRuntime", "LocalTarget", "RolloutResult"]
@@ -217,6 +217,12 @@ class LocalRuntime:
             raise ProviderError(f"the model server of {cloud} is not running", cloud=cloud)
         os.kill(pid, signal.SIGKILL)
         _wait_exited(pid, timeout=5.0)
+        # The kernel may tear the listening socket down a moment after the process is a
+        # zombie: the fault is only in place once connections are refused.
+        port = self.target(cloud).port
+        deadline = time.monotonic() + 2.0
+        while port_open(HOST, port, timeout=0.05) and time.monotonic() < deadline:
+            time.sleep(0.005)
         return pid
 
     def repair(self, cloud: str) -> int:

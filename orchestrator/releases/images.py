@@ -6,7 +6,9 @@
   ``kind load`` goes through ``docker save``, which does not keep registry digests, so
   the manifests reference the image by its ID, ``sha256:<config digest>``: content-addressed,
   kept by ``docker save``, and resolved by the node's containerd without any registry. A
-  load is skipped when the node already has that ID, so a no-op redeploy stays fast.
+  load is skipped when the node already has that ID, so a no-op redeploy stays fast. The
+  load goes under a name made of the ID (``pin_name``), so no other load can take the
+  name away and let containerd drop the image.
 * A cluster that pulls from a registry gets ``REGISTRY/REPO@sha256:<manifest digest>``,
   from ``mco push``.
 """
@@ -17,11 +19,11 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from orchestrator.errors import ClusterError, ConfigError, MCOError, NotFound
+from orchestrator.errors import ClusterError, MCOError, NotFound
 
-__all__ = ["LocalImage", "ensure_on_kind", "image_on_kind_node", "local_image", "resolve_pushed_image"]
+__all__ = ["LocalImage", "ensure_on_kind", "image_on_kind_node", "local_image", "pin_name"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,32 @@ def image_on_kind_node(kind_cluster: str, image_id: str) -> bool:
     return proc.returncode == 0
 
 
+PIN_REPOSITORY = "mco-kind/image"
+
+
+def pin_name(image: LocalImage) -> str:
+    """A local name bound to this image ID alone: ``mco-kind/image:<64 hex of the ID>``.
+
+    ``kind load`` imports an image under its names. A name:tag such as ``mco/digits:<bundle>``
+    can later be re-pointed at another build (same bundle, different mco version) by
+    another load, and containerd then drops the image it no longer names. A tag made of the
+    image ID itself never moves, so the node keeps the image the release references.
+    """
+    from orchestrator.packaging.engine import docker_client
+
+    tag = image.image_id.removeprefix("sha256:")
+    name = f"{PIN_REPOSITORY}:{tag}"
+    client = docker_client(timeout=60)
+    try:
+        client.images.get(image.image_id).tag(PIN_REPOSITORY, tag)
+    except Exception as exc:  # docker SDK errors: name the image and the engine's answer
+        raise ClusterError(f"cannot tag {image.image_id[:19]}… as {name}: {exc}",
+                           hint="check the image exists: `docker image inspect ID`") from exc
+    finally:
+        client.close()
+    return name
+
+
 def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
                    progress: Callable[[str, str], None] = lambda c, m: None) -> dict[str, str]:
     """``kind load`` the image into each ``{cloud: kind cluster}`` that lacks it, in parallel.
@@ -77,15 +105,17 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
     if not kind_clusters:
         return {}
 
+    pinned = pin_name(image)
+
     def one(cloud: str, cluster: str) -> None:
         if image_on_kind_node(cluster, image.image_id):
             progress(cloud, "image already on the node")
             return
-        progress(cloud, f"kind load docker-image {image.name}")
+        progress(cloud, f"kind load docker-image {pinned}")
         if cloud in CLOUDS and cluster_name(cloud) == cluster:
-            load_image(image.name, [cloud])
+            load_image(pinned, [cloud])
         else:  # a kind cluster under another name than `mco local up` gives it
-            Kind(LocalContext().dir_for(ClusterStandIn.name)).load_image(cluster, image.name)
+            Kind(LocalContext().dir_for(ClusterStandIn.name)).load_image(cluster, pinned)
         if not image_on_kind_node(cluster, image.image_id):
             raise ClusterError(f"{cloud}: after `kind load`, the node of {cluster} still lacks image {image.image_id[:19]}…",
                                hint=f"`docker exec {cluster}-control-plane crictl images`")
@@ -101,18 +131,3 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
                 errors[cloud] = exc.message
                 progress(cloud, "failed: image not loaded")
     return errors
-
-
-def resolve_pushed_image(push_result: dict[str, Any], cloud: str) -> tuple[str, str]:
-    """``(image_ref, image_digest)`` for a cloud from a push result ``{cloud: {"image": ..., "image_digest": ...}}``."""
-    entry = push_result.get(cloud) or {}
-    digest = entry.get("image_digest")
-    repo = entry.get("image_repository") or entry.get("repository") or entry.get("image")
-    if not digest or not repo:
-        raise ConfigError(f"the push did not report an image digest for {cloud}",
-                          hint="run `mco push BUNDLE` and check its output")
-    repo = str(repo).split("@")[0]
-    last = repo.rsplit("/", 1)[-1]
-    if ":" in last:  # drop a tag: the digest names the image
-        repo = repo[: len(repo) - len(last)] + last.split(":")[0]
-    return f"{repo}@{digest}", str(digest)

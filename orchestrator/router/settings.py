@@ -22,8 +22,8 @@ __all__ = ["ensure_token_file", "read_token", "router_config_with_targets", "tar
 
 def _released_endpoints(cfg: MCOConfig) -> dict[str, str]:
     """Endpoints recorded by the current release of each cloud (what ``mco status`` shows)."""
-    if cfg.source is None and not cfg.clouds:
-        return {}
+    if cfg.source is None or not cfg.clouds:
+        return {}  # no project file, so no project history to read
     try:
         from orchestrator.releases.store import open_store
 

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/kind/lib.sh
 
-if ! command -v gcc >/dev/null || ! command -v strip >/dev/null; then
+# gcc (static libc) builds the pause binary.
+if ! command -v gcc >/dev/null || ! command -v strip >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/libc.a ]; then
+  apt-cache policy gcc 2>/dev/null | grep -q 'Candidate: [0-9]' || apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev binutils >/dev/null
 fi
 export PATH="/usr/local/go/bin:$PATH"
@@ -47,4 +49,7 @@ else
     cached_build images "$images_key" build-images.sh "$k8s_dir" "$comp_dir" "$node_tag"; }
 fi
 docker tag "$node_tag" mco-kind/node:latest
+# Node images of earlier recipes are 1+ GB each: drop their tags (running nodes keep theirs).
+docker image ls --format '{{.Repository}}:{{.Tag}}' mco-kind/node \
+  | grep -vx -e "$node_tag" -e mco-kind/node:latest | xargs -r docker rmi >/dev/null 2>&1 || true
 echo "kind: $(.venv/bin/kind version); kubectl $(.venv/bin/kubectl version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'); node image $node_tag"

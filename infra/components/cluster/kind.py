@@ -132,18 +132,36 @@ def resolve_local_image(ref: str) -> str:
 
 @dataclass(frozen=True)
 class KindImageLoadArgs:
-    image: str          # the image ID (sha256:…) to have on the node
+    image: str          # the image ID (sha256:…) the manifests name
+    ref: str            # the name it is loaded under (name:tag): `kind load` of a bare ID gives
+                        # the node an unnamed image the kubelet cannot resolve
     kind_cluster: str   # e.g. mco-aws
     cloud: str          # the cloud's name in mco.yaml
 
 
 def load_into_kind(props: dict[str, Any]) -> None:
     """``kind load`` the image unless the node has it (mco's own loader, as `mco deploy` uses)."""
-    from orchestrator.releases.images import ensure_on_kind, local_image
+    from orchestrator.releases.images import LocalImage, ensure_on_kind, local_image
 
-    errors = ensure_on_kind(local_image(props["image"]), {props["cloud"]: props["kind_cluster"]})
+    found = local_image(props["ref"])
+    if found.image_id != props["image"]:
+        raise RuntimeError(f"image {props['ref']} is now {found.image_id}, not {props['image']} as planned; "
+                           "run `pulumi up` again to deploy what the tag names now")
+    # Always load by name here (create/update only): the node may hold the ID under no
+    # usable name (an earlier load by bare ID), which the "already there" check of
+    # ensure_on_kind cannot tell apart from a good copy. Then verify as mco deploy does.
+    from orchestrator.local.base import CLOUDS, LocalContext
+    from orchestrator.local.clusters import ClusterStandIn, Kind, cluster_name, load_image
+
+    cloud, cluster = props["cloud"], props["kind_cluster"]
+    if cloud in CLOUDS and cluster_name(cloud) == cluster:
+        load_image(props["ref"], [cloud])
+    else:
+        Kind(LocalContext().dir_for(ClusterStandIn.name)).load_image(cluster, props["ref"])
+    image = LocalImage(name=props["ref"], image_id=found.image_id, bundle_digest=found.bundle_digest)
+    errors = ensure_on_kind(image, {cloud: cluster})
     if errors:
-        raise RuntimeError(f"kind load into {props['kind_cluster']} failed: {errors[props['cloud']]}")
+        raise RuntimeError(f"kind load into {cluster} failed: {errors[cloud]}")
 
 
 class KindImageLoadProvider(dyn.ResourceProvider):
@@ -152,7 +170,7 @@ class KindImageLoadProvider(dyn.ResourceProvider):
         return dyn.CreateResult(id_=f"{props['kind_cluster']}/{props['image']}", outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
-        changed = any(olds.get(k) != news.get(k) for k in ("image", "kind_cluster"))
+        changed = any(olds.get(k) != news.get(k) for k in ("image", "ref", "kind_cluster"))
         return dyn.DiffResult(changes=changed, replaces=["image", "kind_cluster"] if changed else [],
                               delete_before_replace=False)
 
@@ -168,4 +186,5 @@ class KindImageLoad(dyn.Resource, module="mco", name="KindImageLoad"):
 
     def __init__(self, name: str, args: KindImageLoadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(KindImageLoadProvider(), name,
-                         {"image": args.image, "kind_cluster": args.kind_cluster, "cloud": args.cloud}, opts)
+                         {"image": args.image, "ref": args.ref, "kind_cluster": args.kind_cluster,
+                          "cloud": args.cloud}, opts)

@@ -101,16 +101,37 @@ def wait_predict(endpoint: str, *, timeout: float = 120) -> httpx.Response:
     raise AssertionError(f"{endpoint}/v1/predict did not answer within {timeout:.0f} s: {last}")
 
 
-@pytest.fixture(scope="session")
+def _node_port_owner(context: str) -> str | None:
+    """``namespace/name`` of a Service outside our namespace that holds NODE_PORT, if any."""
+    proc = kubectl(context, "get", "services", "-A", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    for svc in json.loads(proc.stdout)["items"]:
+        if svc["metadata"]["namespace"] == E2E_NAMESPACE:
+            continue
+        if any(p.get("nodePort") == NODE_PORT for p in svc["spec"].get("ports", [])):
+            return f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
+    return None
+
+
+@pytest.fixture(scope="module")
 def model_deployments(local_clusters: dict[str, dict[str, Any]], model_image: str) -> Iterator[dict[str, dict[str, Any]]]:
-    """A Deployment + NodePort Service of the model image in every cluster, Available."""
+    """A Deployment + NodePort Service of the model image in every cluster, Available.
+
+    Module-scoped, and the Service is deleted first on teardown: the mapped NodePort is
+    the one every cluster has, and the deploy tests need it back.
+    """
     for row in local_clusters.values():
+        owner = _node_port_owner(row["context"])
+        if owner:
+            pytest.fail(f"{row['context']}: NodePort {NODE_PORT} is held by the Service {owner}; "
+                        f"delete it (or `mco local down clusters && mco local up clusters`) and re-run")
         proc = kubectl(row["context"], "apply", "-f", "-", input=_manifests(model_image))
         assert proc.returncode == 0, proc.stderr
     for row in local_clusters.values():
         wait_available(row["context"])
     yield local_clusters
     for row in local_clusters.values():
+        kubectl(row["context"], "-n", E2E_NAMESPACE, "delete", "service", APP, "--wait=true")
         kubectl(row["context"], "delete", "namespace", E2E_NAMESPACE, "--wait=false")
 
 

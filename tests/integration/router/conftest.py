@@ -110,7 +110,7 @@ def router_config(urls: list[str], **overrides: object) -> RouterConfig:
                for i, ((name, key), url) in enumerate(zip(CLOUDS, urls))]
     fields: dict[str, object] = {
         "port": free_port(), "targets": targets,
-        "health": RouterHealthConfig(interval_s=0.5, timeout_s=0.3, fast_recheck_s=0.1, jitter_s=0.05),
+        "health": RouterHealthConfig(interval_s=0.5, timeout_s=0.5, fast_recheck_s=0.1, jitter_s=0.05),
         "outlier": RouterOutlierConfig(base_ejection_s=1.0, max_ejection_s=10.0),
         "retries": RouterRetryConfig(per_try_timeout_s=0.5),
     }

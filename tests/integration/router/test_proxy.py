@@ -149,14 +149,14 @@ def test_latency_policy_prefers_the_fast_cloud(proxies, start_router):
 @pytest.mark.slow
 def test_cost_policy_takes_the_cheapest_cloud_within_the_slo(proxies, start_router):
     # priorities say aws first; prices say azure (eastus), then gcp (us-central1), then aws (3 replicas)
-    cfg = router_config([p.url for p in proxies], policy="cost", slo_p95_ms=150.0)
+    cfg = router_config([p.url for p in proxies], policy="cost", slo_p95_ms=250.0)
     cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"replicas": 3 if t.name == "aws" else 2})
                                              for t in cfg.targets]})
     router = start_router(cfg)
     spread = _spread(router, 300)
     assert max(spread, key=spread.get) == "azure", spread
     # azure breaks its SLO: the next cheapest within the SLO takes over
-    proxies[2].set_mode("slow", delay=0.25)
+    proxies[2].set_mode("slow", delay=0.35)
     asyncio.run(run_load(router.url + "/v1/predict", rate=50, duration=3))  # lets the p95 window see it
     spread = _spread(router, 300)
     status = router.status()

@@ -95,5 +95,24 @@ def test_sysctl_guard_records_once_and_reports_changes(tmp_path: Path) -> None:
     assert list(guard.changed()) == ["kernel.panic"]
 
 
+def test_sysctl_guard_restores_what_changed_and_forgets_the_record(tmp_path: Path) -> None:
+    proc_sys = tmp_path / "proc-sys"  # a writable stand-in for /proc/sys
+    for name, value in {"vm.overcommit_memory": "0", "kernel.panic": "0", "kernel.panic_on_oops": "0"}.items():
+        path = proc_sys / name.replace(".", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    guard = SysctlGuard(tmp_path / "state", proc_sys=proc_sys)
+    guard.record()
+    # what a kubelet with the host's /proc/sys would do
+    (proc_sys / "vm/overcommit_memory").write_text("1\n")
+    (proc_sys / "kernel/panic").write_text("10\n")
+    assert guard.changed() == {"vm.overcommit_memory": ("0", "1"), "kernel.panic": ("0", "10")}
+    assert guard.restore() == {"vm.overcommit_memory": "0", "kernel.panic": "0"}
+    assert (proc_sys / "vm/overcommit_memory").read_text().strip() == "0"
+    assert (proc_sys / "kernel/panic").read_text().strip() == "0"
+    assert not guard.path.exists()
+    assert guard.restore() == {}  # nothing recorded, nothing to do
+
+
 def test_node_entrypoint_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(REPO / "scripts/kind/node/entrypoint")], check=True)

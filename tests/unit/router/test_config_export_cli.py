@@ -21,7 +21,8 @@ def test_router_section_parses_and_rejects_typos():
     assert "not an http(s) URL" in str(err.value)
 
 
-def test_targets_also_come_from_clouds_with_an_endpoint():
+def test_targets_also_come_from_clouds_with_an_endpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no release history here
     cfg = parse_config({
         "clouds": {
             "aws": {"provider": "aws", "priority": 0, "pricing_key": "aws/us-east-1",

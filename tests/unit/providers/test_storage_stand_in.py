@@ -1,0 +1,34 @@
+"""What `mco local up storage` writes: valid config, loopback endpoints, no secret; started first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from orchestrator.config import parse_config
+from orchestrator.local.base import LocalContext, update_local_config
+from orchestrator.local.registry import STAND_INS
+from orchestrator.local.storage import StorageStandIn
+
+
+def test_storage_is_started_first() -> None:
+    assert next(iter(STAND_INS)) == "storage"
+
+
+def test_sections_are_valid_loopback_emulator_config_without_secrets(tmp_path: Path) -> None:
+    ctx = LocalContext(state_dir=tmp_path / "state", config_path=tmp_path / "mco.local.yaml")
+    stand_in = StorageStandIn()
+    update_local_config(ctx.config_path, stand_in.sections(ctx))
+    text = ctx.config_path.read_text()
+    cfg = parse_config(yaml.safe_load(text))
+    assert set(cfg.clouds) == {"aws", "gcp", "azure"}
+    for name, cloud in cfg.clouds.items():
+        assert cloud.provider == name and cloud.storage is not None
+        assert cloud.storage.credentials == "emulator"
+        assert cloud.storage.endpoint and cloud.storage.endpoint.startswith("http://127.0.0.1:")
+    assert cfg.clouds["azure"].storage.endpoint.endswith("/devstoreaccount1")  # type: ignore[union-attr]
+    lowered = text.lower()
+    assert "key" not in lowered and "secret" not in lowered and "password" not in lowered
+    # Ports are remembered, so a restart keeps the written config valid.
+    assert stand_in.sections(ctx) == StorageStandIn().sections(ctx)
