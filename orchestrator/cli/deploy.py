@@ -267,10 +267,16 @@ def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any,
     table = output == OutputFormat.table
     if image is None:
         from orchestrator.packaging.build import build_image
+        from orchestrator.releases.images import build_key, cached_image, remember_image
+        from orchestrator.releases.store import state_dir_for
 
-        built = build_image(bundle.path, packaging=cfg.packaging, show_progress=table)
-        img = local_image(built.image_id)
-        img = type(img)(name=built.image, image_id=img.image_id, bundle_digest=img.bundle_digest)
+        key = build_key(bundle.digest, cfg.packaging)
+        img = cached_image(state_dir_for(cfg), key)
+        if img is None:
+            built = build_image(bundle.path, packaging=cfg.packaging, show_progress=table)
+            found = local_image(built.image_id)
+            img = type(found)(name=built.image, image_id=found.image_id, bundle_digest=found.bundle_digest)
+            remember_image(state_dir_for(cfg), key, img)
     else:
         img = local_image(image)
         if img.bundle_digest and img.bundle_digest.removeprefix("sha256:") != bundle.digest:
@@ -314,7 +320,10 @@ def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any,
     store = open_store(cfg)
     assert store is not None
     with store, _CloudProgress(list(chosen), enabled=table) as progress:
-        load_errors = ensure_on_kind(img, {c: k for c, k in kind_clusters.items() if c not in push_errors}, progress)
+        # A node whose current release already runs this image ID has it (pods in use keep it).
+        running = {c for c in kind_clusters if (cur := store.current(c)) is not None and cur.image_ref == img.image_id}
+        load_errors = ensure_on_kind(img, {c: k for c, k in kind_clusters.items()
+                                           if c not in push_errors and c not in running}, progress)
         failed = {c: ("PushFailed", m) for c, m in push_errors.items()}
         failed.update({c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
         result_ = deploy_release(store, lock, targets, model_digest=bundle.digest,

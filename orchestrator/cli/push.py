@@ -50,7 +50,7 @@ class RichPushProgress:
 
     def finish(self, cloud: str, ok: bool, note: str) -> None:
         task = self._task(cloud)
-        total = self._progress.tasks[task].total if task < len(self._progress.tasks) else None
+        total = next((t.total for t in self._progress.tasks if t.id == task), None)
         self._progress.update(task, total=total or 1, completed=total or 1,
                               note="[green]done" if ok else "[red]failed")
 

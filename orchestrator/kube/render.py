@@ -146,9 +146,12 @@ def overlay_for(cloud_config: Any) -> str:
 # ---------------------------------------------------------------- kustomize subset
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: rendering sits on the deploy path
+
+
 def _read_yaml_docs(path: Path) -> list[Obj]:
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        docs = [d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d is not None]
     except OSError as exc:
         raise ConfigError(f"cannot read manifest {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -233,6 +236,21 @@ def build_kustomization(directory: Path) -> list[Obj]:
     return objs
 
 
+def _cached_build(directory: Path) -> list[Obj]:
+    """``build_kustomization``, remembered per directory until a file under the manifests changes."""
+    root = directory.parents[1] if directory.parent.name == "overlays" else directory
+    stamp = tuple(sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()))
+    key = str(directory.resolve())
+    hit = _BUILD_CACHE.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, build_kustomization(directory))
+        _BUILD_CACHE[key] = hit
+    return hit[1]
+
+
+_BUILD_CACHE: dict[str, tuple[tuple[tuple[str, int], ...], list[Obj]]] = {}
+
+
 # ---------------------------------------------------------------- release values
 
 
@@ -314,7 +332,7 @@ def render_release(overlay: str, values: ReleaseValues, *, manifests_dir: Path |
     if not directory.is_dir():
         raise ConfigError(f"overlay directory {directory} does not exist",
                           hint="set MCO_MANIFESTS to the manifests/ directory of the mco source tree")
-    objs = copy.deepcopy(build_kustomization(directory))
+    objs = copy.deepcopy(_cached_build(directory))
     kinds = {o["kind"] for o in objs}
     for required in ("Namespace", "Deployment", "Service"):
         if required not in kinds:

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from orchestrator.errors import ClusterError, MCOError, NotFound
 
@@ -131,3 +131,78 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
                 errors[cloud] = exc.message
                 progress(cloud, "failed: image not loaded")
     return errors
+
+
+# ---------------------------------------------------------------- build cache
+#
+# `mco package` rebuilds through the Docker engine every time (fully cached layers, but the
+# whole context, wheels included, is sent again: seconds). A redeploy of an unchanged model
+# must not pay that, so deploy remembers which image ID each build input produced: the
+# bundle digest, the mco wheel and dependency wheelhouse (both named by content hash), the
+# packaging config and the base image's ID. Same inputs and the image still exists locally:
+# the image is reused without a build.
+
+
+def build_key(bundle_digest: str, packaging: Any) -> str | None:
+    """A digest of everything the image is built from, or None when it cannot be computed."""
+    import hashlib
+    import json
+
+    from orchestrator.packaging.engine import docker_client
+    from orchestrator.packaging.wheelhouse import prepare_wheels
+
+    try:
+        wheels = prepare_wheels(fetch_extras=packaging.fetch_extras if packaging.model_source == "fetch" else ())
+        client = docker_client(timeout=60)
+        try:
+            base_id = client.images.get(packaging.base_image).id
+        finally:
+            client.close()
+    except Exception:  # any doubt means "build it": the build itself reports problems properly
+        return None
+    inputs = {"bundle": bundle_digest, "mco_wheel": str(wheels.mco_wheel), "deps": str(wheels.deps_dir),
+              "packaging": packaging.model_dump(mode="json"), "base": base_id}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def cached_image(state_dir: Any, key: str | None) -> LocalImage | None:
+    """The image an earlier deploy built from the same inputs, if docker still has it."""
+    import json
+    from pathlib import Path
+
+    if key is None:
+        return None
+    path = Path(state_dir) / "image-builds.json"
+    try:
+        entry = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    if not entry:
+        return None
+    try:
+        found = local_image(entry["image_id"])
+    except MCOError:
+        return None
+    return LocalImage(name=entry.get("name", found.image_id), image_id=found.image_id, bundle_digest=found.bundle_digest)
+
+
+def remember_image(state_dir: Any, key: str | None, image: LocalImage) -> None:
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if key is None:
+        return
+    path = Path(state_dir) / "image-builds.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {"image_id": image.image_id, "name": image.name}
+    data = dict(list(data.items())[-50:])  # keep the file small
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".image-builds.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)

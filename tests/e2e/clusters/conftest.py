@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from orchestrator.local.base import CLOUDS, LocalContext
-from orchestrator.local.clusters import NODE_PORT, ClusterStandIn, kubectl_binary, load_image
+from orchestrator.local.clusters import NODE_PORT, ClusterStandIn, kubectl_binary, load_image, node_container
 
 E2E_NAMESPACE = "mco-e2e-clusters"
 APP = "e2e-model"
@@ -55,7 +55,7 @@ def model_image(digits_bundle: Any, local_clusters: dict[str, dict[str, Any]]) -
     return built.image
 
 
-def _manifests(image: str) -> str:
+def _manifests(image: str, node_port: int | None) -> str:
     labels = {"app": APP}
     objects = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": E2E_NAMESPACE}},
@@ -71,7 +71,8 @@ def _manifests(image: str) -> str:
                   }]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": E2E_NAMESPACE},
          "spec": {"type": "NodePort", "selector": labels,
-                  "ports": [{"port": 8080, "targetPort": 8080, "nodePort": NODE_PORT}]}},
+                  "ports": [{"port": 8080, "targetPort": 8080,
+                             **({"nodePort": node_port} if node_port else {})}]}},
     ]
     return "\n---\n".join(json.dumps(o) for o in objects)
 
@@ -113,24 +114,43 @@ def _node_port_owner(context: str) -> str | None:
     return None
 
 
+def _node_ip(cloud: str) -> str:
+    proc = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                           node_container(cloud)], capture_output=True, text=True, timeout=30, check=True)
+    return proc.stdout.split()[0]
+
+
+def _assigned_node_port(context: str) -> int:
+    proc = kubectl(context, "-n", E2E_NAMESPACE, "get", "service", APP, "-o", "jsonpath={.spec.ports[0].nodePort}")
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout)
+
+
+def model_url(cloud: str, row: dict[str, Any]) -> str:
+    """The test Service on the node's current bridge address (used when NodePort 30080 is taken)."""
+    return f"http://{_node_ip(cloud)}:{_assigned_node_port(row['context'])}"
+
+
 @pytest.fixture(scope="module")
 def model_deployments(local_clusters: dict[str, dict[str, Any]], model_image: str) -> Iterator[dict[str, dict[str, Any]]]:
     """A Deployment + NodePort Service of the model image in every cluster, Available.
 
-    Module-scoped, and the Service is deleted first on teardown: the mapped NodePort is
-    the one every cluster has, and the deploy tests need it back.
+    Each row gains ``url``: the cluster's mapped loopback endpoint (NodePort 30080). When a
+    deployed release already holds that NodePort (mco deploy, a drill), the test Service
+    takes any free NodePort instead, reached on the node's address on Docker's bridge, so
+    the test neither fails on nor disturbs what is deployed. The Service is deleted first
+    on teardown, so the NodePort is free again for the deploy tests.
     """
-    for row in local_clusters.values():
+    rows = {cloud: dict(row) for cloud, row in local_clusters.items()}
+    for cloud, row in rows.items():
         owner = _node_port_owner(row["context"])
-        if owner:
-            pytest.fail(f"{row['context']}: NodePort {NODE_PORT} is held by the Service {owner}; "
-                        f"delete it (or `mco local down clusters && mco local up clusters`) and re-run")
-        proc = kubectl(row["context"], "apply", "-f", "-", input=_manifests(model_image))
+        proc = kubectl(row["context"], "apply", "-f", "-", input=_manifests(model_image, None if owner else NODE_PORT))
         assert proc.returncode == 0, proc.stderr
-    for row in local_clusters.values():
+        row["url"] = model_url(cloud, row) if owner else row["endpoint"]
+    for row in rows.values():
         wait_available(row["context"])
-    yield local_clusters
-    for row in local_clusters.values():
+    yield rows
+    for row in rows.values():
         kubectl(row["context"], "-n", E2E_NAMESPACE, "delete", "service", APP, "--wait=true")
         kubectl(row["context"], "delete", "namespace", E2E_NAMESPACE, "--wait=false")
 

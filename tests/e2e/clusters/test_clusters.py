@@ -16,7 +16,7 @@ from orchestrator.local.base import LocalContext
 from orchestrator.local.clusters import NODE_PORT, node_container
 from orchestrator.local.hostcompat import KUBELET_SYSCTLS, SysctlGuard
 
-from .conftest import kubectl, node_started_after, predict, repo_root, wait_available, wait_predict
+from .conftest import kubectl, model_url, node_started_after, predict, repo_root, wait_available, wait_predict
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow]
 
@@ -52,7 +52,7 @@ def test_status_json_lists_the_three_clusters(local_clusters: dict[str, dict[str
 def test_the_model_image_serves_predictions_in_every_cluster(model_deployments: dict[str, dict[str, Any]]) -> None:
     digests = set()
     for row in model_deployments.values():
-        resp = wait_predict(row["endpoint"], timeout=60)
+        resp = wait_predict(row["url"], timeout=60)
         body = resp.json()
         assert len(body["predictions"]) == 2
         assert all(abs(sum(p) - 1.0) < 1e-3 for p in body["probabilities"])
@@ -74,7 +74,7 @@ def test_a_stopped_node_comes_back_by_itself(model_deployments: dict[str, dict[s
     subprocess.run(["docker", "stop", "-t", "5", container], check=True, capture_output=True, timeout=60)
     try:
         with pytest.raises(httpx.HTTPError):
-            predict(row["endpoint"], timeout=3)
+            predict(row["url"], timeout=3)
         assert kubectl(row["context"], "get", "nodes", "--request-timeout=3s", timeout=20).returncode != 0
     finally:
         started = time.time()
@@ -89,4 +89,6 @@ def test_a_stopped_node_comes_back_by_itself(model_deployments: dict[str, dict[s
     while time.monotonic() < deadline and not node_started_after(row["context"], started):
         time.sleep(2)
     assert node_started_after(row["context"], started), "no model container started after the node came back"
-    wait_predict(row["endpoint"], timeout=max(10, deadline - time.monotonic()))
+    # Docker may give the restarted node another bridge address; the mapped port stays.
+    url = row["url"] if row["url"] == row["endpoint"] else model_url("aws", row)
+    wait_predict(url, timeout=max(10, deadline - time.monotonic()))

@@ -38,10 +38,18 @@ def docker_engine() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def built(docker_engine: Any, digits_bundle: Bundle) -> Any:
+def built(docker_engine: Any, digits_bundle: Bundle) -> Iterator[Any]:
+    """The image every test uses. A session tag keeps it alive when a later build moves its own tag."""
     from orchestrator.packaging.build import build_image
 
-    return build_image(digits_bundle.path, show_progress=False)
+    image = build_image(digits_bundle.path, show_progress=False)
+    keep = f"mco-test/built:{os.getpid()}"
+    docker_engine.api.tag(image.image_id, "mco-test/built", str(os.getpid()))
+    yield image
+    try:
+        docker_engine.api.remove_image(keep)
+    except Exception:  # still used by a container, or already gone
+        pass
 
 
 @pytest.fixture

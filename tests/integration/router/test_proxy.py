@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.config import RouterTargetConfig
+from orchestrator.config import RouterRetryConfig, RouterTargetConfig
 from orchestrator.router.loadgen import predict_body, run_load
 from tests.integration.router.conftest import MCO, TOKEN, kinds, router_config
 
@@ -121,15 +121,20 @@ def test_hot_reload_through_the_admin_api_and_sighup(servers, start_router):
     assert [e["detail"]["targets"] for e in reloads] == [["gcp", "aws"], ["azure"]]
 
 
+# Distribution, not timing, is under test in the policy tests: no hedging (it would blur who
+# answered) and a generous per-try timeout, so a stall of this shared machine is not a failure.
+CALM = {"retries": RouterRetryConfig(per_try_timeout_s=2.0, hedge=False)}
+
+
 def _spread(router, n: int = 300) -> dict:
     result = asyncio.run(run_load(router.url + "/v1/predict", rate=150, duration=n / 150))
-    assert result.errors == []
+    assert result.errors == [], [(t["name"], t["errors"]) for t in router.status()["targets"]]
     return result.by_cloud()
 
 
 @pytest.mark.slow
 def test_weighted_policy_splits_by_weight(servers, start_router):
-    cfg = router_config([s.url for s in servers], policy="weighted")
+    cfg = router_config([s.url for s in servers], policy="weighted", **CALM)
     weights = {"aws": 6, "gcp": 3, "azure": 1}
     cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"weight": weights[t.name]}) for t in cfg.targets]})
     spread = _spread(start_router(cfg), 600)
@@ -141,7 +146,7 @@ def test_weighted_policy_splits_by_weight(servers, start_router):
 def test_latency_policy_prefers_the_fast_cloud(proxies, start_router):
     proxies[0].set_mode("slow", delay=0.05)
     proxies[1].set_mode("slow", delay=0.05)
-    spread = _spread(start_router(router_config([p.url for p in proxies], policy="latency")), 450)
+    spread = _spread(start_router(router_config([p.url for p in proxies], policy="latency", **CALM)), 450)
     # power of two choices over three clouds: azure is in the drawn pair 2/3 of the time and then wins
     assert spread["azure"] > 0.55 * 450 and spread["azure"] > max(spread.get("aws", 0), spread.get("gcp", 0)), spread
 
@@ -149,7 +154,7 @@ def test_latency_policy_prefers_the_fast_cloud(proxies, start_router):
 @pytest.mark.slow
 def test_cost_policy_takes_the_cheapest_cloud_within_the_slo(proxies, start_router):
     # priorities say aws first; prices say azure (eastus), then gcp (us-central1), then aws (3 replicas)
-    cfg = router_config([p.url for p in proxies], policy="cost", slo_p95_ms=250.0)
+    cfg = router_config([p.url for p in proxies], policy="cost", slo_p95_ms=250.0, **CALM)
     cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"replicas": 3 if t.name == "aws" else 2})
                                              for t in cfg.targets]})
     router = start_router(cfg)
@@ -165,12 +170,14 @@ def test_cost_policy_takes_the_cheapest_cloud_within_the_slo(proxies, start_rout
 
 
 def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_path: Path):
-    router = start_router(router_config([s.url for s in servers]))
-    result = asyncio.run(run_load(router.url + "/v1/predict", rate=100, duration=2.5))
+    # counting, not timing, is under test here: no hedging and a generous per-try timeout
+    router = start_router(router_config([s.url for s in servers],
+                                        retries=RouterRetryConfig(per_try_timeout_s=3.0, hedge=False)))
+    result = asyncio.run(run_load(router.url + "/v1/predict", rate=50, duration=2.0))
     assert result.errors == []
     time.sleep(1.2)  # one sampler tick, so the 10 s window has a rate
     metrics = httpx.get(router.url + "/metrics").text
-    assert 'mco_router_target_requests_total{target="aws"} 250.0' in metrics
+    assert 'mco_router_target_requests_total{target="aws"} 100.0' in metrics
     assert 'mco_router_target_healthy{target="gcp"} 1.0' in metrics
     assert "mco_router_target_cost_per_hour" in metrics
     env = {"MCO_ROUTER_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
@@ -179,7 +186,7 @@ def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
     aws = target_row(status, "aws")
-    assert aws["requests"] == 250 and aws["healthy"] is True
+    assert aws["requests"] == 100 and aws["healthy"] is True
     assert set(aws["errors"]) == {"connect", "timeout", "reset", "http_5xx"}
     assert 0 < aws["p50_ms"] <= aws["p95_ms"] <= aws["p99_ms"]
     assert aws["cost_per_hour"] > 0 and aws["cost_per_1k_requests"] > 0
