@@ -220,7 +220,9 @@ class RouterOutlierConfig(StrictModel):
 
 class RouterRetryConfig(StrictModel):
     per_try_timeout_s: float = Field(default=0.5, gt=0)
-    connect_timeout_s: float = Field(default=0.25, gt=0)
+    # a refused connect fails at once anyway; this only bounds a silent (SYN-dropping) target,
+    # and a shorter value than the per-try timeout turns event-loop stalls into false failures
+    connect_timeout_s: float = Field(default=0.5, gt=0)
     attempts: int = Field(default=2, ge=1, le=5, description="tries per request, each on the next healthy cloud")
     budget_ratio: float = Field(default=0.2, ge=0, le=1, description="retries may add at most this share of load")
     budget_min_per_s: float = Field(default=10.0, ge=0)

@@ -91,10 +91,10 @@ class CloudPush:
             "verification": sorted(self.verification), "seconds": round(self.seconds, 3),
         }
         if self.error is not None:
-            out.update(error=self.error.message, error_kind=type(self.error).__name__, hint=self.error.hint,
-                       visible=False)
+            # Nothing this push wrote is visible there: the manifest was not written.
+            out.update(error=self.error.message, error_kind=type(self.error).__name__, hint=self.error.hint)
         else:
-            out["visible"] = True
+            out["visible"] = True  # the manifest is in place: pulls see the bundle
         return out
 
 

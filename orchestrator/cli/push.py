@@ -64,7 +64,8 @@ def _render_push(data: dict[str, Any]) -> None:
         image = (f"[red]{r['image_error']}" if "image_error" in r else
                  f"{r['image'][:60]}… ({'pushed' if r['transferred'] else 'no layer transferred'})"
                  if "image_digest" in r else "-")
-        table.add_row(cloud, "[green]has it" if ok else "[red]failed", str(r.get("uploaded", 0)),
+        state = ("[green]has it" if "uploaded" in r else "-") if ok else "[red]failed"  # "-": image only
+        table.add_row(cloud, state, str(r.get("uploaded", 0)),
                       str(r.get("skipped", 0)), str(r.get("bytes_uploaded", 0)),
                       ", ".join(r.get("verification", [])) if ok else "-",
                       r.get("uri", "") if ok else f"{r.get('endpoint', '')}: {r['error']}", image)

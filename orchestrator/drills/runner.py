@@ -20,7 +20,7 @@ from orchestrator.drills.fleet import Fleet
 from orchestrator.drills.objectives import READMIT_KINDS, Check, Objectives, check_objectives, first_return, measure
 from orchestrator.drills.scenarios import Scenario, get_scenario
 from orchestrator.drills.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
-from orchestrator.errors import ConfigError, DrillFailed
+from orchestrator.errors import ConfigError, DrillFailed, Unreachable
 from orchestrator.model.bundle import Bundle
 
 __all__ = ["DrillContext", "DrillSpec", "DrillTiming", "run_drill", "new_run_dir"]
@@ -159,12 +159,23 @@ class DrillContext:
                 if first_return(self.records(), cloud, fault=fault, repair=since) is not None:
                     return True
             else:
-                events = self.router.events()
+                events = _admin(self.router, "events")
                 if any(e.get("target") == cloud and e.get("kind") in READMIT_KINDS and float(e["ts"]) >= since
                        for e in events):
                     return True
             time.sleep(0.1)
         return False
+
+
+def _admin(router: Any, call: str) -> Any:
+    """``router.status()`` / ``router.events()``, with HTTP failures as an mco error naming the log."""
+    import httpx
+
+    try:
+        return getattr(router, call)()
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"the drill's router did not answer its admin API ({call}): {exc}",
+                          hint=f"see {getattr(router, 'log_path', 'the router log')}") from exc
 
 
 def _router_config(fleet: Fleet, policy: str, run_dir: Path, overrides: dict[str, Any]) -> Any:
@@ -185,7 +196,7 @@ def _wait_router_ready(router: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status = router.status()
+        status = _admin(router, "status")
         targets = status.get("targets", [])
         if targets and all(t.get("healthy") for t in targets):
             return
@@ -242,8 +253,8 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
             scenario.act(ctx)
         finally:
             records = traffic.stop()
-        events = list(router.events())
-        status = router.status()
+        events = list(_admin(router, "events"))
+        status = _admin(router, "status")
     start = traffic.started_at or (records[0].sent if records else time.time())
     end = max([traffic.stopped_at or start] + [r.done for r in records])
     fault = ctx.first("fault")

@@ -9,6 +9,10 @@ What this machine needs to run kind at all (no ``--privileged``, cgroup v1, no r
 detected and handled in :mod:`orchestrator.local.hostcompat`; the binaries and the node
 image come from ``scripts/setup/50-kind.sh``. Images reach the nodes with
 ``kind load docker-image`` (:func:`load_image`).
+
+Environment: ``MCO_KIND_NODE_IMAGE`` forces a node image; ``MCO_KIND_KEEP_FAILED=1`` keeps
+the node of a cluster that failed to come up, for a post-mortem (its logs are copied into
+``.mco/local/clusters/<name>.create.log`` either way).
 """
 
 from __future__ import annotations

@@ -399,6 +399,9 @@ class OCIRegistry:
             detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
         except ValueError:
             detail = resp.text[:200]
+        if resp.status_code in (401, 403):
+            who = f"user '{self._creds.username}'" if self._creds else "no credentials"
+            detail = f"the registry refused the login ({who}): {detail or 'unauthorized'}"
         raise self._translate(f"HTTP {resp.status_code} {detail}", during=during)
 
     def push(self, layout: ImageLayout, name: str, tag: str, progress: ProgressFn | None = None) -> PushedImage:

@@ -64,7 +64,7 @@ class DeploySettings:
     auto_rollback: bool = True
     rollout_timeout_s: float = 300.0
     readiness_grace_s: float = 60.0
-    poll_s: float = 1.0
+    poll_s: float = 0.5
     lock_wait_s: float = 0.0
     # mco owns these objects; taking over a field someone changed by hand is the point of a deploy.
     force_conflicts: bool = True
@@ -132,7 +132,7 @@ class KubeTarget:
         ns = next((o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"), None)
         return ns is None or self.client.get("v1", "Namespace", ns) is not None
 
-    def dry_run(self, objs: list[Obj], *, force: bool) -> list[tuple[Obj, Obj | None, Obj | None]]:
+    def dry_run(self, objs: list[Obj], *, force: bool, with_live: bool = True) -> list[tuple[Obj, Obj | None, Obj | None]]:
         """Server-side dry-run of every object: ``(planned, live, result)``.
 
         When the namespace does not exist yet, the server cannot dry-run what goes into it;
@@ -147,7 +147,9 @@ class KubeTarget:
             if namespaced and not ns_ok:
                 out.append((obj, None, None))
                 continue
-            live = self.client.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+            # The live object is only needed for a diff; a deploy's dry-run just asks the server to validate.
+            live = self.client.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) \
+                if with_live else None
             result = self.client.apply(obj, force=force, dry_run=True)
             out.append((obj, live, result))
         return out
@@ -292,7 +294,7 @@ class _Run:
             kube = self.factory(target)
             stage = "dry-run"
             self.progress(cloud, "server-side dry-run")
-            kube.dry_run(objs, force=self.settings.force_conflicts)
+            kube.dry_run(objs, force=self.settings.force_conflicts, with_live=False)
             stage = "apply"
             self.progress(cloud, f"applying {len(objs)} objects")
             kube.apply(objs, force=self.settings.force_conflicts)

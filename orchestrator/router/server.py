@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.config import RouterConfig, RouterTargetConfig
 from orchestrator.errors import Unreachable
-from orchestrator.router.app import Router, RouterApp, build_router
+from orchestrator.router.app import RouterApp, build_router
 
 __all__ = ["RouterServer", "serve"]
 

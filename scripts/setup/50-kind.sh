@@ -35,7 +35,9 @@ ln -sf "$k8s_dir/bin/kubectl" .venv/bin/kubectl
 
 # Images: keyed by the binaries' keys, the image recipes and the base image.
 source scripts/kind/versions.env
-base_id=$(docker image inspect -f '{{.Id}}' mco-base/bookworm:latest)
+base_id=$(docker image inspect -f '{{.Id}}' mco-base/bookworm:latest 2>/dev/null) || {
+  echo "kind: the base image mco-base/bookworm:latest is missing; run scripts/setup/15-bookworm-base.sh first" >&2
+  exit 1; }
 images_key=$( { echo "$k8s_key $comp_key $base_id"; cat scripts/kind/build-images.sh;
                 find scripts/kind/node -type f | sort | xargs cat; } | sha256sum | cut -c1-12)
 node_tag="mco-kind/node:$K8S_VERSION-$images_key"

@@ -6,7 +6,6 @@ import asyncio
 import json
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from orchestrator.config import RouterRetryConfig, RouterTargetConfig
 from orchestrator.router.loadgen import predict_body, run_load
-from tests.integration.router.conftest import MCO, TOKEN, kinds, router_config
+from tests.integration.router.conftest import MCO, TOKEN, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD = {"instances": [[0.0] * 64]}
@@ -123,7 +122,7 @@ def test_hot_reload_through_the_admin_api_and_sighup(servers, start_router):
 
 # Distribution, not timing, is under test in the policy tests: no hedging (it would blur who
 # answered) and a generous per-try timeout, so a stall of this shared machine is not a failure.
-CALM = {"retries": RouterRetryConfig(per_try_timeout_s=2.0, hedge=False)}
+CALM = {"retries": RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=2.0, hedge=False)}
 
 
 def _spread(router, n: int = 300) -> dict:
@@ -144,8 +143,8 @@ def test_weighted_policy_splits_by_weight(servers, start_router):
 
 @pytest.mark.slow
 def test_latency_policy_prefers_the_fast_cloud(proxies, start_router):
-    proxies[0].set_mode("slow", delay=0.05)
-    proxies[1].set_mode("slow", delay=0.05)
+    proxies[0].set_mode("slow", delay=0.2)
+    proxies[1].set_mode("slow", delay=0.2)
     spread = _spread(start_router(router_config([p.url for p in proxies], policy="latency", **CALM)), 450)
     # power of two choices over three clouds: azure is in the drawn pair 2/3 of the time and then wins
     assert spread["azure"] > 0.55 * 450 and spread["azure"] > max(spread.get("aws", 0), spread.get("gcp", 0)), spread
@@ -172,7 +171,7 @@ def test_cost_policy_takes_the_cheapest_cloud_within_the_slo(proxies, start_rout
 def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_path: Path):
     # counting, not timing, is under test here: no hedging and a generous per-try timeout
     router = start_router(router_config([s.url for s in servers],
-                                        retries=RouterRetryConfig(per_try_timeout_s=3.0, hedge=False)))
+                                        retries=RouterRetryConfig(per_try_timeout_s=3.0, connect_timeout_s=3.0, hedge=False)))
     result = asyncio.run(run_load(router.url + "/v1/predict", rate=50, duration=2.0))
     assert result.errors == []
     time.sleep(1.2)  # one sampler tick, so the 10 s window has a rate
