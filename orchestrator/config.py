@@ -152,7 +152,7 @@ class PackagingConfig(StrictModel):
 
     base_image: str = Field(default="mco-base/bookworm:latest",
                             description="any local image with Python 3.11 (the host's), e.g. python:3.11-slim")
-    python: str = Field(default="/usr/bin/python3", description="the interpreter inside the base image")
+    python: str = Field(default="python3", description="the interpreter inside the base image (on its PATH)")
     image_prefix: str = Field(default="mco", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
                               description="local image name is PREFIX/MODEL-NAME:DIGEST")
     model_source: Literal["baked", "fetch"] = Field(

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Callable
 
 import typer
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, err_console
 
 DEFAULT_GATE = ["accuracy>=0.95", "macro_f1>=0.95"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from orchestrator.drills.objectives import Check, Objectives
+from orchestrator.drills.objectives import Objectives
 from orchestrator.errors import ConfigError
 from orchestrator.model.bundle import Bundle, load_bundle, write_card
 

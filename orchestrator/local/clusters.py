@@ -162,7 +162,9 @@ class Kind:
         self.state_dir = state_dir
         self.binary = kind_binary()
         self.env = dict(os.environ)
-        if profile is not None and profile.needs_docker_wrapper:
+        if profile is None:  # every kind command (load and exec too) needs the host's workarounds
+            profile = detect(kind_default_image=KIND_DEFAULT_IMAGE)
+        if profile.needs_docker_wrapper:
             self.env["PATH"] = f"{docker_wrapper_dir(state_dir)}{os.pathsep}{self.env.get('PATH', '')}"
 
     def clusters(self) -> list[str]:

@@ -99,9 +99,10 @@ def _check_base_image(client: Any, base_image: str) -> None:
         client.images.get(base_image)
     except ImageNotFound:
         raise NotFound(
-            f"the base image '{base_image}' is not in the local Docker engine, and no registry can be reached",
+            f"the base image '{base_image}' is not in the local Docker engine (builds never pull, so they work offline)",
             hint="run `make setup` (scripts/setup/15-bookworm-base.sh builds mco-base/bookworm), "
-                 "or set packaging.base_image in mco.yaml to an image you have locally (`docker images`)",
+                 f"`docker pull {base_image}` where a registry is reachable, or set packaging.base_image "
+                 "in mco.yaml to an image you have (`docker images`)",
         ) from None
 
 

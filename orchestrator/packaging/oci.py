@@ -1,11 +1,13 @@
 """An image from the Docker engine as registry-ready blobs: compressed once, pushed to every cloud.
 
 ``docker push`` gzips every layer again for every registry it pushes to; with three clouds
-that is three times the CPU of one push (measured: a 300 MB image took 3x longer to push
-to three local registries in parallel than to one). Here each layer is compressed once,
+that is three times the CPU of one push (measured on 2 cores: pushing a 317 MB image to three
+local registries in parallel took 1.7x to 2.9x as long as to one; benchmarks/image_bench.py).
+Here each layer is compressed once,
 deterministically (gzip, mtime 0), into a content-addressed store under
 ``$MCO_CACHE/oci/``; pushes then only move bytes, and a layer any earlier image already
-had (the base, the dependencies) is not even compressed again.
+had (the base, the dependencies) is not even compressed again. The store is a cache:
+deleting it costs one compression on the next push.
 
     oci/blobs/sha256/<digest>     compressed layers and image configs
     oci/diffids/<diff id>         the compressed digest of an uncompressed layer
@@ -18,7 +20,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor

@@ -96,10 +96,12 @@ class AzureBlobStore(ArtifactStore):
         conn = os.environ.get(CONNECTION_STRING_ENV)
         try:
             if storage.credentials == "emulator":
+                self.auth_source = "the Azurite development account (credentials: emulator)"
                 self.endpoint = str(storage.endpoint)
                 service = sdk.BlobServiceClient(account_url=self.endpoint, **options,
                                                 credential={"account_name": AZURITE_ACCOUNT, "account_key": _AZURITE_KEY})
             elif conn:
+                self.auth_source = f"the account key in {CONNECTION_STRING_ENV}"
                 service = sdk.BlobServiceClient.from_connection_string(conn, **options)
                 self.endpoint = service.url.rstrip("/")
             elif storage.endpoint:
@@ -107,6 +109,7 @@ class AzureBlobStore(ArtifactStore):
                     from azure.identity import DefaultAzureCredential
                 except ImportError as exc:
                     raise MissingExtraError("azure-identity", "azure", purpose="Azure sign-in") from exc
+                self.auth_source = "DefaultAzureCredential (`az login`, AZURE_CLIENT_ID/AZURE_TENANT_ID/...)"
                 self.endpoint = storage.endpoint
                 service = sdk.BlobServiceClient(account_url=self.endpoint, credential=DefaultAzureCredential(), **options)
             else:
@@ -134,28 +137,30 @@ class AzureBlobStore(ArtifactStore):
         where = f"{self.cloud}: {during} {self.uri(key) if key else 'az://' + self.container_name} at {self.endpoint}"
         if isinstance(exc, aexc.ClientAuthenticationError):
             return AccessDenied(f"{where} failed: authentication failed", cloud=self.cloud,
-                                hint=f"check {CONNECTION_STRING_ENV}, or `az login` / AZURE_CLIENT_ID et al. "
-                                     "with the Storage Blob Data Contributor role")
+                                hint=f"check {self.auth_source} (the Storage Blob Data Contributor role)")
         if isinstance(exc, (aexc.ServiceRequestError, aexc.ServiceResponseError, ConnectionError, TimeoutError)):
             return Unreachable(f"{where} failed: cannot connect ({type(exc).__name__})", cloud=self.cloud,
                                hint=f"is the endpoint up? check clouds.{self.cloud}.storage.endpoint "
                                     "(`mco local status storage` for the local emulators), then push again")
         if isinstance(exc, aexc.HttpResponseError):
-            code = str(getattr(exc, "error_code", None) or "")
+            raw = getattr(exc, "error_code", None)
+            code = str(getattr(raw, "value", raw) or "")  # StorageErrorCode enum or plain string
             status = exc.status_code
-            if code == "ContainerNotFound":
+            if code.lower() == "containernotfound":
                 return NotFound(f"{where} failed: the container '{self.container_name}' does not exist",
                                 cloud=self.cloud,
                                 hint=f"create it (the Pulumi stack does), or fix clouds.{self.cloud}.storage.bucket")
-            if status == 403 or code in ("AuthorizationFailure", "AuthenticationFailed", "AuthorizationPermissionMismatch"):
+            if status == 403 or code.lower() in ("authorizationfailure", "authenticationfailed",
+                                                 "authorizationpermissionmismatch"):
                 return AccessDenied(f"{where} failed: access denied ({code or status})", cloud=self.cloud,
-                                    hint="the identity needs Storage Blob Data Contributor on the container")
+                                    hint=f"check {self.auth_source}: the identity needs Storage Blob Data "
+                                         "Contributor on the container")
             if status == 404:
                 return NotFound(f"{where} failed: not found ({code or status})", cloud=self.cloud)
-            if status in (429, 503) or code in ("ServerBusy", "OperationTimedOut"):
+            if status in (429, 503) or code.lower() in ("serverbusy", "operationtimedout"):
                 return Throttled(f"{where} failed: throttled ({code or status})", cloud=self.cloud,
                                  hint="wait and push again")
-            if code in ("Md5Mismatch", "InvalidMd5", "Crc64Mismatch") or "md5 doesn't match" in str(exc).lower():
+            if code.lower() in ("md5mismatch", "invalidmd5", "crc64mismatch") or "md5 doesn't match" in str(exc).lower():
                 return IntegrityError(f"{where} failed: the service rejected the upload's checksum ({code})",
                                       hint="the bytes changed in transit or on disk; push again")
             return ProviderError(f"{where} failed: {code or status}: {exc.reason or ''}", cloud=self.cloud)

@@ -36,10 +36,12 @@ Running it
 
   It runs ``python -m orchestrator.router --config FILE`` (the same as
   ``mco router serve --config FILE``) with the token in ``MCO_ROUTER_TOKEN``.
-* In-process (tests, the benchmark): ``orchestrator.router.server.RouterServer(cfg, token=...)``
-  with ``start()`` (background thread running uvicorn) / ``stop()``, or ``serve()`` to
-  block; ``build_router(cfg, token=...)`` returns the bare ASGI app plus its ``Router``
-  state object.
+* In-process (tests): ``orchestrator.router.server.RouterServer(cfg, token=...)`` with
+  ``start()`` (uvicorn on a background thread; also a context manager), ``url``,
+  ``router`` (the state: ``router.status()``, ``router.events.since(0)``),
+  ``set_targets([...])`` and ``stop()``. ``orchestrator.router.server.serve(cfg, token=...)``
+  blocks; ``orchestrator.router.app.build_router(cfg, token=...)`` returns the bare ASGI app
+  and its ``Router`` state object.
 
 HTTP surface
 ------------

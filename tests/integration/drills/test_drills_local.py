@@ -51,7 +51,8 @@ def test_cloud_outage_fails_over_with_zero_client_errors_and_fails_back(
     assert kinds.index("fault") < kinds.index("repair") < len(kinds) - 1 - kinds[::-1].index("failback")
     served = result["measures"]["served_by"]
     assert served["aws"] > 0 and served["gcp"] > 0  # traffic really moved, and came back
-    assert result["measures"]["share_after_fault"] == {"gcp": 1.0}
+    share = result["measures"]["share_after_fault"]
+    assert "aws" not in share and share["gcp"] >= 0.9  # the next cloud by priority took the traffic
     rows = {r["name"]: r for r in result["clouds"]}
     assert set(rows) == {"aws", "gcp", "azure"} and rows["aws"]["cost_per_hour"] > 0
     assert_report_files(result)
@@ -62,8 +63,9 @@ def test_an_impossible_objective_fails_and_is_named(local_fleet: LocalFleet, dig
     result = drill(local_fleet, digits_bundle, tmp_path, "cloud-outage", cloud="gcp",
                    objectives={"max_rto_s": 0.001, "max_failback_s": 60})
     assert result["passed"] is False
-    assert [c["objective"] for c in result["checks"] if not c["passed"]] == ["rto"]
-    assert result["missed"][0].startswith("rto: recovery time")
+    missed = [c["objective"] for c in result["checks"] if not c["passed"]]
+    assert missed[0] == "rto" and "failback" not in missed
+    assert result["missed"][0].startswith("rto: recovery time") and "0.001 s" in result["missed"][0]
     assert_report_files(result)
 
 

@@ -18,6 +18,9 @@ from tests.integration.router.conftest import MCO, TOKEN, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD = {"instances": [[0.0] * 64]}
+# For tests of behaviour, not timing: no hedging (it would blur who answered) and a generous
+# per-try timeout, so a stall of this shared machine is not mistaken for a failing cloud.
+CALM = {"retries": RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=2.0, hedge=False)}
 
 
 def target_row(status: dict, name: str) -> dict:
@@ -35,7 +38,8 @@ def test_prediction_is_passed_through_byte_for_byte(servers, start_router):
 
 
 def test_upstream_4xx_is_passed_through_unchanged_and_never_retried(servers, start_router):
-    router = start_router(router_config([s.url for s in servers]))
+    # no hedging: a hedge copy (sent before any answer) must not be mistaken for a retry here
+    router = start_router(router_config([s.url for s in servers], **CALM))
     bad = b'{"instances": [[1, 2, 3]]}'  # wrong number of features: the model server says 422
     direct = httpx.post(servers[0].url + "/v1/predict", content=bad)
     for _ in range(5):
@@ -118,11 +122,6 @@ def test_hot_reload_through_the_admin_api_and_sighup(servers, start_router):
     assert httpx.post(router.url + "/v1/predict", json=GOOD).headers["x-mco-cloud"] == "azure"
     reloads = [e for e in router.events() if e["kind"] == "targets_reloaded"]
     assert [e["detail"]["targets"] for e in reloads] == [["gcp", "aws"], ["azure"]]
-
-
-# Distribution, not timing, is under test in the policy tests: no hedging (it would blur who
-# answered) and a generous per-try timeout, so a stall of this shared machine is not a failure.
-CALM = {"retries": RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=2.0, hedge=False)}
 
 
 def _spread(router, n: int = 300) -> dict:

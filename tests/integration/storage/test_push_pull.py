@@ -223,3 +223,22 @@ def test_provider_for_emulator_config_uses_no_secret_from_the_file(emulators: Em
         provider = get_provider(cloud, emulators.config().clouds[cloud])
         with provider.artifact_store() as store:
             assert store.endpoint == emulators.endpoint(cloud)
+
+
+def test_wrong_azure_key_is_access_denied_and_the_key_is_not_echoed(emulators: Emulators,
+                                                                    bundle_variant: Callable[..., Bundle],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from orchestrator.errors import AccessDenied
+
+    wrong_key = base64.b64encode(b"not-the-azurite-key-" * 3).decode()
+    endpoint = emulators.endpoint("azure")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={wrong_key};"
+                       f"BlobEndpoint={endpoint};")
+    cfg = parse_config({"clouds": {"azure": {"provider": "azure", "storage": {"bucket": "mco-models"}}}})
+    result = push_bundle(cfg, bundle_variant("denied"), ["azure"])["azure"]
+    assert isinstance(result.error, AccessDenied), result.error
+    assert "AZURE_STORAGE_CONNECTION_STRING" in (result.error.hint or "")
+    assert wrong_key not in result.error.message + (result.error.hint or "")
