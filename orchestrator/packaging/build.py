@@ -190,6 +190,7 @@ def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool, no_cache: 
     steps = cached = 0
     image_id = ""
     current = ""
+    pending = ""
     log: list[str] = []
     try:
         with progress:
@@ -198,8 +199,10 @@ def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool, no_cache: 
             for event in stream:
                 if "error" in event:
                     raise _build_error(str(event["error"]), current, log)
-                text = str(event.get("stream", ""))
-                for line in text.splitlines():
+                # The engine may split one line across events: only complete lines are parsed.
+                pending += str(event.get("stream", ""))
+                *complete, pending = pending.split("\n")
+                for line in complete:
                     line = line.rstrip()
                     if not line:
                         continue
