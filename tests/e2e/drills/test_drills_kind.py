@@ -18,7 +18,8 @@ import pytest
 
 from orchestrator.drills.runner import DrillSpec, DrillTiming, run_drill
 
-pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow]
+# Timing on a shared 2-core machine: one rerun separates load noise from a real failure.
+pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow, pytest.mark.flaky(reruns=1)]
 
 TIMING = DrillTiming(baseline_s=4.0, outage_s=6.0, tail_s=2.0)
 

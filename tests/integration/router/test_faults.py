@@ -16,6 +16,9 @@ import pytest
 from orchestrator.router.loadgen import run_load
 from tests.integration.router.conftest import kinds, router_config
 
+# Timing on a shared 2-core machine: one rerun separates load noise from a real failure.
+pytestmark = pytest.mark.flaky(reruns=1)
+
 RATE = 300
 
 
