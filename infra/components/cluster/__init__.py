@@ -18,7 +18,20 @@ import pulumi_kubernetes as k8s
 
 from components._common import child
 
-__all__ = ["kube_provider"]
+__all__ = ["ClusterComponent", "kube_provider"]
+
+
+class ClusterComponent(pulumi.ComponentResource):
+    """What every cluster component outputs, whichever cloud it lives in."""
+
+    name: pulumi.Output[str]
+    context: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    kind_cluster: pulumi.Output[str | None]
+    namespace: pulumi.Output[str]
+    endpoint: pulumi.Output[str | None]
+    node_port: pulumi.Output[int | None]
+    kubeconfig_path: pulumi.Output[str | None]
 
 
 def kube_provider(name: str, parent: pulumi.Resource, *, kubeconfig: pulumi.Input[str] | None,

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import yaml
 
 from components._common import child, refuse
-from components.cluster import kube_provider
+from components.cluster import ClusterComponent, kube_provider
 
 __all__ = ["EksCluster", "EksClusterArgs"]
 
@@ -38,15 +38,7 @@ class EksClusterArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-class EksCluster(pulumi.ComponentResource):
-    name: pulumi.Output[str]
-    context: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    kind_cluster: pulumi.Output[str | None]
-    namespace: pulumi.Output[str]
-    endpoint: pulumi.Output[str | None]
-    node_port: pulumi.Output[int | None]
-    kubeconfig_path: pulumi.Output[str | None]
+class EksCluster(ClusterComponent):
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         who = f"EksCluster '{name}'"

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_azure_native as azure
 
 from components._common import child, refuse
-from components.cluster import kube_provider
+from components.cluster import ClusterComponent, kube_provider
 
 __all__ = ["AksCluster", "AksClusterArgs"]
 
@@ -32,15 +32,7 @@ class AksClusterArgs:
     local_accounts: bool = False
 
 
-class AksCluster(pulumi.ComponentResource):
-    name: pulumi.Output[str]
-    context: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    kind_cluster: pulumi.Output[str | None]
-    namespace: pulumi.Output[str]
-    endpoint: pulumi.Output[str | None]
-    node_port: pulumi.Output[int | None]
-    kubeconfig_path: pulumi.Output[str | None]
+class AksCluster(ClusterComponent):
 
     def __init__(self, name: str, args: AksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         who = f"AksCluster '{name}'"

@@ -9,7 +9,7 @@ import pulumi_gcp as gcp
 import yaml
 
 from components._common import child, refuse
-from components.cluster import kube_provider
+from components.cluster import ClusterComponent, kube_provider
 
 __all__ = ["GkeCluster", "GkeClusterArgs"]
 
@@ -33,15 +33,7 @@ class GkeClusterArgs:
     issue_client_certificate: bool = False
 
 
-class GkeCluster(pulumi.ComponentResource):
-    name: pulumi.Output[str]
-    context: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    kind_cluster: pulumi.Output[str | None]
-    namespace: pulumi.Output[str]
-    endpoint: pulumi.Output[str | None]
-    node_port: pulumi.Output[int | None]
-    kubeconfig_path: pulumi.Output[str | None]
+class GkeCluster(ClusterComponent):
 
     def __init__(self, name: str, args: GkeClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         who = f"GkeCluster '{name}'"

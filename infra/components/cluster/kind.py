@@ -18,7 +18,7 @@ import pulumi
 import pulumi.dynamic as dyn
 import yaml
 
-from components.cluster import kube_provider
+from components.cluster import ClusterComponent, kube_provider
 
 __all__ = ["KindCluster", "KindClusterArgs", "KindImageLoad", "KindImageLoadArgs", "default_kubeconfig",
            "resolve_local_image"]
@@ -51,15 +51,7 @@ class KindClusterArgs:
         return f"kind-{self.cluster_name}"
 
 
-class KindCluster(pulumi.ComponentResource):
-    name: pulumi.Output[str]
-    context: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    kind_cluster: pulumi.Output[str | None]
-    namespace: pulumi.Output[str]
-    endpoint: pulumi.Output[str | None]
-    node_port: pulumi.Output[int | None]
-    kubeconfig_path: pulumi.Output[str | None]
+class KindCluster(ClusterComponent):
 
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         path = Path(args.kubeconfig).expanduser() if args.kubeconfig else default_kubeconfig()
