@@ -54,9 +54,12 @@ class ActiveChecker:
     async def start(self, targets: dict[str, str]) -> None:
         import httpx
 
-        # health checks are beside the hot path, so they use the project's client
+        # Health checks are beside the hot path, so they use the project's client. Each check
+        # opens a fresh connection (like HAProxy's): a kept-alive one can outlive the server it
+        # was made to (a node restarted behind the same port answered a stale connection with
+        # 403 for minutes while new connections got 200).
         self._client = httpx.AsyncClient(timeout=self.cfg.timeout_s, follow_redirects=False,
-                                         limits=httpx.Limits(max_keepalive_connections=len(targets) + 4))
+                                         limits=httpx.Limits(max_keepalive_connections=0))
         self.update(targets)
 
     def update(self, targets: dict[str, str]) -> None:
@@ -103,6 +106,11 @@ class ActiveChecker:
             return await asyncio.wait_for(self._probe(state), self.cfg.timeout_s * 2)
         except asyncio.TimeoutError:
             state.last_error = "timeout"
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a checker that dies would leave a target down forever
+            state.last_error = type(exc).__name__
             return False
 
     async def _run(self, name: str, state: _CheckState) -> None:
