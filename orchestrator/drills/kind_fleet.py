@@ -316,8 +316,8 @@ def _config_path(cfg: MCOConfig) -> Path:
 def kind_fleet(cfg: MCOConfig, *, bundle: Bundle | None = None, progress: Callable[[str], None] | None = None,
                local_ctx: Any = None) -> Iterator[tuple[KindFleet, Bundle]]:
     """The clusters of ``cfg`` serving ``bundle`` (default: the reference model), deployed
-    with ``mco deploy`` when they do not already run it. Nothing is torn down afterwards:
-    the clusters are the user's."""
+    with ``mco deploy`` (a no-op when they already run it as recorded). Nothing is torn down
+    afterwards: the clusters are the user's."""
     from orchestrator.drills.environments import reference_bundle
 
     say = progress or (lambda _m: None)
@@ -326,14 +326,16 @@ def kind_fleet(cfg: MCOConfig, *, bundle: Bundle | None = None, progress: Callab
     fleet = KindFleet(cfg, path, local_ctx=local_ctx)
     if bundle is None:
         bundle, _ = reference_bundle(Path(cfg.project.state_dir) / "drills" / "reference-model")
-    if any(fleet.serving_digest(c) != bundle.digest for c in fleet.clouds):
-        say(f"deploying {bundle.ref} to {', '.join(fleet.clouds)} (mco deploy)")
-        results = fleet.release(bundle)
-        failed = {c: r["reason"] for c, r in results.items() if not r["ok"]}
-        if failed:
-            raise ClusterError("the drill needs every cloud serving; the deploy failed on "
-                               + "; ".join(f"{c}: {m}" for c, m in failed.items()),
-                               hint="fix those clusters (`mco local status`, `mco status`), then run the drill again")
+    # Always through `mco deploy`, even when the clusters already serve the bundle: the
+    # release must be in *this* config's history, or a failed release in the drill would
+    # have nothing to roll back to. When history and clusters agree it is a no-op.
+    say(f"deploying {bundle.ref} to {', '.join(fleet.clouds)} (mco deploy)")
+    results = fleet.release(bundle)
+    failed = {c: r["reason"] for c, r in results.items() if not r["ok"]}
+    if failed:
+        raise ClusterError("the drill needs every cloud serving; the deploy failed on "
+                           + "; ".join(f"{c}: {m}" for c, m in failed.items()),
+                           hint="fix those clusters (`mco local status`, `mco status`), then run the drill again")
     for cloud in fleet.clouds:
         fleet.wait_serving(cloud, timeout=120)
     yield fleet, bundle

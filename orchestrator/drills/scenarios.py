@@ -128,9 +128,10 @@ def storage_outage(ctx: DrillContext) -> None:
     ctx.act("fault", cloud, lambda: ctx.fleet.store_outage(cloud))
     try:
         results = ctx.act("deploy", None, lambda: ctx.fleet.release(new), describe=f"deploy {new.ref}")
-        half = ctx.fleet.half_written(cloud, new.digest)
     finally:
         ctx.act("repair", cloud, lambda: ctx.fleet.store_repair(cloud))
+    # Read the store once it answers again: what a reader would see after the outage.
+    half = ctx.fleet.half_written(cloud, new.digest)
     ctx.hold(ctx.timing.tail_s)
     after = {c: ctx.fleet.serving_digest(c) for c in ctx.fleet.clouds}
     ctx.facts.update(rollout=results, serving_before=old, serving_after=after, half_written=half)
