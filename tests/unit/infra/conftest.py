@@ -199,3 +199,14 @@ def kubeconfig_with_kind(tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _event_loop_for_pulumi() -> Any:
+    """Pulumi's mocks call ``asyncio.get_event_loop()``. An earlier test's ``asyncio.run``
+    leaves the main thread with no loop set, so give each test a fresh one."""
+    import asyncio
+
+    # Left set afterwards, as Pulumi's own runs leave theirs: later tests may ask for it.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
