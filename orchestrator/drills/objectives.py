@@ -63,6 +63,7 @@ class Measures:
     client_errors: int = 0
     errors_before_fault: int = 0  # the deployment was already failing: not the fault's doing
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    error_samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     slow_requests: int = 0
     rto_seconds: float | None = None
     failback_seconds: float | None = None
@@ -155,6 +156,8 @@ def measure(records: Sequence[RequestRecord], events: Sequence[dict[str, Any]], 
         if not rec.ok:
             kind = rec.error or f"HTTP {rec.status}"
             m.errors_by_kind[kind] = m.errors_by_kind.get(kind, 0) + 1
+            if kind not in m.error_samples:  # the first answer of each kind says who gave it
+                m.error_samples[kind] = {"sent": round(rec.sent, 3), "cloud": rec.cloud, "detail": rec.detail}
         if rec.cloud:
             m.served_by[rec.cloud] = m.served_by.get(rec.cloud, 0) + 1
     m.client_errors = sum(m.errors_by_kind.values())

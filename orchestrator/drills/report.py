@@ -253,7 +253,7 @@ def write_report(run_dir: Path, report: dict[str, Any], records: Sequence[Reques
              "csv": run_dir / "requests.csv", "events": run_dir / "events.json"}
     with open(files["csv"], "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["sent_unix", "latency_s", "status", "cloud", "error", "model_digest"])
+        writer.writerow(["sent_unix", "latency_s", "status", "cloud", "error", "model_digest", "error_detail"])
         for rec in records:
             writer.writerow(rec.as_row())
     files["events"].write_text(json.dumps(list(events), indent=1, default=str))

@@ -33,7 +33,7 @@ class RequestRecord:
     cloud: str | None
     error: str | None = None
     digest: str | None = None  # the model digest in the answer: which release served it
-
+    detail: str | None = None  # for an HTTP error: who answered (Server header) and the start of the body
 
     @property
     def ok(self) -> bool:
@@ -45,7 +45,7 @@ class RequestRecord:
 
     def as_row(self) -> list[Any]:
         return [round(self.sent, 6), round(self.latency, 6), self.status, self.cloud, self.error,
-                (self.digest or "")[:12]]
+                (self.digest or "")[:12], self.detail or ""]
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ class TrafficGenerator:
         import aiohttp
 
         started = time.perf_counter()
-        status, cloud, error, digest = 0, None, None, None
+        status, cloud, error, digest, detail = 0, None, None, None, None
         try:
             async with session.post(self.config.url, data=self.config.body) as resp:
                 body = await resp.read()
@@ -190,6 +190,7 @@ class TrafficGenerator:
                 cloud = resp.headers.get(CLOUD_HEADER)
                 if status >= 400:
                     error = f"HTTP {status}"
+                    detail = _error_detail(resp.headers.get("server"), body)
         except TimeoutError:
             error = "timeout"
         except aiohttp.ClientConnectorError:
@@ -198,7 +199,14 @@ class TrafficGenerator:
             error = "disconnected"
         except aiohttp.ClientError as exc:
             error = type(exc).__name__
-        self.records.append(RequestRecord(sent_wall, time.perf_counter() - started, status, cloud, error, digest))
+        self.records.append(RequestRecord(sent_wall, time.perf_counter() - started, status, cloud, error, digest,
+                                          detail))
+
+
+def _error_detail(server: str | None, body: bytes) -> str:
+    """Enough of an error answer to tell which server gave it, for the report's samples."""
+    text = body[:200].decode("utf-8", "replace").strip()
+    return f"server={server or '?'} body={text!r}"
 
 
 _DIGEST_KEY = b'"model_digest":'

@@ -188,7 +188,16 @@ def _mco_wheel() -> tuple[Path, bool]:
                 os.replace(tmp, final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+        _prune_old_wheels(keep=final)
         return sorted(final.glob("mco-*.whl"))[0], False
+
+
+def _prune_old_wheels(*, keep: Path, newest: int = 8) -> None:
+    """Every source edit keys a new mco wheel; keep only the newest few so the cache stays small."""
+    olds = sorted((p for p in cache_root().glob("mco-wheel-*") if p.is_dir() and p != keep),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in olds[newest - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_wheels(*, fetch_extras: Iterable[str] = ()) -> Wheels:

@@ -23,12 +23,12 @@ from orchestrator.errors import (
     AccessDenied,
     IntegrityError,
     MCOError,
-    MissingExtraError,
     NotFound,
     ProviderError,
     Throttled,
     Unreachable,
 )
+from orchestrator.extras import require_extra
 from orchestrator.providers.base import (
     PART_SIZE,
     ArtifactStore,
@@ -55,14 +55,6 @@ _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExce
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
-def _boto() -> Any:
-    try:
-        import boto3
-    except ImportError as exc:
-        raise MissingExtraError("boto3", "aws", purpose="Amazon S3") from exc
-    return boto3
-
-
 class AwsProvider(Provider):
     name = "aws"
     display_name = "Amazon Web Services"
@@ -85,7 +77,7 @@ class AwsProvider(Provider):
 
 class S3Store(ArtifactStore):
     def __init__(self, cloud: str, storage: Any) -> None:
-        boto3 = _boto()
+        boto3 = require_extra("boto3", package="boto3", extra="aws", purpose="Amazon S3")
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 

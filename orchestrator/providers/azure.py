@@ -32,6 +32,7 @@ from orchestrator.errors import (
     Throttled,
     Unreachable,
 )
+from orchestrator.extras import require_extra
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
@@ -63,14 +64,6 @@ def _retry_policy(sdk: Any) -> Any:
                                 random_jitter_range=0.5)
 
 
-def _blob_sdk() -> Any:
-    try:
-        import azure.storage.blob as blob_sdk
-    except ImportError as exc:
-        raise MissingExtraError("azure-storage-blob", "azure", purpose="Azure Blob Storage") from exc
-    return blob_sdk
-
-
 class AzureProvider(Provider):
     name = "azure"
     display_name = "Microsoft Azure"
@@ -88,7 +81,8 @@ class AzureProvider(Provider):
 
 class AzureBlobStore(ArtifactStore):
     def __init__(self, cloud: str, storage: Any) -> None:
-        sdk = _blob_sdk()
+        sdk = require_extra("azure.storage.blob", package="azure-storage-blob", extra="azure",
+                            purpose="Azure Blob Storage")
         self.cloud = cloud
         self.storage = storage
         self.container_name = storage.bucket

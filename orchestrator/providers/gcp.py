@@ -21,13 +21,13 @@ from orchestrator.errors import (
     AccessDenied,
     IntegrityError,
     MCOError,
-    MissingExtraError,
     NotFound,
     ProviderError,
     Throttled,
     Unreachable,
 )
 from orchestrator.providers._io import ProgressReader, ProgressWriter
+from orchestrator.extras import require_extra
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
@@ -44,14 +44,6 @@ __all__ = ["GcpProvider", "GcsStore"]
 EMULATOR_PROJECT = "mco-local"
 # Give up on an unreachable endpoint after this long (the library's default is 120 s).
 RETRY_TIMEOUT_S = 10.0
-
-
-def _gcs() -> Any:
-    try:
-        from google.cloud import storage
-    except ImportError as exc:
-        raise MissingExtraError("google-cloud-storage", "gcp", purpose="Google Cloud Storage") from exc
-    return storage
 
 
 def _b64_to_hex(value: str | None) -> str | None:
@@ -72,7 +64,8 @@ class GcpProvider(Provider):
 
 class GcsStore(ArtifactStore):
     def __init__(self, cloud: str, storage: Any) -> None:
-        gcs = _gcs()
+        gcs = require_extra("google.cloud.storage", package="google-cloud-storage", extra="gcp",
+                            purpose="Google Cloud Storage")
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         self.cloud = cloud
