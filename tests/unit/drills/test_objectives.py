@@ -137,3 +137,16 @@ def test_errors_before_the_fault_are_called_out() -> None:
     assert m.errors_before_fault == 1 and m.client_errors == 31
     (check,) = check_objectives(m, Objectives(max_errors=0))
     assert "1 of them before the fault" in check.message
+
+
+def test_error_samples_keep_the_first_answer_of_each_kind() -> None:
+    recs = steady(97.0, FAULT, "aws")
+    recs += [RequestRecord(FAULT + i / 100, 0.002, 403, "gcp", "HTTP 403", None,
+                           f"server=proxy-{i} body='forbidden'") for i in range(3)]
+    recs += [RequestRecord(FAULT + 1, 0.0, 0, None, "connect refused")]
+    m = measure(recs, [], start=97.0, fault=FAULT, repair=None, end=FAULT + 2, faulted="gcp",
+                objectives=Objectives(max_errors=0), recovery=False)
+    assert m.errors_by_kind == {"HTTP 403": 3, "connect refused": 1}
+    assert m.error_samples["HTTP 403"] == {"sent": FAULT, "cloud": "gcp", "detail": "server=proxy-0 body='forbidden'"}
+    assert m.error_samples["connect refused"]["detail"] is None
+    assert not check_objectives(m, Objectives(max_errors=0))[0].passed
