@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,8 +37,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-
 from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig,  # noqa: E402
                                  RouterRetryConfig, RouterTargetConfig)
 from orchestrator.local.processes import free_port, port_open  # noqa: E402
@@ -47,47 +44,10 @@ from orchestrator.router.export import render  # noqa: E402
 from orchestrator.router.faults import FaultProxy  # noqa: E402
 from orchestrator.router.loadgen import LoadResult, predict_body, run_load  # noqa: E402
 from orchestrator.router.process import RouterProcess  # noqa: E402
+from orchestrator.serving.process import ModelServerProcess  # noqa: E402
 
-MCO = str(Path(sys.executable).parent / "mco")
 CLOUDS = (("aws", "aws/us-east-1"), ("gcp", "gcp/us-central1"), ("azure", "azure/eastus"))
 TOKEN = "bench-token"
-
-
-class Server:
-    def __init__(self, bundle: Path, logdir: Path, name: str) -> None:
-        self.bundle, self.port, self.log = bundle, free_port(), logdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([MCO, "serve", str(self.bundle), "--port", str(self.port)], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"model server {self.port} did not start")
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
-        self.proc = None
 
 
 class HAProxy:
@@ -213,7 +173,7 @@ def main() -> None:
         from orchestrator.model.train import TrainSpec, train_bundle
 
         bundle = train_bundle(TrainSpec(), work / "bundle").path
-    servers = [Server(bundle, work, n) for n, _ in CLOUDS]
+    servers = [ModelServerProcess(bundle, work / f"{n}.log") for n, _ in CLOUDS]
     routers: list[RouterProcess] = []
     try:
         for s in servers:
@@ -258,7 +218,7 @@ def client_comparison(urls: list[str], work: Path, seconds: float) -> None:
           f"throughput {a[2] / h[2]:.2f}x in aiohttp's favour\n")
 
 
-def latency_and_throughput(urls: list[str], servers: list[Server], work: Path, seconds: float, rounds: int,
+def latency_and_throughput(urls: list[str], servers: list[ModelServerProcess], work: Path, seconds: float, rounds: int,
                            routers: list[RouterProcess]) -> tuple[float, float]:
     router = RouterProcess(router_cfg(urls), token=TOKEN, state_dir=work / "r-main").start()
     routers.append(router)
@@ -305,7 +265,7 @@ def latency_and_throughput(urls: list[str], servers: list[Server], work: Path, s
     return rss_mb(router.pid or 0)
 
 
-def drills(urls: list[str], servers: list[Server], work: Path, faults: list[str]) -> None:
+def drills(urls: list[str], servers: list[ModelServerProcess], work: Path, faults: list[str]) -> None:
     print("3. Failover drills: 300 req/s for 6 s, the primary broken from t=1.5 s for 3 s")
     print(f"   {'fault':10} {'proxy':10} {'errors':>7} {'>1s':>5} {'p99 ms':>8} {'max ms':>8} {'moved s':>8}")
     done: list[tuple[str, str, LoadResult]] = []

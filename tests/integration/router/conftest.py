@@ -2,76 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-import httpx
 import pytest
 
 from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig, RouterRetryConfig,
                                  RouterTargetConfig)
-from orchestrator.local.processes import free_port, port_open
+from orchestrator.local.processes import free_port
 from orchestrator.router.process import RouterProcess
 from orchestrator.router.faults import FaultProxy
+from orchestrator.serving.process import ModelServerProcess as ModelServer
 
 MCO = str(Path(sys.executable).parent / "mco")
 TOKEN = "test-router-token"
 CLOUDS = (("aws", "aws/us-east-1"), ("gcp", "gcp/us-central1"), ("azure", "azure/eastus"))
-
-
-class ModelServer:
-    """``mco serve BUNDLE --port P`` as a child process that a test may kill -9 and restart."""
-
-    def __init__(self, bundle: Path, log: Path) -> None:
-        self.bundle = bundle
-        self.port = free_port()
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([MCO, "serve", str(self.bundle), "--port", str(self.port)],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not self.ready():
-            assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            assert time.monotonic() < deadline, f"model server on {self.port} did not become ready"
-            time.sleep(0.05)
-
-    def ready(self) -> bool:
-        if not port_open("127.0.0.1", self.port):
-            return False
-        try:
-            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc = None
 
 
 @pytest.fixture(scope="session")
