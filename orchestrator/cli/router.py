@@ -56,6 +56,17 @@ def _load(config: Path | None) -> Any:
     return load_config(config)
 
 
+def _router_config(mco: Any, target: list[str] | None, **overrides: Any) -> Any:
+    """``router:`` from the config (targets from the clouds' clusters), with --target and the
+    other flags that were given laid over it."""
+    from orchestrator.router.settings import router_config_with_targets
+
+    update = {k: v for k, v in overrides.items() if v is not None}
+    if target:
+        update["targets"] = [_parse_target(t, i) for i, t in enumerate(target)]
+    return router_config_with_targets(mco).model_copy(update=update)
+
+
 def _token(mco: Any, *, create: bool = False) -> str | None:
     from orchestrator.router.settings import ensure_token_file, read_token
 
@@ -114,24 +125,13 @@ def serve(
     """Run the router in the foreground. SIGHUP re-reads the targets from the config file."""
     from orchestrator.router.balancer.policies import POLICIES
     from orchestrator.router.server import serve as run
-    from orchestrator.router.settings import router_config_with_targets
 
-    mco = _load(config)
-    cfg = router_config_with_targets(mco)
-    update: dict[str, Any] = {}
-    if target:
-        update["targets"] = [_parse_target(t, i) for i, t in enumerate(target)]
-    if host:
-        update["host"] = host
-    if port is not None:
-        update["port"] = port
-    if policy:
-        if policy not in POLICIES:
-            raise ConfigError(f"unknown policy '{policy}'", hint=f"use one of: {', '.join(POLICIES)}")
-        update["policy"] = policy
+    if policy and policy not in POLICIES:
+        raise ConfigError(f"unknown policy '{policy}'", hint=f"use one of: {', '.join(POLICIES)}")
     if client not in ("aiohttp", "httpx"):
         raise ConfigError(f"unknown client '{client}'", hint="use aiohttp or httpx")
-    cfg = cfg.model_copy(update=update)
+    mco = _load(config)
+    cfg = _router_config(mco, target, host=host or None, port=port, policy=policy or None)
     if not cfg.targets:
         raise ConfigError("the router has no targets",
                           hint="add router.targets or clouds with cluster.endpoint to mco.yaml, or pass --target NAME=URL")
@@ -218,16 +218,8 @@ def export(
 ) -> None:
     """Render the same targets, checks, retries and priorities as an HAProxy or Envoy config."""
     from orchestrator.router.export import render
-    from orchestrator.router.settings import router_config_with_targets
 
-    mco = _load(config)
-    cfg = router_config_with_targets(mco)
-    update: dict[str, Any] = {}
-    if target:
-        update["targets"] = [_parse_target(t, i) for i, t in enumerate(target)]
-    if port is not None:
-        update["port"] = port
-    cfg = cfg.model_copy(update=update)
+    cfg = _router_config(_load(config), target, port=port)
     text = render(cfg, format.lower())
     if out is not None:
         out.write_text(text)
