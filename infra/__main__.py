@@ -69,6 +69,25 @@ def cluster_section(cluster: Any, extra: dict[str, Any] | None = None) -> pulumi
         }.items() if val is not None})
 
 
+def cloud_section(provider: str, bucket: Any, store: Any, registry: Any, *, auth: str, pricing_key: str,
+                  storage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The mco.yaml section of one cloud: its store (``bucket`` is the container on Azure),
+    its registry and its prices."""
+    return {
+        "provider": provider,
+        "storage": {"bucket": bucket, "region": store.region, "prefix": store.prefix, **(storage_extra or {})},
+        "registry": {"url": registry.url, "repository": registry.repository, "auth": auth},
+        "pricing_key": pricing_key,
+    }
+
+
+def add_cluster(section: dict[str, Any], provider: str, cluster: Any) -> None:
+    """Record a cloud's cluster: in its section, its kubeconfig, and as a deploy target."""
+    section["cluster"] = cluster_section(cluster)
+    kubeconfigs[cloud_name] = cluster.kubeconfig
+    targets.append((cloud_name, provider, cluster, cluster_cfg.get("namespace", "mco"), None, None))
+
+
 if cloud == "aws":
     from components.registry.aws import EcrRegistry, EcrRegistryArgs
     from components.storage.aws import S3ArtifactStore, S3ArtifactStoreArgs
@@ -92,12 +111,7 @@ if cloud == "aws":
         scan_on_push=flag(registry_cfg, "scanOnPush", True),
         tags=tags,
     ))
-    section: dict[str, Any] = {
-        "provider": "aws",
-        "storage": {"bucket": store.bucket, "region": store.region, "prefix": store.prefix},
-        "registry": {"url": registry.url, "repository": registry.repository, "auth": "ecr"},
-        "pricing_key": f"aws/{region}",
-    }
+    section = cloud_section("aws", store.bucket, store, registry, auth="ecr", pricing_key=f"aws/{region}")
     if flag(cluster_cfg, "enabled"):
         from components.cluster.aws import EksCluster, EksClusterArgs
 
@@ -112,9 +126,7 @@ if cloud == "aws":
             kms_key_arn=cluster_cfg.get("kmsKeyArn"),
             tags=tags,
         ))
-        section["cluster"] = cluster_section(cluster)
-        kubeconfigs[cloud_name] = cluster.kubeconfig
-        targets.append((cloud_name, "aws", cluster, cluster_cfg.get("namespace", "mco"), None, None))
+        add_cluster(section, "aws", cluster)
     clouds[cloud_name] = section
 
 elif cloud == "gcp":
@@ -142,12 +154,7 @@ elif cloud == "gcp":
         mutable_tags=flag(registry_cfg, "mutableTags"),
         labels=tags,
     ))
-    section = {
-        "provider": "gcp",
-        "storage": {"bucket": store.bucket, "region": store.region, "prefix": store.prefix},
-        "registry": {"url": registry.url, "repository": registry.repository, "auth": "gcp"},
-        "pricing_key": f"gcp/{location}",
-    }
+    section = cloud_section("gcp", store.bucket, store, registry, auth="gcp", pricing_key=f"gcp/{location}")
     if flag(cluster_cfg, "enabled"):
         from components.cluster.gcp import GkeCluster, GkeClusterArgs
 
@@ -164,9 +171,7 @@ elif cloud == "gcp":
             issue_client_certificate=flag(cluster_cfg, "issueClientCertificate"),
             labels=tags,
         ))
-        section["cluster"] = cluster_section(cluster)
-        kubeconfigs[cloud_name] = cluster.kubeconfig
-        targets.append((cloud_name, "gcp", cluster, cluster_cfg.get("namespace", "mco"), None, None))
+        add_cluster(section, "gcp", cluster)
     clouds[cloud_name] = section
 
 elif cloud == "azure":
@@ -197,13 +202,8 @@ elif cloud == "azure":
         anonymous_pull=flag(registry_cfg, "anonymousPull"),
         tags=tags,
     ))
-    section = {
-        "provider": "azure",
-        "storage": {"bucket": store.container, "region": store.region, "endpoint": store.endpoint,
-                    "prefix": store.prefix},
-        "registry": {"url": registry.url, "repository": registry.repository, "auth": "acr"},
-        "pricing_key": f"azure/{location}",
-    }
+    section = cloud_section("azure", store.container, store, registry, auth="acr",
+                            pricing_key=f"azure/{location}", storage_extra={"endpoint": store.endpoint})
     if flag(cluster_cfg, "enabled"):
         from components.cluster.azure import AksCluster, AksClusterArgs
 
@@ -218,9 +218,7 @@ elif cloud == "azure":
             local_accounts=flag(cluster_cfg, "localAccounts"),
             tags=tags,
         ))
-        section["cluster"] = cluster_section(cluster)
-        kubeconfigs[cloud_name] = cluster.kubeconfig
-        targets.append((cloud_name, "azure", cluster, cluster_cfg.get("namespace", "mco"), None, None))
+        add_cluster(section, "azure", cluster)
     clouds[cloud_name] = section
 
 elif cloud == "local":
