@@ -14,13 +14,20 @@ and the Deployment's conditions:
     ProgressDeadlineExceeded    the Deployment's own progress deadline passed
     Timeout                     mco stopped waiting (``timeout_s``)
     Unschedulable               no node can take the pod (CreateContainerConfigError etc. are named as such)
+    EndpointNotServing          the pods are ready, but the cluster's configured endpoint (where clients
+                                come in) did not answer with the new model (``wait_for_endpoint``)
+
+A rolled-out Deployment is not yet what clients get: kube-proxy and load balancers learn of
+new and departing pods a moment later. Where the cluster has a configured endpoint, a cloud
+is deployed only once that endpoint answers ``/readyz`` with the release's model digest
+several times in a row.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from orchestrator.errors import RolloutFailed
@@ -30,6 +37,7 @@ __all__ = [
     "deployment_progress",
     "diagnose_pods",
     "new_replicaset_hash",
+    "wait_for_endpoint",
     "wait_for_rollout",
 ]
 
@@ -201,6 +209,49 @@ def wait_for_rollout(
             raise RolloutFailed(f"not rolled out after {timeout_s:.0f} s ({state.message})", reason="Timeout",
                                 hint="raise deploy.rollout_timeout_s, or look at `kubectl describe deployment`")
         sleep(poll_s)
+
+
+def wait_for_endpoint(
+    endpoint: str,
+    model_digest: str,
+    *,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.2,
+    in_a_row: int = 3,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> float:
+    """Poll ``endpoint/readyz`` until ``in_a_row`` answers in a row carry ``model_digest``
+    (so no old pod still gets traffic); return the seconds it took. Raise ``RolloutFailed``
+    (EndpointNotServing) naming the last answer after ``timeout_s``."""
+    import httpx
+
+    want = model_digest.removeprefix("sha256:")
+    started = time.monotonic()
+    streak, last = 0, "no answer yet"
+    with httpx.Client(timeout=min(2.0, timeout_s)) as client:
+        while True:
+            try:
+                # A new connection each time: a kept-alive one would stay on one pod.
+                resp = client.get(f"{endpoint.rstrip('/')}/readyz", headers={"connection": "close"})
+                served = str((resp.json() if resp.status_code == 200 else {}).get("model_digest") or "")
+                if resp.status_code == 200 and served.removeprefix("sha256:") == want:
+                    streak += 1
+                    if streak >= in_a_row:
+                        return time.monotonic() - started
+                    continue
+                last = f"model {served[:12]}" if resp.status_code == 200 else f"HTTP {resp.status_code}"
+            except (httpx.HTTPError, ValueError) as exc:
+                last = type(exc).__name__
+            streak = 0
+            if cancelled():
+                raise RolloutFailed("mco stopped waiting for this cloud", reason="Timeout")
+            if time.monotonic() - started > timeout_s:
+                raise RolloutFailed(
+                    f"the pods are ready but {endpoint} did not serve model {want[:12]} within {timeout_s:.0f} s "
+                    f"(last answer: {last})", reason="EndpointNotServing",
+                    hint="check the Service and whatever routes to it (load balancer, port mapping); "
+                         "clusters.<cloud>.cluster.endpoint must be where clients reach this cloud")
+            time.sleep(poll_s)
 
 
 _HINTS = {

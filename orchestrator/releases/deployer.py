@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from orchestrator.errors import ClusterError, MCOError, ReleaseError, RolloutFailed
-from orchestrator.kube.render import ANNOTATION_RELEASE, ReleaseValues, render_release
-from orchestrator.kube.rollout import RolloutStatus, new_replicaset_hash, wait_for_rollout
+from orchestrator.kube.render import ANNOTATION_MODEL_DIGEST, ANNOTATION_RELEASE, ReleaseValues, render_release
+from orchestrator.kube.rollout import RolloutStatus, new_replicaset_hash, wait_for_endpoint, wait_for_rollout
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
 
@@ -64,6 +64,7 @@ class DeploySettings:
     auto_rollback: bool = True
     rollout_timeout_s: float = 300.0
     readiness_grace_s: float = 60.0
+    serving_timeout_s: float = 60.0  # after the rollout: until the configured endpoint serves it (0: don't wait)
     poll_s: float = 0.5
     lock_wait_s: float = 0.0
     # mco owns these objects; taking over a field someone changed by hand is the point of a deploy.
@@ -177,11 +178,18 @@ class KubeTarget:
                 raise RolloutFailed("mco stopped waiting for this cloud", reason="Timeout")
             return self.client.get("apps/v1", "Deployment", name, namespace)
 
-        return wait_for_rollout(
+        state = wait_for_rollout(
             fetch, self._pods_of, timeout_s=settings.rollout_timeout_s, poll_s=settings.poll_s,
             readiness_grace_s=settings.readiness_grace_s,
             on_progress=lambda st: progress(self.cloud, f"rolling out: {st.progress_line()}"),
         )
+        digest = (dep["metadata"].get("annotations") or {}).get(ANNOTATION_MODEL_DIGEST)
+        if self.cluster.endpoint and digest and settings.serving_timeout_s > 0:
+            # Only an endpoint the config names: it is where clients come in, and reachable from here.
+            progress(self.cloud, f"waiting for {self.cluster.endpoint} to serve the release")
+            wait_for_endpoint(str(self.cluster.endpoint), digest, timeout_s=settings.serving_timeout_s,
+                              cancelled=lambda: cancelled is not None and cancelled.is_set())
+        return state
 
     def endpoint(self, objs: list[Obj]) -> str | None:
         """The configured endpoint, else the load balancer's address once it has one."""
