@@ -51,6 +51,10 @@ class Fleet(Protocol):
 
     def unslow(self, cloud: str) -> str: ...
 
+    def stage(self, bundle: Bundle) -> str:
+        """Make what releasing ``bundle`` needs ahead of time (its image, on every node), so the
+        drill's clock measures the rollout and not a build; returns what was done."""
+
     def release(self, bundle: Bundle, clouds: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
         """Roll ``bundle`` out; per cloud ``{"ok", "digest", "serving_digest", "reason", "rolled_back"}``."""
 
@@ -98,6 +102,9 @@ class LocalFleet:
     def unslow(self, cloud: str) -> str:
         self.rt.unslow(cloud)
         return f"stopped throttling {cloud}"
+
+    def stage(self, bundle: Bundle) -> str:
+        return "nothing to stage: local releases start from the bundle itself"
 
     def release(self, bundle: Bundle, clouds: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

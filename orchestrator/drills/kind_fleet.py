@@ -229,6 +229,22 @@ class KindFleet:
     def _storage_clouds(self) -> list[str]:
         return [c for c in self.clouds if self.cfg.clouds[c].storage is not None]
 
+    def stage(self, bundle: Bundle) -> str:
+        # Three "clouds" share this machine's cores: an image build and three `kind load`s during
+        # the drill would starve every model server at once, which no real cloud's serving feels.
+        from orchestrator.releases.images import build_key, cached_image, ensure_on_kind
+        from orchestrator.releases.store import state_dir_for
+
+        code, result, err = _mco(["deploy", str(bundle.path), "--config", str(self.config_path), "--dry-run"])
+        image = cached_image(state_dir_for(self.cfg), build_key(bundle.digest, self.cfg.packaging))
+        if code != 0 or image is None:
+            raise ClusterError(f"could not build the image of {bundle.ref}: {result.get('error') or err.strip()[-400:]}")
+        nodes = {c: self._cluster(c).kind_cluster for c in self.clouds if self._cluster(c).kind_cluster}
+        errors = ensure_on_kind(image, nodes)
+        if errors:
+            raise ClusterError("could not load the release's image: " + "; ".join(f"{c}: {e}" for c, e in errors.items()))
+        return f"built {image.image_id[:19]}… and loaded it into {', '.join(nodes) or 'no node'}"
+
     def release(self, bundle: Bundle, clouds: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
         chosen = list(clouds or self.clouds)
         before = {c: self.serving_digest(c) for c in chosen}

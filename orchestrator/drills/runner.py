@@ -80,6 +80,7 @@ class DrillContext:
         self.marks: list[dict[str, Any]] = []
         self.extra_checks: list[Check] = []
         self.facts: dict[str, Any] = {}
+        self.staged: dict[str, Any] = {}  # what the scenario's prepare step made (e.g. the release to deploy)
         self._cloud = spec.cloud
         if self._cloud is not None and self._cloud not in fleet.clouds:
             raise ConfigError(f"cloud '{self._cloud}' is not part of this deployment",
@@ -242,12 +243,15 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
     cfg = _router_config(fleet, policy, run_dir, spec.router_overrides)
     body = predict_body(int(bundle.card["input_schema"]["n_features"]))
     token = secrets.token_urlsafe(24)
+    # Before the router and the traffic: staging is not what the drill measures.
+    staged = scenario.prepare(fleet, bundle, run_dir, say) if scenario.prepare is not None else {}
     say(f"starting the router ({policy} policy) in front of {', '.join(fleet.clouds)}")
     with RouterProcess(cfg, token=token, state_dir=run_dir / "router") as router:
         _wait_router_ready(router, spec.timing.ready_timeout_s)
         traffic = TrafficGenerator(TrafficConfig(url=f"{router.url}/v1/predict", rate=spec.rate, body=body))
         ctx = DrillContext(fleet=fleet, scenario=scenario, spec=spec, objectives=objectives, bundle=bundle,
                            run_dir=run_dir, traffic=traffic, router=router, progress=say)
+        ctx.staged.update(staged)
         traffic.start()
         try:
             scenario.act(ctx)

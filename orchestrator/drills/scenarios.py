@@ -24,13 +24,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from orchestrator.drills.objectives import Objectives
 from orchestrator.errors import ConfigError
 from orchestrator.model.bundle import Bundle, load_bundle, write_card
 
 if TYPE_CHECKING:
+    from orchestrator.drills.fleet import Fleet
     from orchestrator.drills.runner import DrillContext
 
 __all__ = ["SCENARIOS", "Scenario", "get_scenario", "variant_bundle"]
@@ -45,6 +46,8 @@ class Scenario:
     objectives: Callable[[str, str], Objectives]  # (runtime, policy) -> defaults
     repair_is_fault: bool = False  # the platform repairs at once: failback counts from the fault
     recovery: bool = True  # takes a cloud away: RTO, detection and failback are measured
+    # before the router and the traffic: (fleet, bundle, run_dir, progress) -> what act() finds in ctx.staged
+    prepare: Callable[[Fleet, Bundle, Path, Callable[[str], None]], dict[str, Any]] | None = None
 
 
 def _outage_objectives(runtime: str, policy: str) -> Objectives:
@@ -93,10 +96,22 @@ def latency(ctx: DrillContext) -> None:
     ctx.hold(ctx.timing.tail_s)
 
 
+def _stage_bad_release(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    bad = variant_bundle(bundle, run_dir / "bad-release", version="bad", break_model=True)
+    say(f"staging {bad.ref}: {fleet.stage(bad)}")
+    return {"release": bad}
+
+
+def _stage_new_release(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    new = variant_bundle(bundle, run_dir / "new-release", version=f"drill-{int(time.time())}")
+    say(f"staging {new.ref}: {fleet.stage(new)}")
+    return {"release": new}
+
+
 def bad_release(ctx: DrillContext) -> None:
     ctx.baseline()
     before = {c: ctx.fleet.serving_digest(c) for c in ctx.fleet.clouds}
-    bad = variant_bundle(ctx.bundle, ctx.run_dir / "bad-release", version="bad", break_model=True)
+    bad = ctx.staged["release"]
     ctx.facts["bad_digest"] = bad.digest
     results = ctx.act("fault", None, lambda: ctx.fleet.release(bad), describe=f"deploy {bad.ref} (cannot become ready)")
     for cloud, res in results.items():
@@ -123,7 +138,7 @@ def storage_outage(ctx: DrillContext) -> None:
     ctx.baseline()
     cloud = ctx.cloud
     old = {c: ctx.fleet.serving_digest(c) for c in ctx.fleet.clouds}
-    new = variant_bundle(ctx.bundle, ctx.run_dir / "new-release", version=f"drill-{int(time.time())}")
+    new = ctx.staged["release"]
     ctx.facts["new_digest"] = new.digest
     ctx.act("fault", cloud, lambda: ctx.fleet.store_outage(cloud))
     try:
@@ -158,9 +173,9 @@ SCENARIOS: dict[str, Scenario] = {
                  pod_crash, _outage_objectives, repair_is_fault=True),
         Scenario("latency", "one cloud becomes slow", "latency", latency, _latency_objectives),
         Scenario("bad-release", "a release that cannot become ready is deployed everywhere", "failover",
-                 bad_release, _release_objectives, recovery=False),
+                 bad_release, _release_objectives, recovery=False, prepare=_stage_bad_release),
         Scenario("storage-outage", "one cloud's artifact store is down during a deploy", "failover",
-                 storage_outage, _release_objectives, recovery=False),
+                 storage_outage, _release_objectives, recovery=False, prepare=_stage_new_release),
     )
 }
 
