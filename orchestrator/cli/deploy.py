@@ -177,6 +177,14 @@ def _styled(status: str | None) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
+def _mark(cloud: dict[str, Any]) -> str:
+    """One cloud's outcome in a release, in a few characters (the history table's legend)."""
+    status = cloud.get("status")
+    text = {"deployed": "✓", "failed": "✗", "rolled_back": f"↩{cloud.get('rolled_back_to') or ''}"}.get(
+        str(status), str(status or "-"))
+    return f"[{_STATUS_STYLE.get(str(status), 'white')}]{text}[/]"
+
+
 def _short(digest: str | None, n: int = 12) -> str:
     if not digest:
         return "-"
@@ -247,7 +255,6 @@ def deploy_cmd(
             gate_forced = True
             err_console.print(f"[yellow]gate forced:[/] {gate_summary}", highlight=False)
 
-    table = output == OutputFormat.table
     # Take the service lock before building or loading anything, so a second deploy started at the
     # same time fails (or queues with --wait) at once instead of after its build. A dry run changes
     # nothing and takes no lock.
@@ -452,17 +459,24 @@ def history_cmd(
         if not data["releases"]:
             console.print("no releases yet; deploy with `mco deploy BUNDLE`")
             return
-        table = Table(title=f"releases of {cfg.project.name}")
-        for col in ("#", "kind", "status", "model", "clouds", "by", "when", "gate"):
-            table.add_column(col)
+        from rich import box
+
+        # One line per cloud inside each release: readable on an 80-column terminal.
+        table = Table(title=f"releases of {cfg.project.name}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      caption="✓ deployed  ✗ failed  ↩N rolled back to release N\n"
+                              "who made each release, details and full digests: --output json")
+        for col in ("#", "when (UTC)", "kind", "status", "model"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("clouds", overflow="fold")
         for r in data["releases"]:
-            kind = r["kind"] + (f" -> {r['rollback_of']}" if r.get("rollback_of") is not None else "")
-            clouds_txt = ", ".join(
-                f"{c}: {_styled(v['status'])}" + (f" ({v['reason']})" if v.get("reason") else "")
-                + (f" -> {v['rolled_back_to']}" if v.get("rolled_back_to") is not None else "")
-                for c, v in r["clouds"].items())
-            table.add_row(str(r["release"]), kind, _styled(r["status"]), _short(r["model_digest"]), clouds_txt,
-                          r["created_by"], r["created_at"], "forced" if r["gate_forced"] else "")
+            kind = r["kind"] + (f" of {r['rollback_of']}" if r.get("rollback_of") is not None else "")
+            if r["gate_forced"]:
+                kind += " [yellow](gate forced)[/]"
+            clouds_txt = "\n".join(f"{c} {_mark(v)}" + (f" {v['reason']}" if v.get("reason") else "")
+                                    for c, v in r["clouds"].items())
+            when = str(r["created_at"])[5:16].replace("T", " ")
+            table.add_row(str(r["release"]), when, kind, _styled(r["status"]), _short(r["model_digest"], 8),
+                          clouds_txt)
         console.print(table)
 
     emit({"service": cfg.project.name, "releases": releases}, output, render)
@@ -517,14 +531,17 @@ def status_cmd(
         rows = dict(zip(chosen, pool.map(one, chosen)))
 
     def render(data: dict[str, Any]) -> None:
-        table = Table(title="deployments")
-        for col in ("cloud", "release", "state", "ready", "model", "image", "endpoint"):
-            table.add_column(col)
+        from rich import box
+
+        table = Table(title="deployments", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for col in ("cloud", "#", "state", "ready", "model", "image"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("endpoint", overflow="fold")
         for name, r in data["clouds"].items():
             ready = "-" if r.get("ready_replicas") is None else f"{r['ready_replicas']}/{r.get('replicas') or '?'}"
             state = r["state"] + (f": {r['error']}" if r.get("error") else "")
-            table.add_row(name, str(r["release"] or "-"), state, ready, _short(r["model_digest"]),
-                          _short(r["image_digest"]), r["endpoint"] or "-")
+            table.add_row(name, str(r["release"] or "-"), state, ready, _short(r["model_digest"], 10),
+                          _short(r["image_digest"], 10), r["endpoint"] or "-")
         console.print(table)
 
     emit({"clouds": rows}, output, render)

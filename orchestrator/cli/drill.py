@@ -181,9 +181,13 @@ def render_result(result: dict[str, Any]) -> None:
 
 
 def render_clouds(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="cost and latency per cloud (router)")
-    for col in ("cloud", "healthy", "requests", "answers", "p50 ms", "p95 ms", "p99 ms", "$/hour", "$/1k req"):
-        table.add_column(col, justify="right")
+    from rich import box
+
+    # Short headers and a light box: the nine columns fit an 80-column terminal untruncated.
+    table = Table(title="cost and latency per cloud (router)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="latency in ms from the router; cost in USD from the price catalog")
+    for col in ("cloud", "up", "requests", "answered", "p50", "p95", "p99", "$/hour", "$/1k req"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(str(r["name"]), "yes" if r.get("healthy") else "no", str(r.get("requests")),
                       str(r.get("client_answers")), _num(r.get("p50_ms")), _num(r.get("p95_ms")),
