@@ -78,12 +78,28 @@ def status(kind: KindArg = None, config_out: ConfigOut = Path("mco.local.yaml"),
             rows.append({"kind": name, **row})
 
     def render(data: dict[str, Any]) -> None:
-        table = Table(title="local stand-ins")
-        cols = ["kind", "name", "cloud", "state"] + sorted({k for r in rows for k in r} - {"kind", "name", "cloud", "state"})
-        for col in cols:
-            table.add_column(col)
-        for r in rows:
-            table.add_row(*[str(r.get(c, "")) for c in cols])
+        from rich import box
+
+        # One fixed set of columns for every kind of stand-in: where it answers, and the one
+        # detail a user needs next (bucket, auth, kube context). The rest: --output json.
+        table = Table(title="local stand-ins", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      caption="pids, host ports and everything else: --output json")
+        for col in ("", "cloud", "name", "state"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("address", overflow="fold")
+        table.add_column("detail", overflow="fold")  # bucket, registry auth or kube context
+        styles = {"running": "green", "ready": "green", "stopped": "yellow", "absent": "dim"}
+        previous = None
+        for r in data["items"]:
+            state = str(r.get("state", ""))
+            address = str(r.get("endpoint") or r.get("url") or "").removeprefix("http://")
+            detail = r.get("bucket") or r.get("auth") or r.get("context") or ""
+            group = r["kind"] if r["kind"] != previous else ""  # the kind once, at the head of its rows
+            if group and previous is not None:
+                table.add_section()
+            previous = r["kind"]
+            table.add_row(f"[bold]{group}[/]", str(r.get("cloud", "")), str(r.get("name", "")),
+                          f"[{styles.get(state, 'white')}]{state}[/]", address, str(detail))
         console.print(table)
 
     emit({"items": rows}, output, render)

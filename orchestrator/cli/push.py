@@ -56,20 +56,36 @@ class RichPushProgress:
 
 
 def _render_push(data: dict[str, Any]) -> None:
-    table = Table(title=f"{data['name']}@sha256:{data['bundle_digest'][:12]}…")
-    for col in ("cloud", "state", "uploaded", "skipped", "bytes", "verified", "where / why", "image"):
-        table.add_column(col)
+    from rich import box
+
+    # Counts in the table, addresses and errors under it: the table fits 80 columns and
+    # nothing a user needs to copy (a URI, an image reference) is cut short.
+    table = Table(title=f"{data['name']}@sha256:{data['bundle_digest'][:12]}…", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True,
+                  caption="sent / had: the bundle's files uploaded now / already in the store")
+    for col in ("cloud", "bundle", "sent", "had", "bytes", "verified by", "image"):
+        table.add_column(col, overflow="fold")
+    notes = []
     for cloud, r in data["clouds"].items():
         ok = "error" not in r
-        image = (f"[red]{r['image_error']}" if "image_error" in r else
-                 f"{r['image'][:60]}… ({'pushed' if r['transferred'] else 'no layer transferred'})"
-                 if "image_digest" in r else "-")
+        if ok and "uploaded" in r:
+            notes.append(f"{cloud} bundle: {r.get('uri', '')}")
+        elif not ok:
+            notes.append(f"[red]{cloud}[/] bundle: {r.get('endpoint', '')}: {r['error']}")
+        if "image_error" in r:
+            image = "[red]failed"
+            notes.append(f"[red]{cloud}[/] image: {r['image_error']}")
+        elif "image_digest" in r:
+            image = f"{r.get('layers_pushed', 0)} layers sent" if r.get("transferred") else "no layer transferred"
+            notes.append(f"{cloud} image: {r['image']}")
+        else:
+            image = "-"
         state = ("[green]has it" if "uploaded" in r else "-") if ok else "[red]failed"  # "-": image only
-        table.add_row(cloud, state, str(r.get("uploaded", 0)),
-                      str(r.get("skipped", 0)), str(r.get("bytes_uploaded", 0)),
-                      ", ".join(r.get("verification", [])) if ok else "-",
-                      r.get("uri", "") if ok else f"{r.get('endpoint', '')}: {r['error']}", image)
+        table.add_row(cloud, state, str(r.get("uploaded", 0)), str(r.get("skipped", 0)),
+                      str(r.get("bytes_uploaded", 0)), ", ".join(r.get("verification", [])) if ok else "-", image)
     console.print(table)
+    for line in notes:
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def push(
