@@ -144,10 +144,15 @@ def serve(
 
 
 def _status_table(data: dict[str, Any]) -> Table:
-    table = Table(title=f"mco router · policy {data['policy']} · active: {data.get('active_target') or 'NONE'}")
-    for col in ("cloud", "prio", "healthy", "requests", "errors", "rps", "p50 ms", "p95 ms", "p99 ms",
-                "cost/h $", "cost/1k req $"):
-        table.add_column(col, justify="left" if col in ("cloud", "healthy", "errors") else "right")
+    from rich import box
+
+    # Short headers and a light box, as the drill's table: eleven columns in 80.
+    table = Table(title=f"mco router · policy {data['policy']} · active: {data.get('active_target') or 'NONE'}",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="latency in ms; cost in USD from the price catalog (clouds.<cloud>.pricing_key)")
+    for col in ("cloud", "prio", "state", "requests", "errors", "rps", "p50", "p95", "p99", "$/hour", "$/1k req"):
+        table.add_column(col, justify="left" if col in ("cloud", "state", "errors") else "right",
+                         overflow="fold" if col == "errors" else "ellipsis", no_wrap=col != "errors")
 
     def num(v: Any, fmt: str = "{:.2f}") -> str:
         return "–" if v is None else fmt.format(v)

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.errors import CapabilityError
+from orchestrator.local.base import STAND_IN_PRICING
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle
 
 __all__ = ["Fleet", "FleetTarget", "LocalFleet", "DEFAULT_PRICING"]
 
-# The local stand-ins are priced as the clouds they stand in for, so the demo's cost table
-# shows what the same traffic would cost there.
-DEFAULT_PRICING = {"aws": "aws/us-east-1", "gcp": "gcp/us-central1", "azure": "azure/eastus"}
+DEFAULT_PRICING = STAND_IN_PRICING
 
 
 @dataclass(frozen=True)

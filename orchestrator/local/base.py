@@ -24,6 +24,7 @@ import yaml
 __all__ = [
     "CLOUDS",
     "LOCAL_CONFIG",
+    "STAND_IN_PRICING",
     "LocalContext",
     "StandIn",
     "update_local_config",
@@ -74,6 +75,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# The stand-ins are priced as the clouds they stand in for, so the router's and the demo's
+# cost columns show what the same traffic would cost there (a key of catalog/data/prices.json).
+STAND_IN_PRICING = {"aws": "aws/us-east-1", "gcp": "gcp/us-central1", "azure": "azure/eastus"}
+
+
 def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remove: tuple[str, ...] = ()) -> None:
     """Merge ``{cloud: {section: values}}`` into the YAML file at ``path`` atomically.
 
@@ -89,6 +95,8 @@ def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remo
                 clouds[cloud].pop(section, None)
         for cloud, secs in sections.items():
             entry = clouds.setdefault(cloud, {"provider": cloud})
+            if cloud in STAND_IN_PRICING:
+                entry.setdefault("pricing_key", STAND_IN_PRICING[cloud])
             entry.update(secs)
         fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as fh:
