@@ -8,6 +8,7 @@ went wrong and how to fix it, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import typer
@@ -91,13 +92,35 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
+    except Exception as exc:
+        if isinstance(exc, _usage_error_types()):  # a mistyped command or option: click's own message
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if os.environ.get("MCO_DEBUG"):
+            raise
+        # Anything else is a bug in mco, not the user's mistake: one line, and how to learn more.
+        err_console.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print("[bold]fix:[/] this is a bug in mco; run again with MCO_DEBUG=1 for the traceback "
+                          "and report it", highlight=False)
+        sys.exit(70)
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """click's ClickException, from click itself and from the copy newer typer versions vendor."""
+    found: list[type[BaseException]] = []
+    try:
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        found.append(click.ClickException)
+    except ImportError:
+        pass
+    try:
+        from typer._click.exceptions import ClickException  # typer >= 0.2x ships its own click
+    except ImportError:
+        pass
+    else:
+        found.append(ClickException)
+    return tuple(found)
 
 
 if __name__ == "__main__":
