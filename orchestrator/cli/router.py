@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,8 +123,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default router.port)")] = None,
     policy: Annotated[str | None, typer.Option(help="failover, weighted, latency or cost")] = None,
     client: Annotated[str, typer.Option(help="upstream client on the hot path: aiohttp or httpx")] = "aiohttp",
+    output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Run the router in the foreground. SIGHUP re-reads the targets from the config file."""
+    """Run the router in the foreground. SIGHUP re-reads the targets from the config file.
+
+    With --output json, one JSON line on stdout says where it listens and what it routes to."""
     from orchestrator.router.balancer.policies import POLICIES
     from orchestrator.router.server import serve as run
 
@@ -140,6 +145,10 @@ def serve(
     err_console.print(f"mco router on http://{cfg.host}:{cfg.port} policy={cfg.policy} targets: {names}")
     err_console.print(f"admin token: from ${cfg.token_env} or the token file "
                       f"({cfg.token_file or mco.project.state_dir / 'router.token'})", highlight=False)
+    if output == OutputFormat.json:
+        typer.echo(json.dumps({"event": "serving", "url": f"http://{cfg.host}:{cfg.port}", "policy": cfg.policy,
+                               "targets": [{"name": t.name, "url": t.url, "priority": t.priority}
+                                           for t in cfg.targets]}))
     run(cfg, token=token, config_path=mco.source if not target else None, client=client)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli._common import err_console
+from orchestrator.cli._common import OutputFormat, OutputOpt, err_console
 
 
 def serve(
@@ -16,11 +16,18 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
     digest: Annotated[str | None, typer.Option(help="refuse to serve unless the bundle has this digest")] = None,
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 1 << 20,
+    output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Serve a bundle: /v1/predict, /healthz, /readyz, /v1/model, /metrics."""
+    """Serve a bundle: /v1/predict, /healthz, /readyz, /v1/model, /metrics.
+
+    With --output json, one JSON line on stdout says where it serves (for scripts that start it)."""
+    import json
+
     from orchestrator.serving.run import run_server
 
     err_console.print(f"verifying {bundle_dir} and serving on http://{host}:{port}")
+    if output == OutputFormat.json:
+        typer.echo(json.dumps({"event": "serving", "url": f"http://{host}:{port}", "bundle": str(bundle_dir)}))
     run_server(bundle_dir, host=host, port=port, expected_digest=digest, max_body_bytes=max_body_bytes)
 
 
