@@ -90,6 +90,7 @@ def status(kind: KindArg = None, config_out: ConfigOut = Path("mco.local.yaml"),
         table.add_column("detail", overflow="fold")  # bucket, registry auth or kube context
         styles = {"running": "green", "ready": "green", "stopped": "yellow", "absent": "dim"}
         previous = None
+        stale = False
         for r in data["items"]:
             state = str(r.get("state", ""))
             address = str(r.get("endpoint") or r.get("url") or "").removeprefix("http://")
@@ -98,9 +99,16 @@ def status(kind: KindArg = None, config_out: ConfigOut = Path("mco.local.yaml"),
             if group and previous is not None:
                 table.add_section()
             previous = r["kind"]
-            table.add_row(f"[bold]{group}[/]", str(r.get("cloud", "")), str(r.get("name", "")),
-                          f"[{styles.get(state, 'white')}]{state}[/]", address, str(detail))
+            shown = f"[{styles.get(state, 'white')}]{state}[/]"
+            if r.get("node_image_current") is False:
+                shown += " [yellow](old)[/]"
+                stale = True
+            table.add_row(f"[bold]{group}[/]", str(r.get("cloud", "")), str(r.get("name", "")), shown, address,
+                          str(detail))
         console.print(table)
+        if stale:
+            console.print("[yellow]note:[/] (old): the cluster runs an older node image than `make setup` built; "
+                          "`mco local down clusters && mco local up clusters` makes it again with the new one")
 
     emit({"items": rows}, output, render)
 

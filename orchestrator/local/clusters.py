@@ -144,6 +144,15 @@ def _container_state(container: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "absent"
 
 
+def _image_id(ref: str, *, container: bool = False) -> str | None:
+    """The image ID a node container runs (``container``), or that an image name points to."""
+    fmt = "{{.Image}}" if container else "{{.Id}}"
+    proc = _run(["docker", "inspect", "-f", fmt, ref], timeout=30)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
 def _published_port(container: str, node_port: int) -> int | None:
     proc = _run(["docker", "inspect", "-f", "{{json .HostConfig.PortBindings}}", container], timeout=30)
     if proc.returncode != 0:
@@ -325,6 +334,8 @@ class ClusterStandIn:
 
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         rows = []
+        profile_image = os.environ.get("MCO_KIND_NODE_IMAGE") or "mco-kind/node:latest"
+        wanted_image = _image_id(profile_image)
         for cloud in self.clouds:
             container = node_container(cloud)
             state = _container_state(container)
@@ -335,9 +346,13 @@ class ClusterStandIn:
                 state = "starting" if ready is None else ("ready" if ready else "not-ready")
             elif state != "absent":
                 state = "stopped"
-            rows.append({"name": spec.name, "cloud": cloud, "state": state, "context": spec.context,
-                         "host_port": port, "node_port": NODE_PORT,
-                         "endpoint": spec.endpoint if port else None})
+            row = {"name": spec.name, "cloud": cloud, "state": state, "context": spec.context,
+                   "host_port": port, "node_port": NODE_PORT, "endpoint": spec.endpoint if port else None}
+            if state != "absent" and wanted_image is not None:
+                # An existing cluster keeps the node image it was made with; fixes in a newer
+                # one (scripts/kind/node) reach it only when it is made again.
+                row["node_image_current"] = _image_id(container, container=True) == wanted_image
+            rows.append(row)
         return rows
 
 
