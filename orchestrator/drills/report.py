@@ -151,6 +151,8 @@ def _plot(path: Path, series: dict[str, Any], clouds: Sequence[str], health: dic
         if pts:
             ax_lat.plot([p[0] for p in pts], [p[1] for p in pts], style, color="#333333", label=key.replace("_", " "))
     ax_lat.set_yscale("log")
+    # 1-2-5 ticks: a drill's latencies often span less than a decade, where 10^n ticks show one label.
+    ax_lat.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
     ax_lat.yaxis.set_major_formatter(plain)
     ax_lat.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
