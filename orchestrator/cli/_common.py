@@ -20,6 +20,7 @@ __all__ = [
     "ConfigOpt",
     "OutputFormat",
     "OutputOpt",
+    "compact_table",
     "console",
     "emit",
     "err_console",
@@ -87,3 +88,10 @@ def kv_table(data: dict[str, Any], title: str | None = None) -> Table:
             value = json.dumps(to_jsonable(value))
         table.add_row(str(key), str(value))
     return table
+
+
+def compact_table(title: str, *, caption: str | None = None) -> Table:
+    """A table that fits an 80-column terminal: a rule under the header, no outer padding."""
+    from rich import box
+
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)

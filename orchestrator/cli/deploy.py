@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, compact_table, console, emit, err_console
 from orchestrator.errors import ConfigError
 
 __all__ = ["register"]
@@ -268,22 +268,12 @@ def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any,
                    dry_run: bool, gate_forced: bool, gate_summary: str | None, output: OutputFormat) -> None:
     from orchestrator.kube.render import overlay_for
     from orchestrator.releases.deployer import CloudTarget, deploy_release, plan_diff
-    from orchestrator.releases.images import ensure_on_kind, local_image
+    from orchestrator.releases.images import ensure_on_kind, image_for_bundle, local_image
     from orchestrator.releases.store import open_store
 
     table = output == OutputFormat.table
     if image is None:
-        from orchestrator.packaging.build import build_image
-        from orchestrator.releases.images import build_key, cached_image, remember_image
-        from orchestrator.releases.store import state_dir_for
-
-        key = build_key(bundle.digest, cfg.packaging)
-        img = cached_image(state_dir_for(cfg), key)
-        if img is None:
-            built = build_image(bundle.path, packaging=cfg.packaging, show_progress=table)
-            found = local_image(built.image_id)
-            img = type(found)(name=built.image, image_id=found.image_id, bundle_digest=found.bundle_digest)
-            remember_image(state_dir_for(cfg), key, img)
+        img = image_for_bundle(cfg, bundle, show_progress=table)
     else:
         img = local_image(image)
         if img.bundle_digest and img.bundle_digest.removeprefix("sha256:") != bundle.digest:
@@ -459,12 +449,10 @@ def history_cmd(
         if not data["releases"]:
             console.print("no releases yet; deploy with `mco deploy BUNDLE`")
             return
-        from rich import box
-
         # One line per cloud inside each release: readable on an 80-column terminal.
-        table = Table(title=f"releases of {cfg.project.name}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                      caption="✓ deployed  ✗ failed  ↩N rolled back to release N\n"
-                              "who made each release, details and full digests: --output json")
+        table = compact_table(f"releases of {cfg.project.name}",
+                              caption="✓ deployed  ✗ failed  ↩N rolled back to release N\n"
+                                      "who made each release, details and full digests: --output json")
         for col in ("#", "when (UTC)", "kind", "status", "model"):
             table.add_column(col, no_wrap=True)
         table.add_column("clouds", overflow="fold")
@@ -531,9 +519,7 @@ def status_cmd(
         rows = dict(zip(chosen, pool.map(one, chosen)))
 
     def render(data: dict[str, Any]) -> None:
-        from rich import box
-
-        table = Table(title="deployments", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table = compact_table("deployments")
         for col in ("cloud", "#", "state", "ready", "model", "image"):
             table.add_column(col, no_wrap=True)
         table.add_column("endpoint", overflow="fold")

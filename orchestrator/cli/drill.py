@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, compact_table, console, emit, err_console
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -181,11 +181,9 @@ def render_result(result: dict[str, Any]) -> None:
 
 
 def render_clouds(rows: list[dict[str, Any]]) -> None:
-    from rich import box
-
     # Short headers and a light box: the nine columns fit an 80-column terminal untruncated.
-    table = Table(title="cost and latency per cloud (router)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="latency in ms from the router; cost in USD from the price catalog")
+    table = compact_table("cost and latency per cloud (router)",
+                          caption="latency in ms from the router; cost in USD from the price catalog")
     for col in ("cloud", "up", "requests", "answered", "p50", "p95", "p99", "$/hour", "$/1k req"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:

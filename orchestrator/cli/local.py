@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from orchestrator.cli._common import OutputFormat, OutputOpt, console, emit
+from orchestrator.cli._common import OutputFormat, OutputOpt, compact_table, console, emit
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -78,12 +77,9 @@ def status(kind: KindArg = None, config_out: ConfigOut = Path("mco.local.yaml"),
             rows.append({"kind": name, **row})
 
     def render(data: dict[str, Any]) -> None:
-        from rich import box
-
         # One fixed set of columns for every kind of stand-in: where it answers, and the one
         # detail a user needs next (bucket, auth, kube context). The rest: --output json.
-        table = Table(title="local stand-ins", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                      caption="pids, host ports and everything else: --output json")
+        table = compact_table("local stand-ins", caption="pids, host ports and everything else: --output json")
         for col in ("", "cloud", "name", "state"):
             table.add_column(col, no_wrap=True)
         table.add_column("address", overflow="fold")

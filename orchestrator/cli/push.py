@@ -13,9 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, compact_table, console, emit, err_console
 
 __all__ = ["RichPushProgress", "pull", "push", "register"]
 
@@ -56,13 +55,10 @@ class RichPushProgress:
 
 
 def _render_push(data: dict[str, Any]) -> None:
-    from rich import box
-
     # Counts in the table, addresses and errors under it: the table fits 80 columns and
     # nothing a user needs to copy (a URI, an image reference) is cut short.
-    table = Table(title=f"{data['name']}@sha256:{data['bundle_digest'][:12]}…", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True,
-                  caption="sent / had: the bundle's files uploaded now / already in the store")
+    table = compact_table(f"{data['name']}@sha256:{data['bundle_digest'][:12]}…",
+                          caption="sent / had: the bundle's files uploaded now / already in the store")
     for col in ("cloud", "bundle", "sent", "had", "bytes", "verified by", "image"):
         table.add_column(col, overflow="fold")
     notes = []

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, err_console
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, compact_table, console, emit, err_console
 from orchestrator.errors import ConfigError, Unreachable
 
 app = typer.Typer(no_args_is_help=True)
@@ -153,12 +153,9 @@ def serve(
 
 
 def _status_table(data: dict[str, Any]) -> Table:
-    from rich import box
-
     # Short headers and a light box, as the drill's table: eleven columns in 80.
-    table = Table(title=f"mco router · policy {data['policy']} · active: {data.get('active_target') or 'NONE'}",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="latency in ms; cost in USD from the price catalog (clouds.<cloud>.pricing_key)")
+    table = compact_table(f"mco router · policy {data['policy']} · active: {data.get('active_target') or 'NONE'}",
+                          caption="latency in ms; cost in USD from the price catalog (clouds.<cloud>.pricing_key)")
     for col in ("cloud", "prio", "state", "requests", "errors", "rps", "p50", "p95", "p99", "$/hour", "$/1k req"):
         table.add_column(col, justify="left" if col in ("cloud", "state", "errors") else "right",
                          overflow="fold" if col == "errors" else "ellipsis", no_wrap=col != "errors")

@@ -18,9 +18,8 @@ from orchestrator.local.base import STAND_IN_PRICING
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle
 
-__all__ = ["Fleet", "FleetTarget", "LocalFleet", "DEFAULT_PRICING"]
+__all__ = ["Fleet", "FleetTarget", "LocalFleet"]
 
-DEFAULT_PRICING = STAND_IN_PRICING
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class LocalFleet:
     def __init__(self, rt: LocalRuntime, pricing: dict[str, str] | None = None) -> None:
         self.rt = rt
         self.clouds = rt.clouds
-        self.pricing = {**DEFAULT_PRICING, **(pricing or {})}
+        self.pricing = {**STAND_IN_PRICING, **(pricing or {})}
 
     def targets(self) -> list[FleetTarget]:
         return [FleetTarget(t.cloud, t.url, t.priority, self.pricing.get(t.cloud)) for t in self.rt.targets()]

@@ -34,8 +34,9 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from orchestrator.config import MCOConfig, load_config
-from orchestrator.drills.fleet import DEFAULT_PRICING, FleetTarget
+from orchestrator.drills.fleet import FleetTarget
 from orchestrator.errors import CapabilityError, ClusterError, ConfigError, MCOError, ProviderError
+from orchestrator.local.base import STAND_IN_PRICING
 from orchestrator.model.bundle import Bundle
 
 __all__ = ["KindFleet", "kind_fleet"]
@@ -83,7 +84,7 @@ class KindFleet:
     def targets(self) -> list[FleetTarget]:
         ordered = sorted(enumerate(self.clouds), key=lambda ic: (self.cfg.clouds[ic[1]].priority, ic[0]))
         return [FleetTarget(name, str(self.cfg.clouds[name].cluster.endpoint), rank,  # type: ignore[union-attr]
-                            self.cfg.clouds[name].pricing_key or DEFAULT_PRICING.get(name))
+                            self.cfg.clouds[name].pricing_key or STAND_IN_PRICING.get(name))
                 for rank, (_, name) in enumerate(ordered)]
 
     def _cluster(self, cloud: str) -> Any:
@@ -232,13 +233,10 @@ class KindFleet:
     def stage(self, bundle: Bundle) -> str:
         # Three "clouds" share this machine's cores: an image build and three `kind load`s during
         # the drill would starve every model server at once, which no real cloud's serving feels.
-        from orchestrator.releases.images import build_key, cached_image, ensure_on_kind
-        from orchestrator.releases.store import state_dir_for
+        # The same build-or-reuse `mco deploy` does, so the release below finds the image ready.
+        from orchestrator.releases.images import ensure_on_kind, image_for_bundle
 
-        code, result, err = _mco(["deploy", str(bundle.path), "--config", str(self.config_path), "--dry-run"])
-        image = cached_image(state_dir_for(self.cfg), build_key(bundle.digest, self.cfg.packaging))
-        if code != 0 or image is None:
-            raise ClusterError(f"could not build the image of {bundle.ref}: {result.get('error') or err.strip()[-400:]}")
+        image = image_for_bundle(self.cfg, bundle)
         nodes = {c: self._cluster(c).kind_cluster for c in self.clouds if self._cluster(c).kind_cluster}
         errors = ensure_on_kind(image, nodes)
         if errors:

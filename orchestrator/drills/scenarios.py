@@ -96,16 +96,16 @@ def latency(ctx: DrillContext) -> None:
     ctx.hold(ctx.timing.tail_s)
 
 
-def _stage_bad_release(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    bad = variant_bundle(bundle, run_dir / "bad-release", version="bad", break_model=True)
-    say(f"staging {bad.ref}: {fleet.stage(bad)}")
-    return {"release": bad}
+def _staged_release(name: str, *, break_model: bool = False) -> Callable[..., dict[str, Any]]:
+    """A prepare step: a new release of the drill's bundle (``ctx.staged["release"]``), staged on the fleet."""
 
+    def prepare(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+        version = "bad" if break_model else f"drill-{int(time.time())}"
+        release = variant_bundle(bundle, run_dir / name, version=version, break_model=break_model)
+        say(f"staging {release.ref}: {fleet.stage(release)}")
+        return {"release": release}
 
-def _stage_new_release(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    new = variant_bundle(bundle, run_dir / "new-release", version=f"drill-{int(time.time())}")
-    say(f"staging {new.ref}: {fleet.stage(new)}")
-    return {"release": new}
+    return prepare
 
 
 def bad_release(ctx: DrillContext) -> None:
@@ -173,9 +173,9 @@ SCENARIOS: dict[str, Scenario] = {
                  pod_crash, _outage_objectives, repair_is_fault=True),
         Scenario("latency", "one cloud becomes slow", "latency", latency, _latency_objectives),
         Scenario("bad-release", "a release that cannot become ready is deployed everywhere", "failover",
-                 bad_release, _release_objectives, recovery=False, prepare=_stage_bad_release),
+                 bad_release, _release_objectives, recovery=False, prepare=_staged_release("bad-release", break_model=True)),
         Scenario("storage-outage", "one cloud's artifact store is down during a deploy", "failover",
-                 storage_outage, _release_objectives, recovery=False, prepare=_stage_new_release),
+                 storage_outage, _release_objectives, recovery=False, prepare=_staged_release("new-release")),
     )
 }
 

@@ -32,7 +32,7 @@ import yaml
 
 from orchestrator.errors import ClusterError, ConfigError, MCOError
 from orchestrator.local.base import CLOUDS, LocalContext, update_local_config
-from orchestrator.local.hostcompat import HostProfile, SysctlGuard, detect, docker_wrapper_dir
+from orchestrator.local.hostcompat import MCO_NODE_IMAGE, HostProfile, SysctlGuard, detect, docker_wrapper_dir
 from orchestrator.local.processes import free_port
 
 __all__ = [
@@ -334,8 +334,8 @@ class ClusterStandIn:
 
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         rows = []
-        profile_image = os.environ.get("MCO_KIND_NODE_IMAGE") or "mco-kind/node:latest"
-        wanted_image = _image_id(profile_image)
+        # Only our own node image is rebuilt by `make setup`; stock kind's image is kind's business.
+        wanted_image = _image_id(os.environ.get("MCO_KIND_NODE_IMAGE") or MCO_NODE_IMAGE)
         for cloud in self.clouds:
             container = node_container(cloud)
             state = _container_state(container)
