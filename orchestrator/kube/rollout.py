@@ -34,6 +34,7 @@ from orchestrator.errors import RolloutFailed
 
 __all__ = [
     "RolloutStatus",
+    "controller_manager_trouble",
     "deployment_progress",
     "diagnose_pods",
     "new_replicaset_hash",
@@ -155,10 +156,35 @@ def diagnose_pods(pods: list[Obj], *, now: float | None = None, readiness_grace_
     return None
 
 
+def controller_manager_trouble(pods: list[Obj]) -> str | None:
+    """Pure: why the cluster's kube-controller-manager pods (kubeadm's and kind's static pods,
+    label ``component=kube-controller-manager``) are not acting on Deployments, or None when
+    they look healthy or none is visible (a managed control plane shows none)."""
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "?")
+        for cs in (pod.get("status", {}) or {}).get("containerStatuses", []) or []:
+            if cs.get("ready"):
+                continue
+            waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            detail = f"pod {name} is not ready"
+            if waiting:
+                detail += f" ({waiting})"
+            detail += f", {int(cs.get('restartCount', 0) or 0)} restarts"
+            if last.get("exitCode") is not None:
+                detail += f", last exit code {last['exitCode']}"
+            words = (last.get("message") or "").strip()
+            if words:
+                detail += f": {words.splitlines()[-1][:300]}"
+            return detail
+    return None
+
+
 def wait_for_rollout(
     fetch_deployment: Callable[[], Obj | None],
     fetch_pods: Callable[[Obj], list[Obj]],
     *,
+    fetch_controller_pods: Callable[[], list[Obj]] = lambda: [],
     timeout_s: float = 300.0,
     poll_s: float = 1.0,
     readiness_grace_s: float = 60.0,
@@ -169,7 +195,9 @@ def wait_for_rollout(
     """Poll until the Deployment is rolled out; raise ``RolloutFailed`` naming the reason.
 
     ``fetch_pods(deployment)`` returns the pods of the Deployment's newest ReplicaSet
-    (see ``KubeRollout`` in ``orchestrator.releases.deployer`` for the API calls).
+    (see ``KubeRollout`` in ``orchestrator.releases.deployer`` for the API calls);
+    ``fetch_controller_pods()`` the controller-manager's pods, read only to explain a
+    Deployment the controller never picked up.
     """
     deadline = clock() + timeout_s
     last: RolloutStatus | None = None
@@ -190,8 +218,14 @@ def wait_for_rollout(
             # Until the controller has seen this spec, its conditions and "newest" pods are the
             # previous revision's: judging them would blame this release for the last one's failure.
             if clock() >= deadline:
-                raise RolloutFailed(f"not rolled out after {timeout_s:.0f} s ({state.message})", reason="Timeout",
-                                    hint="is the cluster's controller-manager running?")
+                trouble = controller_manager_trouble(fetch_controller_pods())
+                message = f"not rolled out after {timeout_s:.0f} s ({state.message})"
+                if trouble:
+                    message += f"; the cluster's controller-manager {trouble}"
+                raise RolloutFailed(message, reason="Timeout",
+                                    hint="the cluster's controller-manager is what acts on a new spec: check it "
+                                         "(`kubectl -n kube-system get pods`, its logs), or raise "
+                                         "deploy.rollout_timeout_s on a slow cluster")
             sleep(poll_s)
             continue
         stalled = _condition(dep, "Progressing")

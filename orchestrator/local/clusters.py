@@ -56,6 +56,24 @@ KIND_DEFAULT_IMAGE = "kindest/node:v1.34.0"
 
 # A kubeadm patch for our node image, which runs kubelet without systemd.
 _CGROUPFS_PATCH = "kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"
+# A kubeadm patch for every local cluster: one node, so one controller-manager and one
+# scheduler, and nothing to elect. With leader election on, an etcd slowed by a loaded
+# machine made them miss a lease renewal and exit; kubelet then held them in a crash-loop
+# back-off for minutes, and no Deployment was acted on. etcd skips fsync: these clusters
+# hold nothing that is not re-created by a deploy, and fsync stalls are what slowed it.
+_SINGLE_NODE_CONTROL_PLANE_PATCH = """\
+kind: ClusterConfiguration
+controllerManager:
+  extraArgs:
+    leader-elect: "false"
+scheduler:
+  extraArgs:
+    leader-elect: "false"
+etcd:
+  local:
+    extraArgs:
+      unsafe-no-fsync: "true"
+"""
 
 
 def cluster_name(cloud: str) -> str:
@@ -117,13 +135,14 @@ class ClusterSpec:
                                    "listenAddress": HOST, "protocol": "TCP"}],
         }
         config: dict[str, Any] = {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": self.name,
-                                  "networking": {"apiServerAddress": HOST}, "nodes": [node]}
+                                  "networking": {"apiServerAddress": HOST}, "nodes": [node],
+                                  "kubeadmConfigPatches": [_SINGLE_NODE_CONTROL_PLANE_PATCH]}
         if profile.node_image:
             node["image"] = profile.node_image
         if profile.mco_node_image:
             # our image has a static CNI config and no systemd (see scripts/kind/node/Dockerfile)
             config["networking"]["disableDefaultCNI"] = True
-            config["kubeadmConfigPatches"] = [_CGROUPFS_PATCH]
+            config["kubeadmConfigPatches"].append(_CGROUPFS_PATCH)
         return config
 
 

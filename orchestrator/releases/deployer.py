@@ -168,6 +168,12 @@ class KubeTarget:
             return []
         return self.client.list("v1", "Pod", namespace, label_selector=f"{selector},pod-template-hash={rs_hash}")
 
+    def _controller_manager_pods(self) -> list[Obj]:
+        try:
+            return self.client.list("v1", "Pod", "kube-system", label_selector="component=kube-controller-manager")
+        except MCOError:  # not allowed to look (managed clusters): the generic hint stands
+            return []
+
     def watch(self, objs: list[Obj], settings: DeploySettings, progress: ProgressFn,
               cancelled: threading.Event | None = None) -> RolloutStatus:
         dep = _deployment_of(objs)
@@ -179,7 +185,8 @@ class KubeTarget:
             return self.client.get("apps/v1", "Deployment", name, namespace)
 
         state = wait_for_rollout(
-            fetch, self._pods_of, timeout_s=settings.rollout_timeout_s, poll_s=settings.poll_s,
+            fetch, self._pods_of, fetch_controller_pods=self._controller_manager_pods,
+            timeout_s=settings.rollout_timeout_s, poll_s=settings.poll_s,
             readiness_grace_s=settings.readiness_grace_s,
             on_progress=lambda st: progress(self.cloud, f"rolling out: {st.progress_line()}"),
         )

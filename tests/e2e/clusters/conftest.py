@@ -77,10 +77,32 @@ def _manifests(image: str, node_port: int | None) -> str:
     return "\n---\n".join(json.dumps(o) for o in objects)
 
 
+def cluster_report(context: str) -> str:
+    """What a failed e2e test prints about a cluster: every pod, the node's conditions, recent
+    warnings and the controller-manager's last log lines, so a CI log names the cause."""
+    parts = []
+    for title, args in [
+        ("pods", ("get", "pods", "-A", "-o", "wide")),
+        ("node conditions", ("get", "nodes", "-o", "jsonpath={range .items[*].status.conditions[*]}"
+                                                   "{.type}={.status} {.reason}{'\\n'}{end}")),
+        ("warnings", ("get", "events", "-A", "--field-selector", "type=Warning", "--sort-by=.lastTimestamp")),
+        ("controller-manager log", ("-n", "kube-system", "logs", "-l", "component=kube-controller-manager",
+                                    "--tail=15")),
+    ]:
+        try:
+            proc = kubectl(context, *args, "--request-timeout=10s", timeout=30)
+            text = (proc.stdout or proc.stderr).strip()
+        except subprocess.TimeoutExpired:
+            text = "(kubectl timed out)"
+        parts.append(f"--- {context}: {title}\n" + "\n".join(text.splitlines()[-25:]))
+    return "\n".join(parts)
+
+
 def wait_available(context: str, *, timeout: float = 240) -> None:
     proc = kubectl(context, "-n", E2E_NAMESPACE, "wait", f"deployment/{APP}", "--for=condition=Available",
                    f"--timeout={int(timeout)}s", timeout=timeout + 30)
-    assert proc.returncode == 0, f"{context}: deployment not Available: {proc.stderr or proc.stdout}"
+    assert proc.returncode == 0, (f"{context}: deployment not Available: {proc.stderr or proc.stdout}\n"
+                                  + cluster_report(context))
 
 
 def predict(endpoint: str, *, timeout: float = 5) -> httpx.Response:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.e2e.clusters.conftest import local_clusters  # noqa: F401  (re-exported fixture)
+from tests.e2e.clusters.conftest import cluster_report, local_clusters  # noqa: F401  (re-exported fixture)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +52,13 @@ def kind_drill_fleet(drill_config: tuple[Path, Any], digits_bundle: Any) -> Iter
     from orchestrator.config import load_config
     from orchestrator.drills.kind_fleet import kind_fleet
 
+    from orchestrator.errors import ClusterError
+
     path, ctx = drill_config
-    with kind_fleet(load_config(path), bundle=digits_bundle, local_ctx=ctx) as (fleet, _bundle):
-        yield fleet
+    cfg = load_config(path)
+    try:
+        with kind_fleet(cfg, bundle=digits_bundle, local_ctx=ctx) as (fleet, _bundle):
+            yield fleet
+    except ClusterError as exc:
+        reports = [cluster_report(c.cluster.context) for c in cfg.clouds.values()]
+        raise AssertionError(f"{exc}\n" + "\n".join(reports)) from exc

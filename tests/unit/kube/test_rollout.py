@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import RolloutFailed
-from orchestrator.kube.rollout import deployment_progress, diagnose_pods, new_replicaset_hash, wait_for_rollout
+from orchestrator.kube.rollout import (
+    controller_manager_trouble,
+    deployment_progress,
+    diagnose_pods,
+    new_replicaset_hash,
+    wait_for_rollout,
+)
 
 NOW = 1_700_000_000.0
 
@@ -159,3 +165,23 @@ def test_old_failures_are_not_judged_before_the_controller_sees_the_new_spec() -
     seq = _Sequence([_dep(generation=3, observed=2, ready=0, available=0), _dep(generation=3, observed=3)], crashing)
     state = wait_for_rollout(seq.deployment, seq.pods_of, poll_s=0, sleep=lambda s: None)
     assert state.done and seq.calls == 2
+
+
+def test_a_spec_the_controller_never_sees_names_a_crashing_controller_manager() -> None:
+    stale = _dep(generation=4, observed=3)
+    manager = _pod(ready=False, restartCount=6, state={"waiting": {"reason": "CrashLoopBackOff"}},
+                   lastState={"terminated": {"exitCode": 1, "message": "leaderelection lost\n"}})
+    ticks = iter(range(100))
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(lambda: stale, lambda d: [], fetch_controller_pods=lambda: [manager], timeout_s=3,
+                         poll_s=1, clock=lambda: float(next(ticks)), sleep=lambda s: None)
+    assert info.value.reason == "Timeout"
+    assert "waiting for the controller to see the new spec" in info.value.message
+    assert "controller-manager pod mco-model-abc is not ready (CrashLoopBackOff), 6 restarts, last exit code 1: " \
+           "leaderelection lost" in info.value.message
+    assert "kube-system" in (info.value.hint or "")
+
+
+def test_a_healthy_or_invisible_controller_manager_adds_nothing() -> None:
+    assert controller_manager_trouble([]) is None
+    assert controller_manager_trouble([_pod(ready=True, restartCount=2)]) is None

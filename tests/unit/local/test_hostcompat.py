@@ -62,14 +62,17 @@ def test_kind_config_for_our_node_image_uses_cgroupfs_and_the_static_cni() -> No
     assert node["extraPortMappings"] == [{"containerPort": NODE_PORT, "hostPort": 41234,
                                           "listenAddress": "127.0.0.1", "protocol": "TCP"}]
     assert config["networking"]["disableDefaultCNI"] is True
-    assert yaml.safe_load(config["kubeadmConfigPatches"][0])["cgroupDriver"] == "cgroupfs"
+    patches = {doc["kind"]: doc for doc in map(yaml.safe_load, config["kubeadmConfigPatches"])}
+    assert patches["KubeletConfiguration"]["cgroupDriver"] == "cgroupfs"
+    assert patches["ClusterConfiguration"]["controllerManager"]["extraArgs"]["leader-elect"] == "false"
 
 
 def test_kind_config_on_a_normal_host_is_stock_kind() -> None:
     profile = HostProfile(privileged_works=True, privileged_error="", node_image=None, mco_node_image=False)
     config = ClusterSpec("aws", 40000).kind_config(profile)
     assert "image" not in config["nodes"][0]
-    assert "kubeadmConfigPatches" not in config
+    # only the single-node control plane patch: no cgroupfs, kind's own CNI
+    assert [yaml.safe_load(p)["kind"] for p in config["kubeadmConfigPatches"]] == ["ClusterConfiguration"]
     assert "disableDefaultCNI" not in config["networking"]
 
 
