@@ -16,7 +16,7 @@ from orchestrator.local.base import LocalContext
 from orchestrator.local.clusters import NODE_PORT, node_container
 from orchestrator.local.hostcompat import KUBELET_SYSCTLS, SysctlGuard
 
-from .conftest import kubectl, model_url, node_started_after, predict, repo_root, wait_available, wait_predict
+from .conftest import APP, E2E_NAMESPACE, kubectl, model_url, node_started_after, predict, repo_root, wait_available, wait_predict
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow]
 
@@ -58,6 +58,23 @@ def test_the_model_image_serves_predictions_in_every_cluster(model_deployments: 
         assert all(abs(sum(p) - 1.0) < 1e-3 for p in body["probabilities"])
         digests.add(body["model_digest"])
     assert len(digests) == 1, "all three clusters run the same bundle"
+
+
+def test_pods_resolve_service_names_and_the_other_nodes(model_deployments: dict[str, dict[str, Any]]) -> None:
+    # CoreDNS answers cluster names itself and forwards the rest to Docker's resolver (the
+    # other clusters' nodes are names only Docker knows); it used to crash-loop on a loop.
+    lookup = ("import socket; print(socket.gethostbyname('kubernetes.default.svc.cluster.local'), "
+              "socket.gethostbyname('mco-gcp-control-plane'))")
+    for row in model_deployments.values():
+        proc = kubectl(row["context"], "-n", "kube-system", "wait", "pod", "-l", "k8s-app=kube-dns",
+                       "--for=condition=Ready", "--timeout=60s", timeout=90)
+        assert proc.returncode == 0, f"{row['context']}: CoreDNS not ready: {proc.stderr}"
+        proc = kubectl(row["context"], "-n", E2E_NAMESPACE, "exec", f"deployment/{APP}", "--",
+                       "python", "-c", lookup, timeout=60)
+        assert proc.returncode == 0, f"{row['context']}: {proc.stderr}"
+        service_ip, node_ip = proc.stdout.split()
+        assert service_ip == "10.96.0.1"
+        assert node_ip.count(".") == 3
 
 
 def test_host_sysctls_are_untouched_by_kubelet(local_clusters: dict[str, dict[str, Any]]) -> None:
