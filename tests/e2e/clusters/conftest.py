@@ -98,7 +98,7 @@ def cluster_report(context: str) -> str:
     return "\n".join(parts)
 
 
-def wait_available(context: str, *, timeout: float = 240) -> None:
+def wait_available(context: str, *, timeout: float = 150) -> None:
     proc = kubectl(context, "-n", E2E_NAMESPACE, "wait", f"deployment/{APP}", "--for=condition=Available",
                    f"--timeout={int(timeout)}s", timeout=timeout + 30)
     assert proc.returncode == 0, (f"{context}: deployment not Available: {proc.stderr or proc.stdout}\n"

@@ -36,7 +36,7 @@ def deploy_config(local_clusters: dict[str, dict[str, Any]], tmp_path_factory: p
     cfg = {
         "project": {"name": "e2e-digits", "state_dir": str(root / "state")},
         # One replica per cluster: three clusters and two releases share two cores.
-        "deploy": {"replicas": 1, "rollout_timeout_s": 240, "auto_rollback": True},
+        "deploy": {"replicas": 1, "rollout_timeout_s": 120, "auto_rollback": True},
         "clouds": {cloud: {"provider": cloud, **sec} for cloud, sec in sections.items()},
     }
     path = root / "mco.yaml"

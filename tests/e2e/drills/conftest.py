@@ -34,7 +34,8 @@ def drill_config(local_clusters: dict[str, dict[str, Any]],  # noqa: F811
     stores = storage.up(ctx)
     cfg = {
         "project": {"name": "e2e-drills", "state_dir": str(root / "state")},
-        "deploy": {"replicas": 1, "rollout_timeout_s": 240, "auto_rollback": True},
+        # Rollouts here take seconds; a broken cluster should fail the session well inside CI's budget.
+        "deploy": {"replicas": 1, "rollout_timeout_s": 120, "auto_rollback": True},
         "clouds": {cloud: {"provider": cloud, **clusters[cloud], **{k: v for k, v in stores[cloud].items()
                                                                     if k != "provider"}}
                    for cloud in clusters},
