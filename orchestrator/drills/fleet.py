@@ -21,7 +21,6 @@ from orchestrator.model.bundle import Bundle
 __all__ = ["Fleet", "FleetTarget", "LocalFleet"]
 
 
-
 @dataclass(frozen=True)
 class FleetTarget:
     cloud: str

@@ -115,6 +115,14 @@ def _parse_time(text: str | None) -> float | None:
         return None
 
 
+def _last_exit(container_status: Obj) -> tuple[int | None, str]:
+    """The container's last exit code and the last line of its last words (what it printed to
+    its termination log), from ``lastState.terminated``."""
+    last = (container_status.get("lastState") or {}).get("terminated") or {}
+    words = (last.get("message") or "").strip()
+    return last.get("exitCode"), words.splitlines()[-1][:400] if words else ""
+
+
 def diagnose_pods(pods: list[Obj], *, now: float | None = None, readiness_grace_s: float = 60.0,
                   crash_restarts: int = 2) -> tuple[str, str] | None:
     """Pure: ``(reason, detail)`` when the new pods show a failure that will not fix itself."""
@@ -132,20 +140,19 @@ def diagnose_pods(pods: list[Obj], *, now: float | None = None, readiness_grace_
             waiting = state.get("waiting") or {}
             reason = waiting.get("reason")
             last = (cs.get("lastState", {}) or {}).get("terminated") or {}
-            last_words = (last.get("message") or "").strip()
             if reason in _PULL_REASONS:
                 return "ImagePullBackOff", f"pod {name}: {reason}: {waiting.get('message', cs.get('image', ''))}".strip()
             if reason in _CONFIG_REASONS:
                 return reason, f"pod {name}: {waiting.get('message', '')}".strip()
             restarts = int(cs.get("restartCount", 0) or 0)
             if reason == "CrashLoopBackOff" or (last and restarts >= crash_restarts and not cs.get("ready")):
-                exit_code = last.get("exitCode")
+                exit_code, words = _last_exit(cs)
                 detail = f"pod {name}: container '{cs.get('name')}' exited"
                 if exit_code is not None:
                     detail += f" with code {exit_code}"
                 detail += f" ({restarts} restarts)"
-                if last_words:
-                    detail += f": {last_words.splitlines()[-1][:400]}"
+                if words:
+                    detail += f": {words}"
                 return "CrashLoopBackOff", detail
             running = state.get("running") or {}
             if running and not cs.get("ready"):
@@ -166,16 +173,15 @@ def controller_manager_trouble(pods: list[Obj]) -> str | None:
             if cs.get("ready"):
                 continue
             waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-            last = (cs.get("lastState") or {}).get("terminated") or {}
+            exit_code, words = _last_exit(cs)
             detail = f"pod {name} is not ready"
             if waiting:
                 detail += f" ({waiting})"
             detail += f", {int(cs.get('restartCount', 0) or 0)} restarts"
-            if last.get("exitCode") is not None:
-                detail += f", last exit code {last['exitCode']}"
-            words = (last.get("message") or "").strip()
+            if exit_code is not None:
+                detail += f", last exit code {exit_code}"
             if words:
-                detail += f": {words.splitlines()[-1][:300]}"
+                detail += f": {words}"
             return detail
     return None
 

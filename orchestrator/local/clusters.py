@@ -57,10 +57,11 @@ KIND_DEFAULT_IMAGE = "kindest/node:v1.34.0"
 # A kubeadm patch for our node image, which runs kubelet without systemd.
 _CGROUPFS_PATCH = "kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"
 # A kubeadm patch for every local cluster: one node, so one controller-manager and one
-# scheduler, and nothing to elect. With leader election on, an etcd slowed by a loaded
-# machine made them miss a lease renewal and exit; kubelet then held them in a crash-loop
-# back-off for minutes, and no Deployment was acted on. etcd skips fsync: these clusters
-# hold nothing that is not re-created by a deploy, and fsync stalls are what slowed it.
+# scheduler, and nothing to elect (a missed lease renewal on a loaded machine makes them
+# exit). The controller-manager also exits when it starts while etcd is unhealthy, and
+# kubelet's crash-loop back-off then leaves Deployments unattended for minutes: etcd skips
+# fsync, whose stalls are what makes it slow here. These clusters hold nothing a deploy does
+# not re-create.
 _SINGLE_NODE_CONTROL_PLANE_PATCH = """\
 kind: ClusterConfiguration
 controllerManager:

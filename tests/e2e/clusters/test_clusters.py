@@ -16,7 +16,17 @@ from orchestrator.local.base import LocalContext
 from orchestrator.local.clusters import NODE_PORT, node_container
 from orchestrator.local.hostcompat import KUBELET_SYSCTLS, SysctlGuard
 
-from .conftest import APP, E2E_NAMESPACE, kubectl, model_url, node_started_after, predict, repo_root, wait_available, wait_predict
+from .conftest import (
+    APP,
+    E2E_NAMESPACE,
+    kubectl,
+    model_url,
+    node_started_after,
+    predict,
+    repo_root,
+    wait_available,
+    wait_predict,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow]
 

@@ -52,7 +52,6 @@ def kind_drill_fleet(drill_config: tuple[Path, Any], digits_bundle: Any) -> Iter
     """A KindFleet with the digits model deployed (mco push + mco deploy) on every cluster."""
     from orchestrator.config import load_config
     from orchestrator.drills.kind_fleet import kind_fleet
-
     from orchestrator.errors import ClusterError
 
     path, ctx = drill_config
