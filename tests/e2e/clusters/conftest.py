@@ -136,7 +136,7 @@ def _node_port_owner(context: str) -> str | None:
     return None
 
 
-def _node_ip(cloud: str) -> str:
+def node_ip(cloud: str) -> str:
     proc = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
                            node_container(cloud)], capture_output=True, text=True, timeout=30, check=True)
     return proc.stdout.split()[0]
@@ -150,7 +150,7 @@ def _assigned_node_port(context: str) -> int:
 
 def model_url(cloud: str, row: dict[str, Any]) -> str:
     """The test Service on the node's current bridge address (used when NodePort 30080 is taken)."""
-    return f"http://{_node_ip(cloud)}:{_assigned_node_port(row['context'])}"
+    return f"http://{node_ip(cloud)}:{_assigned_node_port(row['context'])}"
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,10 @@ from orchestrator.local.hostcompat import KUBELET_SYSCTLS, SysctlGuard
 from .conftest import (
     APP,
     E2E_NAMESPACE,
+    cluster_report,
     kubectl,
     model_url,
+    node_ip,
     node_started_after,
     predict,
     repo_root,
@@ -95,17 +97,35 @@ def test_host_sysctls_are_untouched_by_kubelet(local_clusters: dict[str, dict[st
     assert recorded.changed() == {}, "a kubelet changed host sysctls (the node entrypoint should shadow them)"
 
 
-def test_a_stopped_node_comes_back_by_itself(model_deployments: dict[str, dict[str, Any]]) -> None:
+def _docker(*args: str, timeout: float = 60) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=timeout).stdout.strip()
+
+
+def test_a_stopped_node_comes_back_by_itself_even_at_another_address(model_deployments: dict[str, dict[str, Any]]) -> None:
+    """A node restarted at another bridge address still runs a working control plane.
+
+    While the node is down, a container started on the same Docker network takes its freed
+    address (as any container would), so the node comes back at a new one. kubeadm wrote the
+    old address into the kubeconfigs of kubelet, the controller-manager and the scheduler;
+    a new rollout proves all three reach their own API server again.
+    """
     row = model_deployments["aws"]
     container = node_container("aws")
-    subprocess.run(["docker", "stop", "-t", "5", container], check=True, capture_output=True, timeout=60)
+    old_ip = node_ip("aws")
+    network = _docker("inspect", "-f", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}", container)
+    image = _docker("inspect", "-f", "{{.Config.Image}}", container)
+    address_taker = f"{container}-address-taker"
+    _docker("stop", "-t", "5", container)
     try:
         with pytest.raises(httpx.HTTPError):
             predict(row["url"], timeout=3)
         assert kubectl(row["context"], "get", "nodes", "--request-timeout=3s", timeout=20).returncode != 0
+        _docker("run", "-d", "--rm", "--name", address_taker, "--network", network, "--entrypoint", "sleep", image, "600")
     finally:
         started = time.time()
-        subprocess.run(["docker", "start", container], check=True, capture_output=True, timeout=60)
+        _docker("start", container)
+        subprocess.run(["docker", "rm", "-f", address_taker], capture_output=True, timeout=60)
+    new_ip = node_ip("aws")
     # The node's entrypoint restarts containerd and kubelet; kubelet restarts the static
     # control plane and the model pod. Nothing else is done here.
     deadline = time.monotonic() + 300
@@ -116,6 +136,14 @@ def test_a_stopped_node_comes_back_by_itself(model_deployments: dict[str, dict[s
     while time.monotonic() < deadline and not node_started_after(row["context"], started):
         time.sleep(2)
     assert node_started_after(row["context"], started), "no model container started after the node came back"
-    # Docker may give the restarted node another bridge address; the mapped port stays.
+    # Only a working controller-manager, scheduler and kubelet finish a new rollout.
+    assert kubectl(row["context"], "-n", E2E_NAMESPACE, "rollout", "restart", f"deployment/{APP}").returncode == 0
+    rollout = kubectl(row["context"], "-n", E2E_NAMESPACE, "rollout", "status", f"deployment/{APP}",
+                      f"--timeout={int(max(10, deadline - time.monotonic()))}s", timeout=330)
+    assert rollout.returncode == 0, (f"no rollout after the node came back at {new_ip} (was {old_ip}): "
+                                     f"{rollout.stderr or rollout.stdout}\n" + cluster_report(row["context"]))
+    internal_ip = kubectl(row["context"], "get", "node", container, "-o",
+                          "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}").stdout
+    assert internal_ip == new_ip, f"the node reports {internal_ip}, Docker gave it {new_ip}"
     url = row["url"] if row["url"] == row["endpoint"] else model_url("aws", row)
     wait_predict(url, timeout=max(10, deadline - time.monotonic()))
