@@ -142,10 +142,11 @@ def _run_kind(cfg: Any, config: Path | None, bundle: Any, cloud: str, runs_dir: 
     config_path = Path(cfg.source) if cfg.source is not None else (config or Path("mco.local.yaml"))
     step("bring up the local stand-ins (mco local up: object stores, registries, kind clusters)",
          lambda: _local_up(config_path))
-    fleet_cm = kind_fleet(load_config(config_path), bundle=bundle)
+    local_cfg = load_config(config_path)
+    fleet_cm = kind_fleet(local_cfg, bundle=bundle)
     fleet, bundle = step("deploy to aws, gcp and azure (mco push, mco deploy)", fleet_cm.__enter__)
     try:
-        spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills")
+        spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills", router=local_cfg.router)
         return step(f"start the router and run the cloud-outage drill on {cloud}",
                     lambda: run_drill(fleet, spec, bundle=bundle))
     finally:

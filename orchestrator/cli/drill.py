@@ -105,7 +105,7 @@ def run(
     if fallback and output == OutputFormat.table:
         err_console.print(f"[yellow]using the local runtime:[/] {fallback}")
     spec = DrillSpec(
-        scenario=scenario, cloud=cloud, policy=policy, rate=rate,
+        scenario=scenario, cloud=cloud, policy=policy, rate=rate, router=cfg.router,
         timing=DrillTiming(baseline_s=baseline, outage_s=outage), runs_dir=runs_dir,
         objectives={"max_rto_s": max_rto, "max_errors": max_errors, "max_failback_s": max_failback,
                     "slow_request_s": slow_request},

@@ -52,7 +52,9 @@ class DrillSpec:
     timing: DrillTiming = field(default_factory=DrillTiming)
     objectives: dict[str, Any] = field(default_factory=dict)  # overrides; None values are ignored
     runs_dir: Path = Path("runs/drills")
-    router_overrides: dict[str, Any] = field(default_factory=dict)
+    # The router's settings (timeouts, health checks, outlier detection, retries) from the
+    # config, so a drill measures the router as it is run; None: the defaults.
+    router: Any = None
 
 
 def new_run_dir(runs_dir: Path, scenario: str) -> Path:
@@ -179,7 +181,11 @@ def _admin(router: Any, call: str) -> Any:
                           hint=f"see {getattr(router, 'log_path', 'the router log')}") from exc
 
 
-def _router_config(fleet: Fleet, policy: str, run_dir: Path, overrides: dict[str, Any]) -> Any:
+# The drill's own: its targets, its policy, a free loopback port, events into the run directory, its token.
+_DRILL_ROUTER_FIELDS = {"host", "port", "policy", "targets", "events_file", "token_env", "token_file"}
+
+
+def _router_config(fleet: Fleet, policy: str, run_dir: Path, base: Any) -> Any:
     from orchestrator.config import RouterConfig, RouterTargetConfig
     from orchestrator.local.processes import free_port
 
@@ -187,9 +193,9 @@ def _router_config(fleet: Fleet, policy: str, run_dir: Path, overrides: dict[str
                for t in fleet.targets()]
     if not targets:
         raise ConfigError("there is nothing deployed to drill against", hint="deploy first (`mco deploy`)")
-    data: dict[str, Any] = {"port": free_port(), "policy": policy, "targets": targets,
-                            "events_file": run_dir / "router-events.jsonl"}
-    data.update(overrides)
+    data: dict[str, Any] = base.model_dump(exclude=_DRILL_ROUTER_FIELDS) if base is not None else {}
+    data.update({"port": free_port(), "policy": policy, "targets": targets,
+                 "events_file": run_dir / "router-events.jsonl"})
     return RouterConfig(**data)
 
 
@@ -240,7 +246,7 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
     policy = spec.policy or scenario.policy
     objectives = scenario.objectives(fleet.runtime, policy).override(**spec.objectives)
     run_dir = new_run_dir(spec.runs_dir, scenario.name)
-    cfg = _router_config(fleet, policy, run_dir, spec.router_overrides)
+    cfg = _router_config(fleet, policy, run_dir, spec.router)
     body = predict_body(int(bundle.card["input_schema"]["n_features"]))
     token = secrets.token_urlsafe(24)
     # Before the router and the traffic: staging is not what the drill measures.
@@ -278,6 +284,9 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
         "report": str(run_dir / "timeline.html"), "run_dir": str(run_dir),
         "objectives": objectives.__dict__, "checks": [c.as_dict() for c in checks],
         "measures": measures.as_dict(), "clouds": clouds, "facts": ctx.facts, "rate": spec.rate,
+        # what counted as a failed try or a failed check in this run
+        "router": {"per_try_timeout_s": cfg.retries.per_try_timeout_s, "attempts": cfg.retries.attempts,
+                   "health_timeout_s": cfg.health.timeout_s},
         "started": datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="milliseconds"),
         "duration_s": round(end - start, 3),
     }

@@ -79,6 +79,12 @@ def _locked(path: Path) -> Iterator[None]:
 # cost columns show what the same traffic would cost there (a key of catalog/data/prices.json).
 STAND_IN_PRICING = {"aws": "aws/us-east-1", "gcp": "gcp/us-central1", "azure": "azure/eastus"}
 
+# The router in front of the stand-ins. Three clusters, the router and its clients share this
+# machine's cores: while a node boots or a new release's pods start, a healthy model server
+# can stall for half a second, which the defaults (made for clouds with cores of their own)
+# would count as a failure and eject. A user's own ``router`` section is kept as it is.
+STAND_IN_ROUTER = {"retries": {"per_try_timeout_s": 1.5}, "health": {"timeout_s": 1.0}}
+
 
 def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remove: tuple[str, ...] = ()) -> None:
     """Merge ``{cloud: {section: values}}`` into the YAML file at ``path`` atomically.
@@ -90,6 +96,7 @@ def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remo
         if path.is_file():
             data = yaml.safe_load(path.read_text()) or {}
         clouds = data.setdefault("clouds", {})
+        data.setdefault("router", STAND_IN_ROUTER)
         for cloud in list(clouds):
             for section in remove:
                 clouds[cloud].pop(section, None)
@@ -100,6 +107,7 @@ def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remo
             entry.update(secs)
         fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as fh:
-            fh.write("# Written by `mco local up`: the local stand-ins for each cloud.\n")
+            fh.write("# Written by `mco local up`: the local stand-ins for each cloud, and router timeouts\n"
+                     "# that allow for three clusters sharing this machine's cores (kept if edited).\n")
             yaml.safe_dump(data, fh, sort_keys=False)
         os.replace(tmp, path)

@@ -22,7 +22,7 @@ from tests.e2e.clusters.conftest import cluster_report, local_clusters  # noqa: 
 def drill_config(local_clusters: dict[str, dict[str, Any]],  # noqa: F811
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
     """(config path, LocalContext) with the kind clusters and the object-store emulators."""
-    from orchestrator.local.base import LocalContext
+    from orchestrator.local.base import STAND_IN_ROUTER, LocalContext
     from orchestrator.local.clusters import ClusterStandIn
     from orchestrator.local.storage import StorageStandIn
 
@@ -39,6 +39,7 @@ def drill_config(local_clusters: dict[str, dict[str, Any]],  # noqa: F811
         "clouds": {cloud: {"provider": cloud, **clusters[cloud], **{k: v for k, v in stores[cloud].items()
                                                                     if k != "provider"}}
                    for cloud in clusters},
+        "router": STAND_IN_ROUTER,  # as `mco local up` writes it
     }
     path = root / "mco.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -25,7 +25,9 @@ TIMING = DrillTiming(baseline_s=4.0, outage_s=6.0, tail_s=2.0)
 
 
 def drill(fleet: Any, bundle: Any, tmp_path: Path, scenario: str, **kw: Any) -> dict[str, Any]:
-    spec = DrillSpec(scenario=scenario, rate=100, timing=TIMING, runs_dir=tmp_path / "runs", **kw)
+    # The router as `mco drill run --config mco.local.yaml` runs it: with the stand-ins' timeouts.
+    spec = DrillSpec(scenario=scenario, rate=100, timing=TIMING, runs_dir=tmp_path / "runs", router=fleet.cfg.router,
+                     **kw)
     result = run_drill(fleet, spec, bundle=bundle)
     for name in ("report.json", "timeline.png", "timeline.html"):
         assert (Path(result["run_dir"]) / name).stat().st_size > 0

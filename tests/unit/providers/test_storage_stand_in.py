@@ -32,3 +32,16 @@ def test_sections_are_valid_loopback_emulator_config_without_secrets(tmp_path: P
     assert "key" not in lowered and "secret" not in lowered and "password" not in lowered
     # Ports are remembered, so a restart keeps the written config valid.
     assert stand_in.sections(ctx) == StorageStandIn().sections(ctx)
+
+
+def test_the_router_gets_stand_in_timeouts_and_a_users_own_router_section_is_kept(tmp_path: Path) -> None:
+    ctx = LocalContext(state_dir=tmp_path / "state", config_path=tmp_path / "mco.local.yaml")
+    update_local_config(ctx.config_path, StorageStandIn().sections(ctx))
+    cfg = parse_config(yaml.safe_load(ctx.config_path.read_text()))
+    assert cfg.router.retries.per_try_timeout_s == 1.5 and cfg.router.health.timeout_s == 1.0
+    data = yaml.safe_load(ctx.config_path.read_text())
+    data["router"] = {"retries": {"per_try_timeout_s": 0.2}}
+    ctx.config_path.write_text(yaml.safe_dump(data))
+    update_local_config(ctx.config_path, StorageStandIn().sections(ctx), remove=("cluster",))
+    cfg = parse_config(yaml.safe_load(ctx.config_path.read_text()))
+    assert cfg.router.retries.per_try_timeout_s == 0.2 and cfg.router.health.timeout_s == 0.5
