@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 from orchestrator.drills.traffic import RequestRecord
 from orchestrator.errors import ConfigError
 
-__all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure"]
+__all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure", "settled"]
 
 READMIT_KINDS = ("readmission", "health_up", "failback", "recovered")
 
@@ -115,6 +115,19 @@ def recovery_time(records: Sequence[RequestRecord], *, fault: float, until: floa
     if last_bad_end is not None:
         return max(0.0, last_bad_end - fault)
     return max(0.0, min(r.done for r in good) - fault)
+
+
+def settled(records: Sequence[RequestRecord], *, now: float, window_s: float, slow_s: float, least: int = 5) -> bool:
+    """True when at least ``least`` requests were sent in the last ``window_s`` and all of them
+    were answered well (2xx, no slower than ``slow_s``).
+
+    The drill keeps its traffic on until this holds (for a bounded time) before it stops:
+    stopping in the middle of a stall would leave the stalled requests with nothing after
+    them, and a hiccup that ended a moment later would read as "never recovered". A client
+    that sent nothing lately (its own process stalled) is not settled either.
+    """
+    recent = [r for r in records if r.sent >= now - window_s]
+    return len(recent) >= least and all(r.ok and r.latency <= slow_s for r in recent)
 
 
 def first_return(records: Sequence[RequestRecord], cloud: str, *, fault: float, repair: float) -> float | None:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from orchestrator.drills.fleet import Fleet
-from orchestrator.drills.objectives import READMIT_KINDS, Check, Objectives, check_objectives, first_return, measure
+from orchestrator.drills.objectives import (
+    READMIT_KINDS,
+    Check,
+    Objectives,
+    check_objectives,
+    first_return,
+    measure,
+    settled,
+)
 from orchestrator.drills.scenarios import Scenario, get_scenario
 from orchestrator.drills.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 from orchestrator.errors import ConfigError, DrillFailed, Unreachable
@@ -120,6 +128,16 @@ class DrillContext:
 
     def hold(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
+
+    def settle(self, limit_s: float = 5.0) -> bool:
+        """Keep the traffic on until the latest requests are answered well, for at most ``limit_s``."""
+        window = max(1.0, 7.5 / self.spec.rate)  # room for 5 requests at a low --rate
+        deadline = time.monotonic() + limit_s
+        while not settled(self.records(), now=time.time(), window_s=window, slow_s=self.objectives.slow_request_s):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def records(self) -> list[RequestRecord]:
         return list(self.traffic.records)
@@ -261,6 +279,8 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
         traffic.start()
         try:
             scenario.act(ctx)
+            if not ctx.settle():
+                say("the latest requests still failed or were slow when the traffic stopped")
         finally:
             records = traffic.stop()
         events = list(_admin(router, "events"))

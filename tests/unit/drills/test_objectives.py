@@ -150,3 +150,19 @@ def test_error_samples_keep_the_first_answer_of_each_kind() -> None:
     assert m.error_samples["HTTP 403"] == {"sent": FAULT, "cloud": "gcp", "detail": "server=proxy-0 body='forbidden'"}
     assert m.error_samples["connect refused"]["detail"] is None
     assert not check_objectives(m, Objectives(max_errors=0))[0].passed
+
+
+def test_settled_needs_recent_good_answers_and_a_client_that_is_still_sending() -> None:
+    from orchestrator.drills.objectives import settled
+    from orchestrator.drills.traffic import RequestRecord
+
+    now = 100.0
+    good = [RequestRecord(sent=now - 0.9 + i * 0.1, latency=0.005, status=200, cloud="gcp") for i in range(6)]
+    assert settled(good, now=now, window_s=1.0, slow_s=1.0)
+    stalled = [RequestRecord(sent=now - 0.8, latency=1.4, status=200, cloud="gcp")]
+    assert not settled(good + stalled, now=now, window_s=1.0, slow_s=1.0)  # a slow answer in the window
+    failed = [RequestRecord(sent=now - 0.5, latency=0.01, status=502, cloud=None, error="HTTP 502")]
+    assert not settled(good + failed, now=now, window_s=1.0, slow_s=1.0)
+    # nothing sent lately (the client itself stalled): not settled, however good the old answers
+    assert not settled(good, now=now + 2.0, window_s=1.0, slow_s=1.0)
+    assert not settled(good[:3], now=now, window_s=1.0, slow_s=1.0)  # too few to tell
