@@ -22,9 +22,10 @@ from typing import Any, Iterable, Sequence
 from orchestrator.drills.traffic import RequestRecord
 from orchestrator.errors import ConfigError
 
-__all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure", "settled"]
+__all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure", "settled", "SETTLE_ANSWERS"]
 
 READMIT_KINDS = ("readmission", "health_up", "failback", "recovered")
+SETTLE_ANSWERS = 5  # requests that must have been answered well before a drill stops its traffic
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def recovery_time(records: Sequence[RequestRecord], *, fault: float, until: floa
     return max(0.0, min(r.done for r in good) - fault)
 
 
-def settled(records: Sequence[RequestRecord], *, now: float, window_s: float, slow_s: float, least: int = 5) -> bool:
+def settled(records: Sequence[RequestRecord], *, now: float, window_s: float, slow_s: float,
+            least: int = SETTLE_ANSWERS) -> bool:
     """True when at least ``least`` requests were sent in the last ``window_s`` and all of them
     were answered well (2xx, no slower than ``slow_s``).
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 from orchestrator.drills.fleet import Fleet
 from orchestrator.drills.objectives import (
     READMIT_KINDS,
+    SETTLE_ANSWERS,
     Check,
     Objectives,
     check_objectives,
@@ -131,7 +132,7 @@ class DrillContext:
 
     def settle(self, limit_s: float = 5.0) -> bool:
         """Keep the traffic on until the latest requests are answered well, for at most ``limit_s``."""
-        window = max(1.0, 7.5 / self.spec.rate)  # room for 5 requests at a low --rate
+        window = max(1.0, 1.5 * SETTLE_ANSWERS / self.spec.rate)  # room for enough requests at a low --rate
         deadline = time.monotonic() + limit_s
         while not settled(self.records(), now=time.time(), window_s=window, slow_s=self.objectives.slow_request_s):
             if time.monotonic() >= deadline:

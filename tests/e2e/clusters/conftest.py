@@ -136,10 +136,14 @@ def _node_port_owner(context: str) -> str | None:
     return None
 
 
+def docker(*args: str, timeout: float = 60) -> str:
+    """``docker ARGS``'s stdout; a failure fails the test."""
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=timeout).stdout.strip()
+
+
 def node_ip(cloud: str) -> str:
-    proc = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                           node_container(cloud)], capture_output=True, text=True, timeout=30, check=True)
-    return proc.stdout.split()[0]
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                  node_container(cloud)).split()[0]
 
 
 def _assigned_node_port(context: str) -> int:

@@ -20,6 +20,7 @@ from .conftest import (
     APP,
     E2E_NAMESPACE,
     cluster_report,
+    docker,
     kubectl,
     model_url,
     node_ip,
@@ -97,10 +98,6 @@ def test_host_sysctls_are_untouched_by_kubelet(local_clusters: dict[str, dict[st
     assert recorded.changed() == {}, "a kubelet changed host sysctls (the node entrypoint should shadow them)"
 
 
-def _docker(*args: str, timeout: float = 60) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=timeout).stdout.strip()
-
-
 def test_a_stopped_node_comes_back_by_itself_even_at_another_address(model_deployments: dict[str, dict[str, Any]]) -> None:
     """A node restarted at another bridge address still runs a working control plane.
 
@@ -112,18 +109,18 @@ def test_a_stopped_node_comes_back_by_itself_even_at_another_address(model_deplo
     row = model_deployments["aws"]
     container = node_container("aws")
     old_ip = node_ip("aws")
-    network = _docker("inspect", "-f", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}", container)
-    image = _docker("inspect", "-f", "{{.Config.Image}}", container)
+    network = docker("inspect", "-f", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}", container)
+    image = docker("inspect", "-f", "{{.Config.Image}}", container)
     address_taker = f"{container}-address-taker"
-    _docker("stop", "-t", "5", container)
+    docker("stop", "-t", "5", container)
     try:
         with pytest.raises(httpx.HTTPError):
             predict(row["url"], timeout=3)
         assert kubectl(row["context"], "get", "nodes", "--request-timeout=3s", timeout=20).returncode != 0
-        _docker("run", "-d", "--rm", "--name", address_taker, "--network", network, "--entrypoint", "sleep", image, "600")
+        docker("run", "-d", "--rm", "--name", address_taker, "--network", network, "--entrypoint", "sleep", image, "600")
     finally:
         started = time.time()
-        _docker("start", container)
+        docker("start", container)
         subprocess.run(["docker", "rm", "-f", address_taker], capture_output=True, timeout=60)
     new_ip = node_ip("aws")
     # The node's entrypoint restarts containerd and kubelet; kubelet restarts the static
