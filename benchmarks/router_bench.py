@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig,  # noqa: E402
                                  RouterRetryConfig, RouterTargetConfig)
-from orchestrator.local.processes import free_port, port_open  # noqa: E402
+from orchestrator.net import free_port, port_open  # noqa: E402
 from orchestrator.router.export import render  # noqa: E402
 from orchestrator.router.faults import FaultProxy  # noqa: E402
 from orchestrator.router.loadgen import LoadResult, predict_body, run_load  # noqa: E402

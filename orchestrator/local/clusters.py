@@ -33,7 +33,7 @@ import yaml
 from orchestrator.errors import ClusterError, ConfigError, MCOError
 from orchestrator.local.base import CLOUDS, LocalContext, update_local_config
 from orchestrator.local.hostcompat import MCO_NODE_IMAGE, HostProfile, SysctlGuard, detect, docker_wrapper_dir
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 
 __all__ = [
     "NODE_PORT",

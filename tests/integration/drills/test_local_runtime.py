@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.drills.fleet import LocalFleet
 from orchestrator.drills.scenarios import variant_bundle
-from orchestrator.local.processes import port_open
+from orchestrator.net import port_open
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle, load_bundle
 

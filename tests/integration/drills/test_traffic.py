@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from orchestrator.drills.traffic import TrafficConfig, TrafficGenerator, predict_body
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle
 

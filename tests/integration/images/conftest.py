@@ -55,7 +55,7 @@ def built(docker_engine: Any, digits_bundle: Bundle) -> Iterator[Any]:
 @pytest.fixture
 def container(docker_engine: Any) -> Iterator[Callable[..., tuple[Any, int]]]:
     """Start containers on 127.0.0.1:<free port>; every one is removed afterwards."""
-    from orchestrator.local.processes import free_port
+    from orchestrator.net import free_port
 
     started: list[Any] = []
 

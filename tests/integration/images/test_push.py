@@ -85,7 +85,7 @@ def test_second_push_transfers_no_layer_and_says_so(first_push: Any, built: Any,
 
 
 def test_one_registry_down_the_others_still_get_the_image(built: Any, local_registries: Path) -> None:
-    from orchestrator.local.processes import free_port
+    from orchestrator.net import free_port
     from orchestrator.packaging.publish import push_image
 
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there

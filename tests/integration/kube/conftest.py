@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 
 CACHE = Path(os.environ.get("MCO_CACHE", Path.home() / ".cache" / "mco"))
 
@@ -71,7 +71,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
         stdout=etcd_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     procs = [etcd_proc]
     try:
-        from orchestrator.local.processes import wait_for_port
+        from orchestrator.net import wait_for_port
 
         wait_for_port("127.0.0.1", client_port, timeout=30, what="etcd")
         sa_key = root / "sa.key"

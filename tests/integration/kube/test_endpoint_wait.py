@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.errors import RolloutFailed
 from orchestrator.kube.rollout import wait_for_endpoint
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 from orchestrator.serving.process import ModelServerProcess
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig, RouterRetryConfig,
                                  RouterTargetConfig)
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 from orchestrator.router.process import RouterProcess
 from orchestrator.router.faults import FaultProxy
 from orchestrator.serving.process import ModelServerProcess as ModelServer

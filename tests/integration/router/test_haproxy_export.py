@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from orchestrator.local.processes import free_port, port_open
+from orchestrator.net import free_port, port_open
 from orchestrator.router.loadgen import run_load
 from tests.integration.router.conftest import CLOUDS, MCO
 
