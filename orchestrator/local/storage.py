@@ -31,7 +31,6 @@ from typing import Any
 from orchestrator.errors import ConfigError, MCOError, Unreachable
 from orchestrator.local.base import CLOUDS, LocalContext
 from orchestrator.local.processes import ManagedProcess
-
 from orchestrator.net import free_port, port_open
 
 __all__ = ["AZURITE_VERSION", "BUCKET", "FAKE_GCS_VERSION", "StorageStandIn"]

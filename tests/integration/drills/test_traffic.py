@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from orchestrator.drills.traffic import TrafficConfig, TrafficGenerator, predict_body
-from orchestrator.net import free_port
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle
+from orchestrator.net import free_port
 
 
 def test_steady_rate_and_records_against_a_model_server(local_runtime: LocalRuntime, digits_bundle: Bundle) -> None:
