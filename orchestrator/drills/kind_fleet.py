@@ -94,7 +94,7 @@ class KindFleet:
         return self.cfg.clouds[cloud].cluster
 
     def _kubectl(self, cloud: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        from orchestrator.local.clusters import kubectl_binary
+        from orchestrator.kube.kind import kubectl_binary
 
         cluster = self._cluster(cloud)
         argv = [kubectl_binary(), "--context", cluster.context, "-n", cluster.namespace]

@@ -2,7 +2,7 @@
 
 * The image is built by ``mco package`` (``orchestrator.packaging.build``) or given as an
   existing local image.
-* A kind cluster gets it with ``kind load docker-image`` (``orchestrator.local.clusters``).
+* A kind cluster gets it with ``kind load docker-image`` (``orchestrator.kube.kind``).
   ``kind load`` goes through ``docker save``, which does not keep registry digests, so
   the manifests reference the image by its ID, ``sha256:<config digest>``: content-addressed,
   kept by ``docker save``, and resolved by the node's containerd without any registry. A
@@ -99,8 +99,7 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
     Returns ``{cloud: error}`` for the clouds that could not get it: one broken cluster must
     not stop the deploy to the others (the release records that cloud as failed).
     """
-    from orchestrator.local.base import CLOUDS, LocalContext
-    from orchestrator.local.clusters import ClusterStandIn, Kind, cluster_name, load_image
+    from orchestrator.kube.kind import load_image
 
     if not kind_clusters:
         return {}
@@ -112,10 +111,7 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
             progress(cloud, "image already on the node")
             return
         progress(cloud, f"kind load docker-image {pinned}")
-        if cloud in CLOUDS and cluster_name(cloud) == cluster:
-            load_image(pinned, [cloud])
-        else:  # a kind cluster under another name than `mco local up` gives it
-            Kind(LocalContext().dir_for(ClusterStandIn.name)).load_image(cluster, pinned)
+        load_image(pinned, [cluster])
         if not image_on_kind_node(cluster, image.image_id):
             raise ClusterError(f"{cloud}: after `kind load`, the node of {cluster} still lacks image {image.image_id[:19]}…",
                                hint=f"`docker exec {cluster}-control-plane crictl images`")
