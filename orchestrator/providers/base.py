@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
 from orchestrator.config import CloudConfig, StorageConfig
-from orchestrator.errors import CapabilityError, ConfigError
+from orchestrator.errors import CapabilityError, ConfigError, IntegrityError
 
 if TYPE_CHECKING:
     from orchestrator.providers.registry import ContainerRegistry
@@ -45,6 +45,7 @@ __all__ = [
     "Progress",
     "Provider",
     "UploadResult",
+    "check_relative_key",
 ]
 
 # Called with the number of bytes just transferred (may be called from SDK worker threads).
@@ -97,6 +98,24 @@ class FileDigests:
 # Blocks until the digests are ready: stores upload first and verify after, so hashing the
 # file (in another thread) overlaps the network transfer instead of delaying it.
 DigestSource = Callable[[], FileDigests]
+
+
+def check_relative_key(key: str, *, what: str = "object name") -> str:
+    """``key`` if it is a plain relative path; otherwise ``IntegrityError`` naming the problem."""
+    bad = None
+    if not key:
+        bad = "is empty"
+    elif key.startswith("/"):
+        bad = "is absolute"
+    elif "\\" in key or "\0" in key:
+        bad = "contains a backslash or NUL"
+    elif any(part in ("", ".", "..") for part in key.split("/")):
+        bad = "has an empty, '.' or '..' segment"
+    if bad:
+        raise IntegrityError(f"refusing {what} '{key}': it {bad}, so it could escape its directory",
+                             hint="bundle file names must be plain relative paths inside the bundle")
+    return key
+
 
 
 class Capability(str, enum.Enum):
@@ -207,8 +226,6 @@ class ArtifactStore(ABC):
     @staticmethod
     def check_key(key: str) -> str:
         """Refuse keys that could land outside the store's prefix (``..``, absolute, backslashes)."""
-        from orchestrator.artifacts.layout import check_relative_key
-
         return check_relative_key(key)
 
 
