@@ -273,7 +273,10 @@ def _deploy_locked(cfg: Any, bundle: Any, chosen: dict[str, Any], settings: Any,
 
     table = output == OutputFormat.table
     if image is None:
-        img = image_for_bundle(cfg, bundle, show_progress=table)
+        from orchestrator.cli._common import ProgressLines
+
+        with ProgressLines(enabled=table) as build_progress:
+            img = image_for_bundle(cfg, bundle, progress=build_progress)
     else:
         img = local_image(image)
         if img.bundle_digest and img.bundle_digest.removeprefix("sha256:") != bundle.digest:
@@ -351,9 +354,11 @@ def _push(cfg: Any, bundle: Any, img: Any, chosen: dict[str, Any], *, show_progr
             err_console.print(f"[yellow]note:[/] {img.name} has no name:tag, so it is not pushed to registries",
                               highlight=False)
             return errors, pushed
+        from orchestrator.cli._common import ProgressLines
         from orchestrator.packaging.publish import configured_registries, push_image
 
-        pushes = push_image(img.name, configured_registries(cfg, with_registry), show_progress=show_progress)
+        with ProgressLines(enabled=show_progress) as progress:
+            pushes = push_image(img.name, configured_registries(cfg, with_registry), progress=progress)
         for name, result in pushes.results.items():
             if isinstance(result, MCOError):
                 errors[name] = f"image push failed: {result.message}"

@@ -105,7 +105,10 @@ def push(
             results = push_bundle(cfg, bundle, [c for c in cloud if c not in image_only] if cloud else None,
                                   progress=RichPushProgress(bar))
     # Images: built (cached) and pushed to every chosen cloud with a registry; adds image_digest per cloud.
-    images = publish_bundle_image(bundle_dir, cfg, cloud or None, show_progress=output == OutputFormat.table)
+    from orchestrator.cli._common import ProgressLines
+
+    with ProgressLines(enabled=output == OutputFormat.table) as progress:
+        images = publish_bundle_image(bundle_dir, cfg, cloud or None, progress=progress)
     clouds = {name: r.to_dict() for name, r in results.items()}
     for name, entry in (images.to_dict() if images else {}).items():
         clouds.setdefault(name, {}).update(entry)

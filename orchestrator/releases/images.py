@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from orchestrator.errors import ClusterError, MCOError, NotFound
+from orchestrator.progress import ProgressFn, quiet
 
 __all__ = ["LocalImage", "ensure_on_kind", "image_for_bundle", "image_on_kind_node", "local_image", "pin_name"]
 
@@ -182,7 +183,7 @@ def cached_image(state_dir: Any, key: str | None) -> LocalImage | None:
     return LocalImage(name=entry.get("name", found.image_id), image_id=found.image_id, bundle_digest=found.bundle_digest)
 
 
-def image_for_bundle(cfg: Any, bundle: Any, *, show_progress: bool = False) -> LocalImage:
+def image_for_bundle(cfg: Any, bundle: Any, *, progress: ProgressFn = quiet) -> LocalImage:
     """The image that serves ``bundle``: the one an earlier build made from the same inputs,
     else a new build (remembered for next time)."""
     from orchestrator.packaging.build import build_image
@@ -191,7 +192,7 @@ def image_for_bundle(cfg: Any, bundle: Any, *, show_progress: bool = False) -> L
     key = build_key(bundle.digest, cfg.packaging)
     image = cached_image(state_dir_for(cfg), key)
     if image is None:
-        built = build_image(bundle.path, packaging=cfg.packaging, show_progress=show_progress)
+        built = build_image(bundle.path, packaging=cfg.packaging, progress=progress)
         found = local_image(built.image_id)
         image = LocalImage(name=built.image, image_id=found.image_id, bundle_digest=found.bundle_digest)
         remember_image(state_dir_for(cfg), key, image)

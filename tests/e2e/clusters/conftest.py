@@ -51,7 +51,7 @@ def model_image(digits_bundle: Any, local_clusters: dict[str, dict[str, Any]]) -
     """The model image (from `mco package`), loaded into every cluster with `kind load`."""
     from orchestrator.packaging.build import build_image
 
-    built = build_image(digits_bundle.path, show_progress=False)
+    built = build_image(digits_bundle.path)
     load_image(built.image, [cluster_name(c) for c in CLOUDS])
     return built.image
 
