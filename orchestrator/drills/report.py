@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from orchestrator.drills.traffic import RequestRecord
+from orchestrator.testing.traffic import RequestRecord
 
 __all__ = ["MARKER_KINDS", "per_second", "health_intervals", "write_report", "markers_from"]
 

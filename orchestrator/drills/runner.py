@@ -28,9 +28,9 @@ from orchestrator.drills.objectives import (
     settled,
 )
 from orchestrator.drills.scenarios import Scenario, get_scenario
-from orchestrator.drills.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 from orchestrator.errors import ConfigError, DrillFailed, Unreachable
 from orchestrator.model.bundle import Bundle
+from orchestrator.testing.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 
 __all__ = ["DrillContext", "DrillSpec", "DrillTiming", "run_drill", "new_run_dir"]
 

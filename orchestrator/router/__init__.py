@@ -74,12 +74,12 @@ HTTP surface
 
 Tools for drills and tests
 --------------------------
-* ``orchestrator.router.loadgen.run_load(url, rate=300, duration=6, events={1.5: fn})``:
+* ``orchestrator.testing.traffic.run_load(url, rate=300, duration=6, events={1.5: fn})``:
   open-loop aiohttp load; ``events`` runs callables at set offsets (e.g. a ``kill -9``).
   The ``LoadResult`` has ``errors``, ``slower_than(s)``, ``percentile_ms(q)``,
   ``by_cloud()`` (from ``x-mco-cloud``) and ``moved_after(t, away_from)`` (time until
   traffic left a cloud).
-* ``orchestrator.router.faults.FaultProxy(upstream_port).start()``: a fault-injecting
+* ``orchestrator.testing.faults.FaultProxy(upstream_port).start()``: a fault-injecting
   proxy in a child process in front of a real model server; ``set_mode("pass" | "refuse"
   | "hang" | "http503" | "slow" | "reset_mid", delay=...)``; ``stop()``.
 

@@ -34,6 +34,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.router.accounting import CostModel, TargetStats, percentile
 from orchestrator.router.balancer import Balancer, TargetState
 from orchestrator.router.events import EventLog
+from orchestrator.router.headers import CLOUD_HEADER_BYTES
 from orchestrator.router.health.active import ActiveChecker
 from orchestrator.router.health.passive import OutlierDetector
 from orchestrator.router.retries import RetryBudget, backoff
@@ -353,9 +354,9 @@ class RouterApp:
         status, resp_headers, payload, answered_by = result
         router.overall.observe(time.perf_counter() - started, len(payload))
         # an upstream may not speak for the router: its own x-mco-cloud is dropped, ours is added
-        out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP and k.lower() != b"x-mco-cloud"]
+        out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP and k.lower() != CLOUD_HEADER_BYTES]
         if answered_by is not None:
-            out.append((b"x-mco-cloud", answered_by.encode()))
+            out.append((CLOUD_HEADER_BYTES, answered_by.encode()))
         if not any(k.lower() == b"content-length" for k, _ in out):
             out.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator.router.export import endpoints
+from orchestrator.router.headers import CLOUD_HEADER
 
 if TYPE_CHECKING:
     from orchestrator.config import RouterConfig
@@ -104,7 +105,7 @@ def envoy_config(cfg: RouterConfig) -> dict[str, Any]:
         "route_config": {"name": "mco", "virtual_hosts": [{
             "name": "mco", "domains": ["*"],
             "routes": [{"match": {"prefix": "/"}, "route": route}],
-            "response_headers_to_add": [{"header": {"key": "x-mco-cloud", "value": "%UPSTREAM_HOST%"}}]}]},
+            "response_headers_to_add": [{"header": {"key": CLOUD_HEADER, "value": "%UPSTREAM_HOST%"}}]}]},
         "http_filters": [
             {"name": "envoy.filters.http.buffer", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",

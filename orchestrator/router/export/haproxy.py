@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.router.export import Endpoint, endpoints
+from orchestrator.router.headers import CLOUD_HEADER
 
 if TYPE_CHECKING:
     from orchestrator.config import RouterConfig
@@ -79,7 +80,7 @@ def render_haproxy(cfg: RouterConfig) -> str:
         "    option httpchk",
         f"    http-check send meth GET uri {h.path}",
         "    http-check expect status 200",
-        "    http-response set-header x-mco-cloud %[srv_name]",
+        f"    http-response set-header {CLOUD_HEADER} %[srv_name]",
         (f"    default-server inter {_ms(h.interval_s)} fastinter {_ms(h.fast_recheck_s)} downinter {_ms(h.interval_s)}"
          f" rise {h.healthy_threshold} fall {h.unhealthy_threshold}"
          f" observe layer7 error-limit {o.consecutive_5xx} on-error mark-down"),

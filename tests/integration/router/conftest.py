@@ -12,8 +12,8 @@ from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlier
                                  RouterTargetConfig)
 from orchestrator.net import free_port
 from orchestrator.router.process import RouterProcess
-from orchestrator.router.faults import FaultProxy
-from orchestrator.serving.process import ModelServerProcess as ModelServer
+from orchestrator.testing.faults import FaultProxy
+from orchestrator.testing.model_server import ModelServerProcess as ModelServer
 
 MCO = str(Path(sys.executable).parent / "mco")
 TOKEN = "test-router-token"
