@@ -47,7 +47,32 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_FILES = ("mco.yaml", "mco.yml")
-ProviderName = Literal["aws", "gcp", "azure", "local"]
+
+
+# The clouds declare themselves (orchestrator/providers/): this schema asks them what a
+# provider, a registry login or a fetch extra may be called instead of listing the clouds.
+def _one_of(value: str, known: tuple[str, ...], what: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {what} '{value}'; use one of: {', '.join(known)}")
+    return value
+
+
+def _provider_names() -> tuple[str, ...]:
+    from orchestrator.providers.loader import provider_names
+
+    return provider_names()
+
+
+def _fetch_extras() -> tuple[str, ...]:
+    from orchestrator.providers.loader import fetch_extras
+
+    return fetch_extras()
+
+
+def _registry_auths() -> tuple[str, ...]:
+    from orchestrator.providers.loader import registry_auths
+
+    return ("none", "basic", *registry_auths())
 
 
 class StrictModel(BaseModel):
@@ -126,7 +151,7 @@ class RegistryConfig(StrictModel):
 
     url: str = Field(min_length=1, description="registry host[:port], e.g. 127.0.0.1:5001 or 123.dkr.ecr.us-east-1.amazonaws.com")
     repository: str = Field(default="mco", description="repository path prefix inside the registry")
-    auth: Literal["none", "basic", "ecr", "gcp", "acr"] = "none"
+    auth: str = Field(default="none", description="none | basic | a cloud's own login (ecr, gcp, acr: see providers/)")
     # Basic auth reads its secret from the environment, or from a file only its owner can read;
     # the config only names the variable or the file, never the secret itself.
     username: str | None = Field(default=None, description="basic-auth user name (not a secret)")
@@ -134,6 +159,11 @@ class RegistryConfig(StrictModel):
     password_env: str | None = None
     password_file: Path | None = Field(default=None, description="file (mode 0600) holding the basic-auth password")
     insecure_http: bool = Field(default=False, description="plain HTTP (local registries only)")
+
+    @field_validator("auth")
+    @classmethod
+    def _known_auth(cls, value: str) -> str:
+        return _one_of(value, _registry_auths(), "registry auth")
 
 
 class ClusterConfig(StrictModel):
@@ -157,18 +187,29 @@ class PackagingConfig(StrictModel):
                               description="local image name is PREFIX/MODEL-NAME:DIGEST")
     model_source: Literal["baked", "fetch"] = Field(
         default="baked", description="baked into the image, or fetched from the cloud's bucket at startup")
-    fetch_extras: list[Literal["aws", "gcp", "azure"]] = Field(
-        default_factory=lambda: ["aws", "gcp", "azure"], description="SDKs the image needs to fetch at startup")
+    fetch_extras: list[str] = Field(default_factory=lambda: list(_fetch_extras()),
+                                    description="SDKs the image needs to fetch at startup (default: every cloud's)")
     uid: int = Field(default=10001, ge=1, description="the non-root user the server runs as")
+
+    @field_validator("fetch_extras")
+    @classmethod
+    def _known_extras(cls, value: list[str]) -> list[str]:
+        known = _fetch_extras()
+        return [_one_of(extra, known, "fetch extra") for extra in value]
 
 
 class CloudConfig(StrictModel):
-    provider: ProviderName
+    provider: str = Field(description="aws | gcp | azure | local (the classes in orchestrator/providers/)")
     storage: StorageConfig | None = None
     registry: RegistryConfig | None = None
     cluster: ClusterConfig | None = None
     priority: int = Field(default=0, description="router failover order: lower is preferred")
     pricing_key: str | None = Field(default=None, description="entry in the price catalog, e.g. aws/us-east-1")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        return _one_of(value, _provider_names(), "provider")
 
 
 class RouterTargetConfig(StrictModel):
