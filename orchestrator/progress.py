@@ -3,7 +3,7 @@
 Long work (a build, a push to three registries, a rollout) reports what it is doing by
 calling ``progress(subject, message)``: ``subject`` is what the message is about (an image,
 a cloud), ``message`` one short line of plain text. The CLI hands in a callback that draws
-one live line per subject (``orchestrator.cli._common.ProgressLines``); tests and scripts
+one live line per subject (``ProgressLines`` in the CLI's ``_common`` module); tests and scripts
 hand in ``quiet`` or collect the messages.
 """
 
