@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-__all__ = ["HOP_BY_HOP", "AiohttpUpstream", "HttpxUpstream", "Upstream", "UpstreamError", "make_upstream"]
+from orchestrator.router.asgi import Reply
 
-Headers = list[tuple[bytes, bytes]]
+__all__ = ["HOP_BY_HOP", "AiohttpUpstream", "HttpxUpstream", "Upstream", "UpstreamError", "make_upstream"]
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
@@ -36,7 +36,7 @@ class Upstream(Protocol):
     async def start(self) -> None: ...
 
     async def send(self, base_url: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, Headers, bytes]: ...
+                   body: bytes) -> Reply: ...
 
     async def close(self) -> None: ...
 
@@ -64,7 +64,7 @@ class AiohttpUpstream:
         self._connect_error = aiohttp.ClientConnectorError
 
     async def send(self, base_url: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, Headers, bytes]:
+                   body: bytes) -> Reply:
         session = self._session
         assert session is not None
         try:
@@ -106,7 +106,7 @@ class HttpxUpstream:
             follow_redirects=False, trust_env=False)
 
     async def send(self, base_url: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, Headers, bytes]:
+                   body: bytes) -> Reply:
         httpx = self._httpx
         client = self._client
         assert client is not None
