@@ -15,9 +15,13 @@ another cloud instead of reaching the client as a truncated body.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.router.asgi import Reply
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = ["HOP_BY_HOP", "AiohttpUpstream", "HttpxUpstream", "Upstream", "UpstreamError", "make_upstream"]
 
@@ -46,7 +50,7 @@ class AiohttpUpstream:
         self.per_try_timeout_s = per_try_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         import aiohttp
@@ -94,7 +98,7 @@ class HttpxUpstream:
         self.per_try_timeout_s = per_try_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._client = None
+        self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         import httpx
