@@ -276,7 +276,7 @@ class RouterRetryConfig(StrictModel):
 class RouterConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
-    policy: Literal["failover", "weighted", "latency", "cost"] = "failover"
+    policy: str = Field(default="failover", description="a registered routing policy (router/balancer/policies.py)")
     slo_p95_ms: float = Field(default=50.0, gt=0, description="the cost policy keeps p95 within this")
     targets: list[RouterTargetConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1 << 20, gt=0)
@@ -286,6 +286,17 @@ class RouterConfig(StrictModel):
     health: RouterHealthConfig = Field(default_factory=RouterHealthConfig)
     outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        # the policies register themselves; the registry, not this schema, knows their names
+        from orchestrator.router.balancer.policies import policy_names
+
+        known = policy_names()
+        if name not in known:
+            raise ValueError(f"unknown router policy '{name}'; known policies: {', '.join(known)}")
+        return name
 
 
 class DeployConfig(StrictModel):
