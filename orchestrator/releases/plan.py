@@ -16,8 +16,9 @@ objects are re-applied as they are. Otherwise the objects carry the next free nu
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from orchestrator.errors import ReleaseError
 from orchestrator.kube.render import ANNOTATION_RELEASE
