@@ -59,8 +59,7 @@ class CloudProgress:
         self._progress.update(self._tasks[cloud], description=message)
 
     def note(self, text: str) -> None:
-        if self.show_transfers:
-            err_console.print(f"[yellow]note:[/] {text}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {text}", highlight=False)  # stderr: JSON output stays clean
 
     def __enter__(self) -> CloudProgress:
         return self
