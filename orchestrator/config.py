@@ -300,7 +300,7 @@ class RouterConfig(StrictModel):
 
 
 class DeployConfig(StrictModel):
-    """How `mco deploy` rolls a release out (see orchestrator/cli/deploy.py)."""
+    """How `mco deploy` rolls a release out (see orchestrator/releases/pipeline.py)."""
 
     replicas: int = Field(default=2, ge=1, description="model server replicas per cluster (HPA minimum)")
     auto_rollback: bool = Field(default=True, description="a cloud whose rollout fails goes back to its previous release")

@@ -1,5 +1,8 @@
 """Push one image to every configured cloud's registry in parallel.
 
+Which clouds get which image is decided by ``orchestrator.releases.publish`` (``mco push``
+and ``mco deploy`` alike); this module does the pushing.
+
 One cloud's failure never stops the others: the result maps each cloud to its
 ``PushedImage`` or to the ``MCOError`` that says what went wrong there. Each push is
 checked afterwards through the registry's own manifest API, by digest.
@@ -16,8 +19,7 @@ from orchestrator.config import MCOConfig
 from orchestrator.errors import MCOError, ProviderError
 from orchestrator.progress import ProgressFn, quiet
 
-__all__ = ["ImagePushes", "configured_registries", "image_only_clouds", "publish_bundle_image", "push_image",
-           "split_image_name"]
+__all__ = ["ImagePushes", "configured_registries", "push_image", "split_image_name"]
 
 
 @dataclass(frozen=True)
@@ -103,28 +105,3 @@ def push_image(image: str, registries: dict[str, Any], *, image_id: str | None =
         for cloud, fut in futures.items():
             results[cloud] = fut.result()
     return ImagePushes(image, results)
-
-
-def publish_bundle_image(bundle_dir: str | Path, cfg: MCOConfig, clouds: list[str] | None = None, *,
-                         progress: ProgressFn = quiet) -> ImagePushes | None:
-    """What ``mco push BUNDLE`` does for images: build (cached) and push to every configured registry.
-
-    Returns None when no chosen cloud has a registry section (then there is nothing to do).
-    """
-    from orchestrator.packaging.build import build_image
-
-    registries = configured_registries(cfg, clouds)
-    if not registries:
-        return None
-    try:
-        built = build_image(bundle_dir, packaging=cfg.packaging, progress=progress)
-    except MCOError as exc:  # no image for anyone; the bundle pushes still report their own results
-        return ImagePushes(str(bundle_dir), {cloud: exc for cloud in registries})
-    return push_image(built.image, registries, image_id=built.image_id, progress=progress)
-
-
-def image_only_clouds(cfg: MCOConfig, clouds: list[str] | None = None) -> set[str]:
-    """Chosen clouds with a registry but no storage: `mco push` sends them the image only."""
-    names = clouds or list(cfg.clouds)
-    return {n for n in names if n in cfg.clouds and cfg.clouds[n].registry is not None
-            and cfg.clouds[n].storage is None}

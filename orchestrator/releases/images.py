@@ -19,10 +19,15 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from orchestrator.errors import ClusterError, MCOError, NotFound
 from orchestrator.progress import ProgressFn, quiet
+
+if TYPE_CHECKING:
+    from orchestrator.config import MCOConfig, PackagingConfig
+    from orchestrator.model.bundle import Bundle
 
 __all__ = ["LocalImage", "ensure_on_kind", "image_for_bundle", "image_on_kind_node", "local_image", "pin_name"]
 
@@ -94,7 +99,7 @@ def pin_name(image: LocalImage) -> str:
 
 
 def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
-                   progress: Callable[[str, str], None] = lambda c, m: None) -> dict[str, str]:
+                   progress: ProgressFn = quiet) -> dict[str, str]:
     """``kind load`` the image into each ``{cloud: kind cluster}`` that lacks it, in parallel.
 
     Returns ``{cloud: error}`` for the clouds that could not get it: one broken cluster must
@@ -140,7 +145,7 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
 # the image is reused without a build.
 
 
-def build_key(bundle_digest: str, packaging: Any) -> str | None:
+def build_key(bundle_digest: str, packaging: PackagingConfig) -> str | None:
     """A digest of everything the image is built from, or None when it cannot be computed."""
     import hashlib
     import json
@@ -162,10 +167,9 @@ def build_key(bundle_digest: str, packaging: Any) -> str | None:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def cached_image(state_dir: Any, key: str | None) -> LocalImage | None:
+def cached_image(state_dir: Path, key: str | None) -> LocalImage | None:
     """The image an earlier deploy built from the same inputs, if docker still has it."""
     import json
-    from pathlib import Path
 
     if key is None:
         return None
@@ -183,7 +187,7 @@ def cached_image(state_dir: Any, key: str | None) -> LocalImage | None:
     return LocalImage(name=entry.get("name", found.image_id), image_id=found.image_id, bundle_digest=found.bundle_digest)
 
 
-def image_for_bundle(cfg: Any, bundle: Any, *, progress: ProgressFn = quiet) -> LocalImage:
+def image_for_bundle(cfg: MCOConfig, bundle: Bundle, *, progress: ProgressFn = quiet) -> LocalImage:
     """The image that serves ``bundle``: the one an earlier build made from the same inputs,
     else a new build (remembered for next time)."""
     from orchestrator.packaging.build import build_image
@@ -199,11 +203,10 @@ def image_for_bundle(cfg: Any, bundle: Any, *, progress: ProgressFn = quiet) -> 
     return image
 
 
-def remember_image(state_dir: Any, key: str | None, image: LocalImage) -> None:
+def remember_image(state_dir: Path, key: str | None, image: LocalImage) -> None:
     import json
     import os
     import tempfile
-    from pathlib import Path
 
     if key is None:
         return
