@@ -52,7 +52,8 @@ def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
         report["roc_auc_ovr_macro"] = None
         report["roc_auc_note"] = "classes missing from the data: " + ", ".join(
             str(lbl) for lbl in labels if lbl not in present)
-    report["log_loss"] = float(skm.log_loss(y_true, proba, labels=labels))
+    # float32 sums can exceed 1 by an ulp (tree ensembles); sklearn refuses those outright
+    report["log_loss"] = float(skm.log_loss(y_true, np.clip(proba, 0.0, 1.0), labels=labels))
     report["confusion_matrix"] = {
         "labels": [str(lbl) for lbl in labels],
         "matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),

@@ -39,7 +39,7 @@ from orchestrator.model.table import (
 )
 from orchestrator.model.train import HOLDOUT_FILE, STRATEGIES, classifier
 
-__all__ = ["MISSING_CATEGORY", "TableSpec", "build_pipeline", "spec_like", "train_table"]
+__all__ = ["MISSING_CATEGORY", "TableSpec", "build_pipeline", "spec_like", "train_table", "write_rows"]
 
 MISSING_CATEGORY = "(missing)"
 # ONNX must reproduce scikit-learn's probabilities this closely, or the bundle is not written.
@@ -188,8 +188,13 @@ def _check_folds(data: LabelledTable, y_train: np.ndarray, classes: list[Any], f
                      f"or remove its rows from the data")
 
 
-def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None) -> Bundle:
-    """Read, look, split, select, fit, export, check, evaluate and write a bundle to ``out``."""
+def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None, replaces: Bundle | None = None,
+                no_worse: tuple[str, ...] = ("macro_f1", "accuracy"), tolerance: float = 0.0) -> Bundle:
+    """Read, look, split, select, fit, export, check, evaluate and write a bundle to ``out``.
+
+    With ``replaces``, the bundle it replaces is judged on the new hold-out too, and the new
+    one is written only if it is not worse on any of ``no_worse`` (by more than ``tolerance``).
+    """
     from sklearn.model_selection import train_test_split
 
     say = progress or (lambda _msg: None)
@@ -284,7 +289,12 @@ def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None)
 
         (staging / MODEL_FILE).write_bytes(model_bytes)
         write_evaluation_plots(staging / "plots", report, y_test, proba, classes)
-        _write_rows(staging / HOLDOUT_FILE, data, test_idx)
+        write_rows(staging / HOLDOUT_FILE, data, test_idx)
+        replaced = None
+        if replaces is not None:
+            say(f"judging {replaces.name} v{replaces.card.get('version')} on the new hold-out")
+            replaced = _judge_against(replaces, staging / HOLDOUT_FILE, spec.label_column, report, no_worse,
+                                      tolerance)
         card = {
             "schema": "mco.model-card/v1",
             "name": name,
@@ -314,6 +324,7 @@ def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None)
             "search": search_section,
             "interpretability": interpretability,
             "recipe": spec.recipe(),
+            "replaces": replaced,
             "model": {"format": "onnx", "opset": 17, "outputs": ["label", "probabilities"],
                       "probabilities": "predict_proba", "inputs": "one per column",
                       "onnx_vs_sklearn_max_abs_diff": gap},
@@ -322,6 +333,39 @@ def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None)
         }
         write_card(staging, card)
     return load_bundle(out)
+
+
+def _judge_against(old: Bundle, holdout: Path, label_column: str, new_report: dict[str, Any],
+                   metrics: tuple[str, ...], tolerance: float) -> dict[str, Any]:
+    """The old bundle on the new hold-out; refuse (GateError) when the new model is worse."""
+    from orchestrator.errors import GateError
+    from orchestrator.model.evaluate import flatten_metrics, read_labelled_data
+    from orchestrator.model.gate import Requirement, check_gate
+
+    if [str(c) for c in old.card["classes"]] != [str(c) for c in (new_report["per_class"])]:
+        raise GateError(f"the new data's classes ({', '.join(new_report['per_class'])}) differ from those of "
+                        f"{old.name} ({', '.join(map(str, old.card['classes']))}); the two cannot be compared",
+                        hint="train afresh without --like")
+    old_model = OnnxModel(old.model_path.read_bytes())
+    rows = read_labelled_data(old.card, holdout, label_column=label_column, input_name=old_model.input_name)
+    labels, proba = old_model.predict(rows.feeds)
+    old_flat = flatten_metrics(evaluation_report(rows.y, labels, proba, old.card["classes"]))
+    reqs = []
+    for m in metrics:
+        if m not in old_flat:
+            raise GateError(f"metric '{m}' is not in the report", hint="e.g. --no-worse macro_f1,accuracy")
+        lower = m == "log_loss"
+        reqs.append(Requirement(m, "<=" if lower else ">=", old_flat[m] + (tolerance if lower else -tolerance)))
+    result = check_gate(new_report, reqs)
+    record = {"bundle_digest": old.digest, "name": old.name, "version": old.card.get("version"),
+              "judged_on": "the new hold-out", "old_metrics": {m: old_flat[m] for m in metrics},
+              "checks": result.checks, "passed": result.passed}
+    if not result.passed:
+        raise GateError(f"the retrained model is worse than {old.name} v{old.card.get('version')} on the new hold-out: "
+                        + "; ".join(f"{c['metric']} {c['value']:.4f} vs {old_flat[c['metric']]:.4f}"
+                                    for c in result.failures) + "; nothing was written",
+                        hint="look at the new data (mco model report), or relax with --tolerance")
+    return record
 
 
 def _check_same_columns(data: LabelledTable, fixed: dict[str, str]) -> None:
@@ -336,7 +380,7 @@ def _check_same_columns(data: LabelledTable, fixed: dict[str, str]) -> None:
                              hint=f"leave it out with --drop {name}, or train afresh without --like")
 
 
-def _write_rows(path: Path, data: LabelledTable, rows: np.ndarray) -> None:
+def write_rows(path: Path, data: LabelledTable, rows: np.ndarray) -> None:
     """The rows as read (text, '' for missing) plus the label: what `mco model evaluate` reads back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
