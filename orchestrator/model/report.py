@@ -152,6 +152,8 @@ def write_report(bundle: Bundle, out: Path, *, max_features: int = 20) -> dict[s
     parts.append(_table(["class", "precision", "recall", "F1", "support", "ROC AUC"],
                         [[label, m["precision"], m["recall"], m["f1"], m["support"], aucs.get(label)]
                          for label, m in rep["per_class"].items()], id_="per-class-table"))
+    parts.append("<div class=\"plots\">" + _img(by_name["per_class_prf.png"], "per-class precision, recall, F1")
+                 + "</div>")
     cm = rep["confusion_matrix"]
     parts.append("<h2 id=\"confusion\">Confusion matrix and ROC curves</h2>")
     parts.append(_table(["true \\ predicted", *cm["labels"]],
