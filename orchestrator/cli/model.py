@@ -192,8 +192,8 @@ def _render_compare(c: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for r in c["metrics"]:
         colour = "" if r["b_better"] is None else ("[green]" if r["b_better"] else "[red]")
-        fmt = (lambda v: "-" if v is None else f"{v:.4f}")  # noqa: E731
-        table.add_row(r["metric"], fmt(r["a"]), fmt(r["b"]), "-" if r["delta"] is None else f"{colour}{r['delta']:+.4f}")
+        a, b = ("-" if v is None else f"{v:.4f}" for v in (r["a"], r["b"]))
+        table.add_row(r["metric"], a, b, "-" if r["delta"] is None else f"{colour}{r['delta']:+.4f}")
     console.print(table)
     if c.get("page"):
         console.print(f"page: [bold]{c['page']}[/]")

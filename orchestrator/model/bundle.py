@@ -11,10 +11,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from orchestrator.errors import IntegrityError, ModelError
 from orchestrator.model.digests import canonical_json, sha256_bytes, sha256_file

@@ -150,10 +150,10 @@ def read_labelled_data(card: dict[str, Any], path: Path, *, label_column: str | 
     label = label_column or card.get("evaluation", {}).get("label_column") or "label"
     schema = InputSchema.from_card(card, input_name=input_name)
     if "layout" not in schema_card:
-        X, y = read_labelled_csv(path, label_column=label, n_features=int(schema_card["n_features"]),
-                                 feature_names=schema_card.get("feature_names"), classes=card["classes"])
-        return LabelledData([X[:, j] for j in range(X.shape[1])], schema.feeds([X[:, j] for j in range(X.shape[1])]),
-                            y, None)
+        X, labels = read_labelled_csv(path, label_column=label, n_features=int(schema_card["n_features"]),
+                                      feature_names=schema_card.get("feature_names"), classes=card["classes"])
+        columns = [X[:, j] for j in range(X.shape[1])]
+        return LabelledData(columns, schema.feeds(columns), labels, None)
     labelled = split_labels(read_table(path), label)
     if labelled.dropped:
         first = labelled.dropped[0]

@@ -14,9 +14,10 @@ Pickles are refused, whatever their name: loading one runs code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from orchestrator.model.digests import sha256_bytes
 from orchestrator.model.evaluate import evaluation_report
 from orchestrator.model.export import OnnxModel
 from orchestrator.model.schema import InputColumn, InputSchema
-from orchestrator.model.table import check_trainable, look_at, read_table, split_labels
+from orchestrator.model.table import ColumnType, check_trainable, look_at, read_table, split_labels
 from orchestrator.model.train import HOLDOUT_FILE
 
 __all__ = ["ImportSpec", "import_onnx", "inspect_onnx"]
@@ -153,7 +154,7 @@ def inspect_onnx(path: Path) -> OnnxInspection:
         named = [c for c in named if c]
         if named and all(c == named[0] for c in named):
             graph_classes = named[0]
-    kept_label = [o for o in graph.output if o.name == label_out.name][0]
+    kept_label = next(o for o in graph.output if o.name == label_out.name)
     del graph.output[:]
     graph.output.extend([kept_label, proba_out])
 
@@ -254,9 +255,9 @@ def import_onnx(spec: ImportSpec, out: Path, *, progress: Progress | None = None
     y_true = np.asarray(y)
     y_pred = np.asarray([class_by_text[str(v)] for v in labels.tolist()])
     report = evaluation_report(y_true, y_pred, proba, classes)
-    types = {c.name: c.type for c in schema.columns}
-    look = look_at(data, types, class_weight=False)  # type: ignore[arg-type]
-    check_trainable(data, types, max_levels=10**9)  # type: ignore[arg-type]  # names an all-missing column
+    types = {c.name: cast(ColumnType, c.type) for c in schema.columns}
+    check_trainable(data, types, max_levels=10**9)  # names an all-missing column; levels are the model's business
+    look = look_at(data, types, class_weight=False)
 
     name = spec.name or Path(spec.model).stem
     with staged_bundle(Path(out)) as staging:

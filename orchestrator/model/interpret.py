@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def permutation_importance(predict: Callable[[dict[str, np.ndarray]], tuple[np.n
 
     rng = np.random.default_rng(seed)
     baseline = macro_f1(arrays)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for j, name in enumerate(names):
         drops = []
         for _ in range(repeats):

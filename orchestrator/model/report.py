@@ -137,9 +137,9 @@ def write_report(bundle: Bundle, out: Path, *, max_features: int = 20) -> dict[s
 
     rep = card["evaluation"]["report"]
     parts = [f"<h1>Model report: {_e(card['name'])} v{_e(card.get('version', ''))}</h1>",
-             f"<p class=\"meta\">source: <b>{_e(card.get('source', 'trained'))}</b> · strategy: "
-             f"{_e(card.get('strategy', ''))} · classes: {_e(', '.join(map(str, classes)))} · bundle digest "
-             f"<code>{_e(bundle.digest[:16])}…</code> · hold-out rows: {rep['n_samples']}</p>"]
+             (f"<p class=\"meta\">source: <b>{_e(card.get('source', 'trained'))}</b> · strategy: "
+              f"{_e(card.get('strategy', ''))} · classes: {_e(', '.join(map(str, classes)))} · bundle digest "
+              f"<code>{_e(bundle.digest[:16])}…</code> · hold-out rows: {rep['n_samples']}</p>")]
 
     parts.append("<h2 id=\"metrics\">Metrics on the hold-out</h2>")
     rows = [["accuracy", rep["accuracy"]], ["ROC AUC (one-vs-rest, macro)", rep.get("roc_auc_ovr_macro")],
@@ -281,9 +281,10 @@ def write_compare_page(comparison: dict[str, Any], out: Path) -> Path:
         rows.append([r["metric"], r["a"], r["b"], _Raw(f"<span class=\"{mark}\">{_e(delta)}</span>")])
         cls.append("")
     body = [f"<h1>Compare: {_e(a['name'])} v{_e(a['version'])} → {_e(b['name'])} v{_e(b['version'])}</h1>",
-            f"<p class=\"meta\">both judged on the same {comparison['n_samples']} rows: <code>{_e(comparison['data'])}"
-            f"</code> · A <code>{_e(a['digest'][:16])}…</code> · B <code>{_e(b['digest'][:16])}…</code> · "
-            f"the two agree on {comparison['prediction_agreement']:.1%} of predictions</p>",
+            (f"<p class=\"meta\">both judged on the same {comparison['n_samples']} rows: "
+             f"<code>{_e(comparison['data'])}</code> · A <code>{_e(a['digest'][:16])}…</code> · "
+             f"B <code>{_e(b['digest'][:16])}…</code> · "
+             f"the two agree on {comparison['prediction_agreement']:.1%} of predictions</p>"),
             "<h2>Metrics (delta = B − A)</h2>",
             _table(["metric", "A", "B", "delta"], rows, cls=cls, id_="compare-table"),
             "<h2>F1 per class</h2>",

@@ -10,8 +10,9 @@ A search space is text, e.g. ``C=0.01,0.1,1,10`` (a list: a grid, or sampled fro
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -129,14 +130,14 @@ def cross_validate(fit: Fit, params: dict[str, Any], X: Any, y: np.ndarray, clas
     from sklearn.model_selection import StratifiedKFold
 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k, (train_idx, val_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
         model = fit(params, train_idx)
-        rows.append({"fold": k + 1, "n_train": int(len(train_idx)), "n_validate": int(len(val_idx)),
+        rows.append({"fold": k + 1, "n_train": len(train_idx), "n_validate": len(val_idx),
                      **_fold_metrics(model, take(X, val_idx), y[val_idx], classes)})
     summary: dict[str, dict[str, float]] = {}
     for m in CV_METRICS:
-        values = [r[m] for r in rows if r[m] is not None]
+        values = [float(r[m]) for r in rows if r[m] is not None]
         if values:
             summary[m] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
     return {"folds": folds, "stratified": True, "seed": seed, "per_fold": rows, "summary": summary}
@@ -149,8 +150,8 @@ def search(fit: Fit, space: SearchSpace, X: Any, y: np.ndarray, classes: list[An
     if metric not in CV_METRICS:
         raise ModelError(f"unknown search metric '{metric}'", hint=f"choose one of: {', '.join(CV_METRICS)}")
     cands = candidates(space, random_n=random_n, seed=seed)
-    results = []
-    cvs = []
+    results: list[dict[str, Any]] = []
+    cvs: list[dict[str, Any]] = []
     for i, params in enumerate(cands):
         if progress:
             progress(i, len(cands))

@@ -12,9 +12,10 @@ The hold-out rows are split off first and touched only by the final evaluation.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class TableSpec:
     max_levels: int = 1000
     name: str | None = None
     version: str = "1"
-    column_types: tuple[tuple[str, str], ...] = field(default=())  # fixed by --like: the schema it replaces
+    column_types: tuple[tuple[str, ColumnType], ...] = field(default=())  # fixed by --like: the schema it replaces
 
     def recipe(self) -> dict[str, Any]:
         body = asdict(self)
@@ -87,7 +88,7 @@ def spec_like(card: dict[str, Any], data: Path, **overrides: Any) -> TableSpec:
     fields = {k: v for k, v in recipe.items() if k in TableSpec.__dataclass_fields__}
     for key in ("categorical", "numeric", "drop", "search"):
         fields[key] = tuple(fields.get(key) or ())
-    fields["column_types"] = tuple((c["name"], c["type"]) for c in card["input_schema"]["columns"])
+    fields["column_types"] = tuple((c["name"], cast(ColumnType, c["type"])) for c in card["input_schema"]["columns"])
     return replace(TableSpec(data=Path(data), **fields), **overrides)
 
 
@@ -306,7 +307,7 @@ def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None,
             "training_data": {
                 "file": Path(spec.data).name, "sha256": sha256_file(spec.data), "label_column": spec.label_column,
                 "seed": spec.seed, "test_size": spec.test_size, "split": "stratified",
-                "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
+                "n_train": len(train_idx), "n_test": len(test_idx),
                 "class_weight": "balanced" if spec.class_weight else None,
                 "class_counts": look.class_counts,
             },
@@ -368,7 +369,7 @@ def _judge_against(old: Bundle, holdout: Path, label_column: str, new_report: di
     return record
 
 
-def _check_same_columns(data: LabelledTable, fixed: dict[str, str]) -> None:
+def _check_same_columns(data: LabelledTable, fixed: dict[str, ColumnType]) -> None:
     """Retraining keeps the input schema: the new table has exactly the old columns."""
     for name in fixed:
         if name not in data.features.cells:

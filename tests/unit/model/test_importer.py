@@ -13,12 +13,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from skl2onnx import to_onnx
 from sklearn import metrics as skm
 from sklearn.datasets import load_wine
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import train_test_split
-from skl2onnx import to_onnx
 
 from orchestrator.errors import ModelError
 from orchestrator.model.bundle import load_bundle
@@ -77,11 +77,11 @@ def test_random_forest_is_imported_and_judged_like_sklearn(wine, tmp_path):
 
 def test_a_per_column_pipeline_is_imported(tmp_path, mixed_csv):
     """A forest behind a ColumnTransformer, exported with one input per column (text included)."""
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     with open(mixed_csv, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["tier"]]
