@@ -192,3 +192,28 @@ def test_rows_become_inputs_with_errors_naming_the_column(table_bundle):
         schema.feeds_from_rows([{"age": "old", "income": 1, "colour": "red", "city": "oslo"}])
     with pytest.raises(RowError, match='column "colour" is 1.5, not text'):
         schema.feeds_from_rows([[1, 1, 1.5, "oslo"]])
+
+
+def test_parquet_trains_like_the_csv(tmp_path, mixed_csv):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    with open(mixed_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+
+    def number(text: str) -> float | None:
+        return None if text.lower() in MISSING else float(text)
+
+    table = pa.table({
+        "age": [number(r["age"]) for r in rows], "income": [int(r["income"]) for r in rows],
+        "colour": [None if r["colour"].lower() in MISSING else r["colour"] for r in rows],
+        "city": [r["city"] for r in rows], "tier": [r["tier"] or None for r in rows]})
+    pq.write_table(table, tmp_path / "customers.parquet")
+    from orchestrator.model.tabular import TableSpec
+
+    from_csv = train_table(TableSpec(data=mixed_csv, label_column="tier"), tmp_path / "a")
+    from_parquet = train_table(TableSpec(data=tmp_path / "customers.parquet", label_column="tier"), tmp_path / "b")
+    assert from_parquet.card["input_schema"]["columns"] == from_csv.card["input_schema"]["columns"]
+    assert from_parquet.card["data_look"]["missing_values"] == from_csv.card["data_look"]["missing_values"]
+    assert from_parquet.card["evaluation"]["report"] == from_csv.card["evaluation"]["report"]
+    assert from_parquet.model_sha256 == from_csv.model_sha256, "same cells, same model, byte for byte"
