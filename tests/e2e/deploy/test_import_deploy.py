@@ -48,17 +48,31 @@ def _imported_forest(root: Path) -> tuple[Path, Any, np.ndarray]:
     return root / "bundle", forest, X_test
 
 
-def test_an_imported_forest_is_packaged_and_deployed(deploy_config: Path, tmp_path: Path) -> None:
-    import subprocess
-
+def test_an_imported_forest_is_packaged_pushed_and_deployed(deploy_config: Path, tmp_path: Path) -> None:
     from orchestrator.model.bundle import load_bundle
+    from tests.integration.images.conftest import run_mco
 
     bundle_dir, forest, X_test = _imported_forest(tmp_path)
     bundle = load_bundle(bundle_dir)
-    package = subprocess.run([*MCO, "package", str(bundle_dir), "--output", "json"], capture_output=True, text=True,
-                             timeout=900)
+    package = run_mco("package", str(bundle_dir), "--output", "json", timeout=900)
     assert package.returncode == 0, package.stderr
     assert json.loads(package.stdout)
+
+    # pushed like a trained bundle: the image to the three local registries, by digest
+    workdir = tmp_path / "push"
+    workdir.mkdir()
+    up = run_mco("local", "up", "registries", "--output", "json", cwd=workdir, timeout=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        pushed = run_mco("push", str(bundle_dir), "--config", "mco.local.yaml", "--output", "json", cwd=workdir)
+        assert pushed.returncode == 0, pushed.stderr
+        result = json.loads(pushed.stdout)
+        assert result["bundle_digest"] == bundle.digest
+        assert set(result["clouds"]) == {"aws", "gcp", "azure"}
+        assert all(c["image_digest"].startswith("sha256:") for c in result["clouds"].values())
+    finally:
+        down = run_mco("local", "down", "registries", cwd=workdir, timeout=120)
+        assert down.returncode == 0, down.stderr
 
     out = mco_json("deploy", str(bundle_dir), config=deploy_config)
     assert out["status"] == "deployed", out
