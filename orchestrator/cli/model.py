@@ -73,7 +73,8 @@ def train(
 
         replaces = load_bundle(like)
         old_version = str(replaces.card.get("version", "1"))
-        spec = spec_like(replaces.card, data, name=name or replaces.name,
+        recipe_drop = tuple((replaces.card.get("recipe") or {}).get("drop") or ())
+        spec = spec_like(replaces.card, data, name=name or replaces.name, drop=recipe_drop + _names(drop),
                          version=version or (str(int(old_version) + 1) if old_version.isdigit() else old_version + "+1"))
     else:
         spec = TableSpec(data=data, label_column=label_column, categorical=_names(categorical),
