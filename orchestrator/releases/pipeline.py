@@ -328,7 +328,9 @@ def cloud_status(cfg: MCOConfig, chosen: dict[str, CloudConfig]) -> dict[str, di
         cur = current.get(name)
         row: dict[str, Any] = {"release": cur.release if cur else None, "image_digest": cur.image_digest if cur else None,
                                "model_digest": cur.model_digest if cur else None,
-                               "endpoint": (cur.endpoint if cur else None) or cluster.endpoint}
+                               # where clients come in now: the config's, over the one recorded at deploy
+                               # time (a cluster made anew, e.g. by `mco local up`, may have moved)
+                               "endpoint": cluster.endpoint or (cur.endpoint if cur else None)}
         kube = KubeTarget(name, cluster)
         try:
             live = kube.live_summary(cluster.namespace, APP_NAME)
