@@ -23,23 +23,24 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from orchestrator.errors import ConfigError
 
 __all__ = [
     "CloudConfig",
     "ClusterConfig",
+    "DeployConfig",
+    "GateConfig",
+    "MCOConfig",
+    "PackagingConfig",
+    "ProjectConfig",
     "RegistryConfig",
     "RouterConfig",
     "RouterHealthConfig",
     "RouterOutlierConfig",
     "RouterRetryConfig",
     "RouterTargetConfig",
-    "DeployConfig",
-    "GateConfig",
-    "MCOConfig",
-    "PackagingConfig",
-    "ProjectConfig",
     "StorageConfig",
     "StrictModel",
     "load_config",
@@ -102,7 +103,7 @@ class StorageConfig(StrictModel):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _emulator_credentials_stay_local(self) -> "StorageConfig":
+    def _emulator_credentials_stay_local(self) -> StorageConfig:
         if self.credentials == "emulator":
             from urllib.parse import urlparse
 
@@ -158,7 +159,7 @@ class PackagingConfig(StrictModel):
     model_source: Literal["baked", "fetch"] = Field(
         default="baked", description="baked into the image, or fetched from the cloud's bucket at startup")
     fetch_extras: list[Literal["aws", "gcp", "azure"]] = Field(
-        default_factory=lambda: ["aws", "gcp", "azure"], description="SDKs the image needs to fetch at startup")
+        default=["aws", "gcp", "azure"], description="SDKs the image needs to fetch at startup")  # pydantic copies it
     uid: int = Field(default=10001, ge=1, description="the non-root user the server runs as")
 
 
@@ -277,7 +278,7 @@ def _error_location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def _hint_for(err: dict[str, Any]) -> str:
+def _hint_for(err: ErrorDetails) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "remove or rename this key; see the config reference in README.md"

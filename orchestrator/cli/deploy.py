@@ -158,7 +158,7 @@ class _CloudProgress:
         if self._progress is not None and cloud in self._tasks:
             self._progress.update(self._tasks[cloud], description=message)
 
-    def __enter__(self) -> "_CloudProgress":
+    def __enter__(self) -> _CloudProgress:
         if self._progress is not None:
             self._progress.start()
         return self

@@ -122,7 +122,7 @@ def push(
         if exc.hint:
             err_console.print(f"[bold]fix:[/] {exc.hint}", highlight=False)
     if images and images.failed:
-        failed = {**failed, **{n: None for n in images.failed}}  # type: ignore[dict-item]
+        failed = {**failed, **dict.fromkeys(images.failed)}
     if failed:
         have = [n for n in clouds if n not in failed]
         err_console.print(f"pushed to {', '.join(have) or 'no cloud'}; failed on {', '.join(failed)}", highlight=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError, MissingExtraError
 
-__all__ = ["RequestRecord", "TrafficConfig", "TrafficGenerator", "CLOUD_HEADER"]
+__all__ = ["CLOUD_HEADER", "RequestRecord", "TrafficConfig", "TrafficGenerator"]
 
 CLOUD_HEADER = "x-mco-cloud"
 
@@ -128,7 +128,7 @@ class TrafficGenerator:
                 runner = asyncio.Runner()
             with runner:
                 runner.run(self.run())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+        except BaseException as exc:  # surfaced by stop()
             self._failure = exc
             if self._ready is not None:
                 self._ready.set()

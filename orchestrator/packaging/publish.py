@@ -125,7 +125,7 @@ def publish_bundle_image(bundle_dir: str | Path, cfg: MCOConfig, clouds: list[st
     try:
         built = build_image(bundle_dir, packaging=cfg.packaging, show_progress=show_progress)
     except MCOError as exc:  # no image for anyone; the bundle pushes still report their own results
-        return ImagePushes(str(bundle_dir), {cloud: exc for cloud in registries})
+        return ImagePushes(str(bundle_dir), dict.fromkeys(registries, exc))
     return push_image(built.image, registries, image_id=built.image_id, show_progress=show_progress)
 
 

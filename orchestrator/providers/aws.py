@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 from orchestrator.errors import (
     AccessDenied,
@@ -60,7 +61,7 @@ class AwsProvider(Provider):
     display_name = "Amazon Web Services"
     extra = "aws"
     sdk_package = "boto3"
-    unsupported: Mapping[Capability, str] = {}
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
     upload_digests = frozenset({DigestKind.CRC32})
 
     def emulator_gaps(self) -> Mapping[Capability, str]:

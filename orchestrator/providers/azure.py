@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 from orchestrator.errors import (
     AccessDenied,
@@ -44,7 +45,7 @@ from orchestrator.providers.base import (
     UploadResult,
 )
 
-__all__ = ["AZURITE_ACCOUNT", "AzureProvider", "AzureBlobStore"]
+__all__ = ["AZURITE_ACCOUNT", "AzureBlobStore", "AzureProvider"]
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 # Azurite's fixed development account (public, documented by Microsoft; works only against Azurite).
@@ -69,7 +70,7 @@ class AzureProvider(Provider):
     display_name = "Microsoft Azure"
     extra = "azure"
     sdk_package = "azure-storage-blob"
-    unsupported: Mapping[Capability, str] = {}
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
 
     def upload_digests_for(self, size: int) -> frozenset[DigestKind]:
         # One Put Blob: compared with the MD5 the service computes. Blocks: checked per request.
@@ -112,7 +113,7 @@ class AzureBlobStore(ArtifactStore):
                                        "https://ACCOUNT.blob.core.windows.net (signed in with DefaultAzureCredential)")
         except MCOError:
             raise
-        except ValueError as exc:  # a malformed connection string; never echo it (it holds the key)
+        except ValueError:  # a malformed connection string; never echo it (it holds the key)
             raise ConfigError(f"cloud '{cloud}': {CONNECTION_STRING_ENV} is not a valid connection string",
                               hint="copy it again from the portal (Access keys) or `az storage account "
                                    "show-connection-string`") from None

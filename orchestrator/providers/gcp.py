@@ -14,8 +14,9 @@ Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, gcloud, metadata server) are us
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 from orchestrator.errors import (
     AccessDenied,
@@ -26,8 +27,8 @@ from orchestrator.errors import (
     Throttled,
     Unreachable,
 )
-from orchestrator.providers._io import ProgressReader, ProgressWriter
 from orchestrator.extras import require_extra
+from orchestrator.providers._io import ProgressReader, ProgressWriter
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
@@ -55,7 +56,7 @@ class GcpProvider(Provider):
     display_name = "Google Cloud Platform"
     extra = "gcp"
     sdk_package = "google-cloud-storage"
-    unsupported: Mapping[Capability, str] = {}
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
     upload_digests = frozenset({DigestKind.CRC32C})
 
     def artifact_store(self) -> GcsStore:

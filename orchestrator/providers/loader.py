@@ -37,7 +37,7 @@ def provider_class(provider: str) -> type[Provider]:
     if provider not in PROVIDERS:
         raise ConfigError(f"unknown provider '{provider}'", hint=f"use one of: {', '.join(PROVIDERS)}")
     module, cls = PROVIDERS[provider].class_path.split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 def get_provider(cloud: str, config: CloudConfig, *, base_dir: Path | None = None) -> Provider:

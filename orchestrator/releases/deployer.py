@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import partial
+from typing import Any
 
 from orchestrator.errors import ClusterError, MCOError, ReleaseError, RolloutFailed
 from orchestrator.kube.render import ANNOTATION_MODEL_DIGEST, ANNOTATION_RELEASE, ReleaseValues, render_release
@@ -141,7 +143,7 @@ class KubeTarget:
         the namespace first).
         """
         ns_ok = self._namespace_exists(objs)
-        out = []
+        out: list[tuple[Obj, Obj | None, Obj | None]] = []
         for obj in objs:
             meta = obj["metadata"]
             namespaced = obj["kind"] != "Namespace"
@@ -446,7 +448,7 @@ def deploy_release(
         run = _Run(store, number, settings, progress, target_factory)
         for cloud, (reason, detail) in failed_before_apply.items():
             run.record(cloud, status="failed", reason=reason, detail=detail)
-        run.run_all({t.cloud: (lambda t=t: run.roll_out(t, rendered[t.cloud], fallback=fallbacks[t.cloud]))
+        run.run_all({t.cloud: partial(run.roll_out, t, rendered[t.cloud], fallback=fallbacks[t.cloud])
                      for t in targets if t.cloud not in failed_before_apply}, _overall_timeout(settings))
         return DeployResult(store.finish(number))
 
@@ -538,10 +540,10 @@ def rollback_release(
         # A rollback that fails is not rolled back again: the cloud is reported failed with its reason.
         no_auto = DeploySettings(**{**settings.__dict__, "auto_rollback": False})
         run = _Run(store, number, no_auto, progress, target_factory)
-        jobs = {}
+        jobs: dict[str, Callable[[], None]] = {}
         for cloud, src in sources.items():
             cluster, overlay = clusters[cloud]
             target = CloudTarget(cloud, cluster, overlay, image_ref=src.image_ref, image_digest=src.image_digest)
-            jobs[cloud] = (lambda t=target, s=src: run.roll_out(t, s.manifests, fallback=None))
+            jobs[cloud] = partial(run.roll_out, target, src.manifests, fallback=None)
         run.run_all(jobs, _overall_timeout(settings))
         return DeployResult(store.finish(number))

@@ -26,8 +26,9 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from orchestrator.config import RouterConfig, RouterTargetConfig
 from orchestrator.errors import ConfigError
@@ -107,7 +108,7 @@ class Router:
     def _on_sighup(self) -> None:
         try:
             self.reload_from_file()
-        except Exception as exc:  # noqa: BLE001 -- a bad edit must not kill a serving router
+        except Exception as exc:  # a bad edit must not kill a serving router
             self.events.emit("targets_reloaded", None, error=str(exc))
 
     async def shutdown(self) -> None:
@@ -154,7 +155,7 @@ class Router:
             await asyncio.sleep(_SERIES_STEP_S / 2)
             try:
                 self.sample()
-            except Exception:  # never let accounting kill the router  # noqa: BLE001
+            except Exception:  # never let accounting kill the router
                 pass
 
     def sample(self) -> None:
@@ -292,7 +293,7 @@ class RouterApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.router.startup()
-                except Exception as exc:  # noqa: BLE001  -- reported to uvicorn, which exits
+                except Exception as exc:  # reported to uvicorn, which exits
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

@@ -28,8 +28,10 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
-__all__ = ["FaultProxy", "MODES"]
+__all__ = ["MODES", "FaultProxy"]
 
 
 MODES = ("pass", "refuse", "hang", "http503", "slow", "reset_mid")
@@ -68,7 +70,7 @@ class _ProxyCore:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _call(self, coro):  # noqa: ANN001, ANN202
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     def start(self) -> _ProxyCore:

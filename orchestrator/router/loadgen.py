@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["LoadResult", "Sample", "predict_body", "run_load"]
 
@@ -104,7 +105,7 @@ async def run_load(url: str, *, rate: float, duration: float, body: bytes | None
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
                     result.samples.append(Sample(sent, loop.time() - t0, resp.status, resp.headers.get("x-mco-cloud")))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 result.samples.append(Sample(sent, loop.time() - t0, 0, None, type(exc).__name__))
 
         tasks = []

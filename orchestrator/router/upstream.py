@@ -15,7 +15,11 @@ another cloud instead of reaching the client as a truncated body.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # imported where used: the router loads one client, never both
+    import aiohttp
+    import httpx
 
 __all__ = ["HOP_BY_HOP", "AiohttpUpstream", "HttpxUpstream", "Upstream", "UpstreamError", "make_upstream"]
 
@@ -46,7 +50,7 @@ class AiohttpUpstream:
         self.per_try_timeout_s = per_try_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         import aiohttp
@@ -72,7 +76,7 @@ class AiohttpUpstream:
                                        data=body or None, allow_redirects=False) as resp:
                 payload = await resp.read()
                 return resp.status, list(resp.raw_headers), payload
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise UpstreamError("timeout", "per-try timeout") from exc
         except self._connect_error as exc:
             # a connect that timed out is a timeout; refused/unreachable is a connect error
@@ -94,7 +98,7 @@ class HttpxUpstream:
         self.per_try_timeout_s = per_try_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._client = None
+        self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         import httpx

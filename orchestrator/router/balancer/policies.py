@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from orchestrator.router.balancer import TargetState
 
-__all__ = ["Policy", "make_policy", "POLICIES"]
+__all__ = ["POLICIES", "Policy", "make_policy"]
 
 
 class Policy(Protocol):

@@ -185,7 +185,7 @@ def test_a_cluster_paused_mid_deploy_fails_alone(deploy_config: Path, digits_bun
     assert proc.poll() is None, "the deploy finished before the cluster could be paused"
     subprocess.run(["docker", "pause", node], check=True, capture_output=True, timeout=60)
     paused_node.append(node)
-    out_text, err_text = proc.communicate(timeout=900)
+    out_text, _ = proc.communicate(timeout=900)
     out = json.loads(out_text)
     assert out["status"] == "partial", out
     assert out["clouds"]["aws"]["status"] == "deployed" and out["clouds"]["azure"]["status"] == "deployed"

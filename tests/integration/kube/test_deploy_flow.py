@@ -9,7 +9,6 @@ share the API server in different namespaces.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig, RouterRetryConfig,
-                                 RouterTargetConfig)
+from orchestrator.config import (
+    RouterConfig,
+    RouterHealthConfig,
+    RouterOutlierConfig,
+    RouterRetryConfig,
+    RouterTargetConfig,
+)
 from orchestrator.local.processes import free_port
-from orchestrator.router.process import RouterProcess
 from orchestrator.router.faults import FaultProxy
+from orchestrator.router.process import RouterProcess
 from orchestrator.serving.process import ModelServerProcess as ModelServer
 
 MCO = str(Path(sys.executable).parent / "mco")

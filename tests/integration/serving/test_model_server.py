@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from orchestrator.local.processes import free_port, port_open
-from orchestrator.model.export import OnnxModel
 from orchestrator.model.evaluate import read_labelled_csv
+from orchestrator.model.export import OnnxModel
 
 MCO = [sys.executable, "-m", "orchestrator.cli.main"]
 
