@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
     pytest.mark.skipif(not (PULUMI.exists() and (VENV_BIN / "pulumi-language-python").exists()),
-                       reason="the Pulumi engine is not built (optional: MCO_BUILD_PULUMI=1 bash scripts/setup/60-pulumi.sh)"),
+                       reason="the Pulumi engine is not built (make setup builds it; bash scripts/setup/60-pulumi.sh alone)"),
 ]
 
 
