@@ -1,7 +1,7 @@
-"""The real Pulumi engine on infra/, when `scripts/setup/60-pulumi.sh` could build it.
+"""The real Pulumi engine on infra/, which `make setup` builds (`scripts/setup/60-pulumi.sh`).
 
-The engine is optional (see that script): these tests are skipped, with the reason, when
-it is not installed in .venv/bin. They use a local file backend in a temporary
+These tests are skipped, with the reason, only when the engine is not installed in
+.venv/bin (`MCO_BUILD_PULUMI=0`). They use a local file backend in a temporary
 directory and never touch a cloud: the stacks below fail at preview before any
 resource provider is needed, which is exactly what they check.
 """
