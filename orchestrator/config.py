@@ -18,6 +18,7 @@ Shape (every section optional)::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,17 +30,17 @@ from orchestrator.errors import ConfigError
 __all__ = [
     "CloudConfig",
     "ClusterConfig",
+    "DeployConfig",
+    "GateConfig",
+    "MCOConfig",
+    "PackagingConfig",
+    "ProjectConfig",
     "RegistryConfig",
     "RouterConfig",
     "RouterHealthConfig",
     "RouterOutlierConfig",
     "RouterRetryConfig",
     "RouterTargetConfig",
-    "DeployConfig",
-    "GateConfig",
-    "MCOConfig",
-    "PackagingConfig",
-    "ProjectConfig",
     "StorageConfig",
     "StrictModel",
     "load_config",
@@ -127,7 +128,7 @@ class StorageConfig(StrictModel):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _emulator_credentials_stay_local(self) -> "StorageConfig":
+    def _emulator_credentials_stay_local(self) -> StorageConfig:
         if self.credentials == "emulator":
             from urllib.parse import urlparse
 
@@ -329,7 +330,7 @@ def _error_location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def _hint_for(err: dict[str, Any]) -> str:
+def _hint_for(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "remove or rename this key; see the config reference in README.md"

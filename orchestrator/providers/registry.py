@@ -19,14 +19,14 @@ import base64
 import os
 import re
 import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator, Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from orchestrator.config import RegistryConfig
-from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
 from orchestrator.errors import (
     AccessDenied,
     ConfigError,
@@ -35,6 +35,7 @@ from orchestrator.errors import (
     Throttled,
     Unreachable,
 )
+from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
 
 __all__ = [
     "ContainerRegistry",

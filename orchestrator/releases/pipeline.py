@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from orchestrator.config import CloudConfig, MCOConfig
 from orchestrator.errors import ConfigError, GateError, MCOError, ReleaseError
 from orchestrator.model.bundle import Bundle
+from orchestrator.progress import ProgressFn, quiet
 from orchestrator.releases.deployer import (
     CloudTarget,
     DeployResult,
@@ -40,7 +41,6 @@ from orchestrator.releases.deployer import (
 from orchestrator.releases.images import LocalImage
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.publish import Published, destinations, publish
-from orchestrator.progress import ProgressFn, quiet
 
 __all__ = [
     "QUIET",
@@ -72,7 +72,7 @@ PLACEHOLDER_DIGEST = "0" * 64
 class DeployProgress(Protocol):
     """What a caller shows while the pipeline works."""
 
-    def __call__(self, cloud: str, message: str) -> None: ...  # one cloud's current step
+    def __call__(self, cloud: str, message: str, /) -> None: ...  # one cloud's current step
 
     def note(self, text: str) -> None: ...  # a remark for the person deploying
 

@@ -50,7 +50,7 @@ def test_waiting_deploy_proceeds_when_the_holder_finishes(tmp_path: Path) -> Non
 def test_waiting_has_a_limit(tmp_path: Path) -> None:
     with DeployLock(tmp_path, "digits"):
         t0 = time.monotonic()
-        with pytest.raises(LockHeld, match="after waiting 0.3 s"):
+        with pytest.raises(LockHeld, match=r"after waiting 0.3 s"):
             DeployLock(tmp_path, "digits", wait_s=0.3).acquire()
         assert time.monotonic() - t0 >= 0.3
 
