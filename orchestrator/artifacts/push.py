@@ -196,7 +196,14 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
                                          hint="refusing to publish a tampered model; train the bundle again")
                 return uploaded.verified
 
-            futures = [(f, pool.submit(upload, f)) for f in todo]
+            # Largest first: the longest upload starts at once and the small files fill in beside it.
+            futures = [(f, pool.submit(upload, f)) for f in sorted(todo, key=lambda f: -f.size)]
+            new_manifest = not _same(existing.get(mkey), sha256_bytes(manifest), len(manifest))
+            pointer = canonical_json({"name": bundle.name, "bundle_digest": bundle.digest})
+            # The digest pointer is not a visibility marker (a pull by digest still needs the
+            # manifest), so it goes up beside the files instead of adding a round trip after them.
+            # An unchanged manifest means it was written before.
+            pointed = pool.submit(store.put_bytes, layout.digest_key(bundle.digest), pointer) if new_manifest else None
             errors = []
             for f, fut in futures:  # wait for every upload, so none is still running when we report
                 try:
@@ -205,15 +212,17 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
                     result.uploaded += 1
                 except MCOError as exc:
                     errors.append(exc)
+            if pointed is not None:
+                try:
+                    pointed.result()
+                    result.bytes_uploaded += len(pointer)
+                except MCOError as exc:
+                    errors.append(exc)
             if errors:
                 raise errors[0]
-            if not _same(existing.get(mkey), sha256_bytes(manifest), len(manifest)):
-                # The digest pointer first (not a visibility marker); the manifest last: it makes
-                # the bundle visible. An unchanged manifest means both were written before.
-                pointer = canonical_json({"name": bundle.name, "bundle_digest": bundle.digest})
-                store.put_bytes(layout.digest_key(bundle.digest), pointer)
+            if new_manifest:  # last: it makes the bundle visible
                 result.verification.append(store.put_bytes(mkey, manifest).verified)
-                result.bytes_uploaded += len(pointer) + len(manifest)
+                result.bytes_uploaded += len(manifest)
             result.bytes_uploaded += _add_to_index(store, layout, bundle)
             result.verified = True
             result.verification = sorted(set(result.verification))
