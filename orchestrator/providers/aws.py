@@ -46,6 +46,7 @@ from orchestrator.providers.base import (
     Progress,
     Provider,
     UploadResult,
+    crc32_b64,
 )
 
 __all__ = ["EMULATOR_ACCESS_KEY_ID", "EMULATOR_SECRET_ACCESS_KEY", "AwsProvider", "S3Store"]
@@ -78,10 +79,6 @@ def _s3_client(**kwargs: Any) -> Any:
         if _SESSION is None:
             _SESSION = boto3.session.Session()
         return _SESSION.client("s3", **kwargs)
-
-
-def _b64_u32(value: int) -> str:
-    return base64.b64encode(value.to_bytes(4, "big")).decode()
 
 
 class AwsProvider(Provider):
@@ -238,11 +235,11 @@ class S3Store(ArtifactStore):
                 raise IntegrityError(f"{path} shrank while it was being uploaded", hint="push again")
             crc = zlib.crc32(data)
             response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                               Body=data, ChecksumCRC32=_b64_u32(crc))
+                                               Body=data, ChecksumCRC32=crc32_b64(crc))
             if progress is not None:
                 with lock:
                     progress(length)
-            return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": _b64_u32(crc)}, crc
+            return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32_b64(crc)}, crc
 
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -294,7 +291,7 @@ class S3Store(ArtifactStore):
         with open(path, "rb") as fh:
             while chunk := fh.read(PART_SIZE):
                 crc = zlib.crc32(chunk, crc)
-        return got, _b64_u32(crc)
+        return got, crc32_b64(crc)
 
     def put_file(self, key: str, path: Path, *, sha256: str, size: int, digests: DigestSource,
                  progress: Progress | None = None) -> UploadResult:
@@ -308,7 +305,7 @@ class S3Store(ArtifactStore):
                     raise IntegrityError(f"{path} changed size while it was being uploaded", hint="push again")
                 sent: tuple[int, ...] = (zlib.crc32(data),)
                 response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                                  ChecksumCRC32=_b64_u32(sent[0]), **extra)
+                                                  ChecksumCRC32=crc32_b64(sent[0]), **extra)
                 if progress is not None:
                     progress(size)
                 # S3 checked the header against the body on arrival; moto echoes it or omits it.
@@ -319,11 +316,12 @@ class S3Store(ArtifactStore):
             raise
         except Exception as exc:
             raise self._translate(exc, "uploading", key) from exc
-        if (digests().crc32_parts or (0,)) != sent:  # an empty file has no part, and sends CRC32 0
+        local = digests()
+        if (local.crc32_parts or (0,)) != sent:  # an empty file has no part, and sends CRC32 0
             self.delete(key)
             raise IntegrityError(f"{path} changed while it was being uploaded: the bytes sent are not the bytes "
                                  f"whose sha256 was checked; {self.uri(key)} was deleted", hint="push again")
-        expected = _b64_u32(sent[0] if len(sent) == 1 else zlib.crc32(b"".join(c.to_bytes(4, "big") for c in sent)))
+        expected = local.s3_crc32(composite=True)
         if reported is None and len(sent) > 1:
             reported, other = self._stored_crc32(key, path, size)
             expected = other or expected
