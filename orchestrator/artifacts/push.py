@@ -5,12 +5,16 @@ Per cloud (one thread each; one cloud's failure never stops the others):
 1. ``stat`` every bundle file's key; a file already there with the same sha256 (recorded in
    the object's metadata) and size is skipped, so re-pushing an unchanged bundle uploads
    nothing.
-2. Upload the rest. The store verifies each upload with the cloud's own checksum against
-   mco's digests, which are computed once per file (whatever the number of clouds) while
-   the bytes are already on the wire. A file whose sha256 does not match the bundle card
-   is deleted again and the push fails: a damaged local bundle never becomes visible.
+2. Upload the rest, the largest first, several at once (large files go up in parallel
+   parts). mco's digests of a file (sha256 plus the checksum each target cloud reports:
+   CRC32 for S3, CRC32C for GCS, MD5 for an Azure Put Blob) come from one read of it,
+   whatever the number of clouds, made while the first bytes are already on the wire. Each
+   store compares the checksum the cloud computed (from the upload's response where it has
+   one) with them. A file whose sha256 does not match the bundle card is deleted again and
+   the push fails: a damaged local bundle never becomes visible. The digest pointer (digest
+   to name; not a visibility marker) goes up beside the files.
 3. Write the manifest, last: until it exists, readers (``pull``) do not see the bundle.
-   Then the digest pointer and the model's version index.
+   Then the model's version index.
 
 The result per cloud is a ``CloudPush``; the CLI merges these (and, in other steps, image
 pushes) into ``{"bundle_digest", "clouds": {cloud: {...}}}``.

@@ -61,7 +61,7 @@ _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAc
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503",
               "TooManyRequests", "RequestThrottled"}
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
-MAX_CONCURRENCY = 8  # parts in flight per store (boto3's transfer manager sends 10 per file)
+MAX_CONCURRENCY = 10  # parts in flight per store, as boto3's transfer manager sends per file
 
 _SESSION_LOCK = threading.Lock()
 _SESSION: Any = None
