@@ -221,13 +221,10 @@ class S3Store(ArtifactStore):
                        progress: Progress | None) -> tuple[tuple[int, ...], str | None]:
         """Upload ``path`` in ``PART_SIZE`` parts, in parallel. Returns the CRC32 of each part
         as sent and the composite ChecksumCRC32 from S3's response (None if it lacks one)."""
-        created = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32",
-                                                      ChecksumType="COMPOSITE", **extra)
-        upload_id = created["UploadId"]
         failed = threading.Event()
         lock = threading.Lock()
 
-        def send(fd: int, number: int, offset: int, length: int) -> tuple[dict[str, Any], int]:
+        def send(fd: int, upload_id: str, number: int, offset: int, length: int) -> tuple[dict[str, Any], int]:
             if failed.is_set():  # another part failed: do not start this one
                 raise _Abandoned
             data = os.pread(fd, length, offset)
@@ -241,12 +238,14 @@ class S3Store(ArtifactStore):
                     progress(length)
             return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32_b64(crc)}, crc
 
+        fd = os.open(path, os.O_RDONLY)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32",
+                                                            ChecksumType="COMPOSITE", **extra)["UploadId"]
             try:
                 pool = self._part_pool()
                 futures: list[Future[tuple[dict[str, Any], int]]] = [
-                    pool.submit(send, fd, n + 1, offset, min(PART_SIZE, size - offset))
+                    pool.submit(send, fd, upload_id, n + 1, offset, min(PART_SIZE, size - offset))
                     for n, offset in enumerate(range(0, size, PART_SIZE))]
                 parts, first_error = [], None
                 for fut in futures:  # wait for every part, so none still reads the file after this
@@ -258,17 +257,17 @@ class S3Store(ArtifactStore):
                             first_error = exc
                 if first_error is not None:
                     raise first_error
-            finally:
-                os.close(fd)
-            done = self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": [p for p, _ in parts]})
-        except BaseException:
-            # Parts of an unfinished upload are never visible; aborting frees their storage. The
-            # endpoint may be what failed, so an abort that fails too is left to the bucket's lifecycle.
-            with contextlib.suppress(Exception):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
+                done = self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": [p for p, _ in parts]})
+            except BaseException:
+                # Parts of an unfinished upload are never visible; aborting frees their storage. The
+                # endpoint may be what failed, so an abort that fails too is left to the bucket's lifecycle.
+                with contextlib.suppress(Exception):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                raise
+        finally:
+            os.close(fd)
         reported = done.get("ChecksumCRC32") if done.get("ChecksumType") in (None, "COMPOSITE") else None
         return tuple(crc for _, crc in parts), reported  # None: read back by HEAD
 
