@@ -5,7 +5,9 @@
 It starts its own emulators (moto, fake-gcs-server, Azurite, as `mco local up storage`
 does) under a temporary directory and stops them at the end. For each bundle size
 (the digits bundle plus one random file, so the bundle is that many MiB) and each cloud,
-runs alternate:
+runs alternate (which side goes first alternates too, after one untimed warm-up of both
+sides per cloud with the small base bundle, so SDK imports and first connections count for
+neither):
 
   mco   ``push_bundle`` (what `mco push` runs) of the whole bundle to a fresh prefix: stat,
         upload, cloud-checksum verification, sha256 check against the card, manifest,
@@ -120,6 +122,7 @@ def main() -> int:
     from orchestrator.config import load_config, parse_config
     from orchestrator.local.base import LocalContext, update_local_config
     from orchestrator.local.storage import StorageStandIn
+    from orchestrator.model.bundle import load_bundle
     from orchestrator.model.train import TrainSpec, train_bundle
 
     work = Path(tempfile.mkdtemp(prefix="mco-push-bench-"))
@@ -139,26 +142,43 @@ def main() -> int:
                 data["clouds"][c]["storage"]["prefix"] = prefix
             return parse_config(data)
 
+        def timed(side: str, cloud: str, bundle: Any, files: list[Any], tag: str) -> float:
+            t = time.perf_counter()
+            if side == "mco":
+                result = push_bundle(cfg_with_prefix(f"bench-{tag}"), bundle, [cloud])[cloud]
+                if not result.ok:
+                    raise SystemExit(f"mco push failed: {result.error}")
+            else:
+                # A fresh client per run, as each `mco push` makes one: both sides pay for it.
+                up, _ = _bare_uploader(cloud, base_cfg.clouds[cloud].storage)
+                for f in files:
+                    up(f"bare-{tag}/{f.rel}", f.path)
+            return time.perf_counter() - t
+
+        def clean(cloud: str, tag: str) -> None:
+            _, rm = _bare_uploader(cloud, base_cfg.clouds[cloud].storage)
+            rm(f"bench-{tag}/")
+            rm(f"bare-{tag}/")
+
+        # Untimed warm-up of both sides with the small base bundle: the SDK imports and the
+        # first connections are paid once per process, not by whichever side runs first.
+        warm = load_bundle(base)
+        for cloud in clouds:
+            for side in ("mco", "bare"):
+                timed(side, cloud, warm, bundle_files(warm), "warm")
+            clean(cloud, "warm")
+
         for mib, bundle in bundles.items():
             files = bundle_files(bundle)
             total = sum(f.size for f in files)
             for cloud in clouds:
                 times: dict[str, list[float]] = {"mco": [], "bare": []}
                 for run in range(args.runs):
-                    prefix = f"bench-{mib}-{run}"
-                    t = time.perf_counter()
-                    result = push_bundle(cfg_with_prefix(prefix), bundle, [cloud])[cloud]
-                    times["mco"].append(time.perf_counter() - t)
-                    if not result.ok:
-                        raise SystemExit(f"mco push failed: {result.error}")
-                    t = time.perf_counter()
-                    # A fresh client per run, as each `mco push` makes one: both sides pay for it.
-                    up, rm = _bare_uploader(cloud, base_cfg.clouds[cloud].storage)
-                    for f in files:
-                        up(f"bare-{mib}-{run}/{f.rel}", f.path)
-                    times["bare"].append(time.perf_counter() - t)
-                    rm(prefix + "/")
-                    rm(f"bare-{mib}-{run}/")
+                    tag = f"{mib}-{run}"
+                    # Alternate which side goes first, so drift in the machine's load evens out.
+                    for side in ("mco", "bare") if run % 2 == 0 else ("bare", "mco"):
+                        times[side].append(timed(side, cloud, bundle, files, tag))
+                    clean(cloud, tag)
                 med = {side: statistics.median(v) for side, v in times.items()}
                 rows.append({"size_mib": mib, "cloud": cloud, "bytes": total,
                              "mco_s": med["mco"], "bare_s": med["bare"],

@@ -5,12 +5,16 @@ Per cloud (one thread each; one cloud's failure never stops the others):
 1. ``stat`` every bundle file's key; a file already there with the same sha256 (recorded in
    the object's metadata) and size is skipped, so re-pushing an unchanged bundle uploads
    nothing.
-2. Upload the rest. The store verifies each upload with the cloud's own checksum against
-   mco's digests, which are computed once per file (whatever the number of clouds) while
-   the bytes are already on the wire. A file whose sha256 does not match the bundle card
-   is deleted again and the push fails: a damaged local bundle never becomes visible.
+2. Upload the rest, the largest first, several at once (large files go up in parallel
+   parts). mco's digests of a file (sha256 plus the checksum each target cloud reports:
+   CRC32 for S3, CRC32C for GCS, MD5 for an Azure Put Blob) come from one read of it,
+   whatever the number of clouds, made while the first bytes are already on the wire. Each
+   store compares the checksum the cloud computed (from the upload's response where it has
+   one) with them. A file whose sha256 does not match the bundle card is deleted again and
+   the push fails: a damaged local bundle never becomes visible. The digest pointer (digest
+   to name; not a visibility marker) goes up beside the files.
 3. Write the manifest, last: until it exists, readers (``pull``) do not see the bundle.
-   Then the digest pointer and the model's version index.
+   Then the model's version index.
 
 The result per cloud is a ``CloudPush``; the CLI merges these (and, in other steps, image
 pushes) into ``{"bundle_digest", "clouds": {cloud: {...}}}``.
@@ -196,7 +200,14 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
                                          hint="refusing to publish a tampered model; train the bundle again")
                 return uploaded.verified
 
-            futures = [(f, pool.submit(upload, f)) for f in todo]
+            # Largest first: the longest upload starts at once and the small files fill in beside it.
+            futures = [(f, pool.submit(upload, f)) for f in sorted(todo, key=lambda f: -f.size)]
+            new_manifest = not _same(existing.get(mkey), sha256_bytes(manifest), len(manifest))
+            pointer = canonical_json({"name": bundle.name, "bundle_digest": bundle.digest})
+            # The digest pointer is not a visibility marker (a pull by digest still needs the
+            # manifest), so it goes up beside the files instead of adding a round trip after them.
+            # An unchanged manifest means it was written before.
+            pointed = pool.submit(store.put_bytes, layout.digest_key(bundle.digest), pointer) if new_manifest else None
             errors = []
             for f, fut in futures:  # wait for every upload, so none is still running when we report
                 try:
@@ -205,15 +216,17 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
                     result.uploaded += 1
                 except MCOError as exc:
                     errors.append(exc)
+            if pointed is not None:
+                try:
+                    pointed.result()
+                    result.bytes_uploaded += len(pointer)
+                except MCOError as exc:
+                    errors.append(exc)
             if errors:
                 raise errors[0]
-            if not _same(existing.get(mkey), sha256_bytes(manifest), len(manifest)):
-                # The digest pointer first (not a visibility marker); the manifest last: it makes
-                # the bundle visible. An unchanged manifest means both were written before.
-                pointer = canonical_json({"name": bundle.name, "bundle_digest": bundle.digest})
-                store.put_bytes(layout.digest_key(bundle.digest), pointer)
+            if new_manifest:  # last: it makes the bundle visible
                 result.verification.append(store.put_bytes(mkey, manifest).verified)
-                result.bytes_uploaded += len(pointer) + len(manifest)
+                result.bytes_uploaded += len(manifest)
             result.bytes_uploaded += _add_to_index(store, layout, bundle)
             result.verified = True
             result.verification = sorted(set(result.verification))

@@ -1,23 +1,30 @@
 """AWS: S3 as the artifact store (boto3, imported only when a store is opened).
 
-Uploads go through boto3's transfer manager (multipart above ``PART_SIZE``, parallel
-parts, botocore's standard retry mode with backoff) with ``ChecksumAlgorithm=CRC32``: every
-request carries the CRC32 of its bytes, which S3 checks on arrival. Afterwards mco reads
-the object's ChecksumCRC32 (S3's, computed from what it stored: of the whole object, or
-composite over the parts for a multipart upload) and compares it with its own, computed
-from the file while it uploads. Small objects (manifests) also carry Content-MD5 and are
-compared by ETag.
+Uploads are one PutObject up to ``PART_SIZE`` and a multipart upload above it, its parts
+sent in parallel (``MAX_CONCURRENCY``, as boto3's transfer manager does), each request with
+botocore's standard retry mode. Every part is read once: the CRC32 mco computes from those
+bytes goes with the request (``x-amz-checksum-crc32``, which S3 checks on arrival, so
+botocore does not hash the part again), and must equal the CRC32 of the same part in the
+read that computed the file's sha256 (``FileDigests.crc32_parts``): what was hashed is what
+was sent. The composite CRC32 S3 reports when the upload completes (from the response; a
+HEAD only where the response lacks it, as moto's does) is compared with mco's. Small objects
+(manifests) carry Content-MD5 and are compared by ETag.
 
-The local stand-in is moto's server, which stores checksums without checking them on
-arrival: that gap is declared in ``emulator_gaps``; the after-the-fact comparison still applies.
+The local stand-in is moto's server, which stores a request's checksum header without
+checking it: that gap is declared in ``emulator_gaps``. For multipart uploads moto computes
+the composite CRC32 from the parts it stored, and mco compares it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import re
 import threading
+import zlib
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,6 +49,7 @@ from orchestrator.providers.base import (
     Progress,
     Provider,
     UploadResult,
+    crc32_b64,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +68,24 @@ _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAc
 _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503",
               "TooManyRequests", "RequestThrottled"}
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
+MAX_CONCURRENCY = 10  # parts in flight per store, as boto3's transfer manager sends per file
+
+_SESSION_LOCK = threading.Lock()
+_SESSION: Any = None
+
+
+def _s3_client(**kwargs: Any) -> Any:
+    """An S3 client from one process-wide boto3 Session, as ``boto3.client()`` makes them.
+
+    A fresh Session parses botocore's service models again: about 0.1 s of CPU per store.
+    Sessions are not thread-safe, so clients are made under a lock (clients themselves are).
+    """
+    global _SESSION
+    boto3 = require_extra("boto3", package="boto3", extra="aws", purpose="Amazon S3")
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        return _SESSION.client("s3", **kwargs)
 
 
 class AwsProvider(Provider):
@@ -118,7 +144,7 @@ class AwsProvider(Provider):
 
 class S3Store(ArtifactStore):
     def __init__(self, cloud: str, storage: Any) -> None:
-        boto3 = require_extra("boto3", package="boto3", extra="aws", purpose="Amazon S3")
+        require_extra("boto3", package="boto3", extra="aws", purpose="Amazon S3")
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
@@ -128,7 +154,7 @@ class S3Store(ArtifactStore):
         self.endpoint = storage.endpoint or f"https://s3.{storage.region or 'us-east-1'}.amazonaws.com"
         config = Config(
             retries={"max_attempts": 4, "mode": "standard"},  # backoff with jitter on 5xx/throttling/resets
-            connect_timeout=3, read_timeout=60, max_pool_connections=16,
+            connect_timeout=3, read_timeout=60, max_pool_connections=MAX_CONCURRENCY + 8,
             s3={"addressing_style": "path"} if storage.endpoint else None,
         )
         kwargs: dict[str, Any] = {"region_name": storage.region or "us-east-1", "config": config,
@@ -138,11 +164,14 @@ class S3Store(ArtifactStore):
         if storage.credentials == "emulator":
             kwargs.update(aws_access_key_id=EMULATOR_ACCESS_KEY_ID, aws_secret_access_key=EMULATOR_SECRET_ACCESS_KEY)
         try:
-            self.client = boto3.session.Session().client("s3", **kwargs)
+            self.client = _s3_client(**kwargs)
         except Exception as exc:  # botocore raises several unrelated types for bad settings
             raise self._translate(exc, "configuring the S3 client for", "") from exc
+        # Downloads (get_file) go through boto3's transfer manager; uploads are mco's own (put_file).
         self.transfer = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
                                        max_concurrency=10, use_threads=True)
+        self._parts: ThreadPoolExecutor | None = None
+        self._parts_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"S3Store({self.cloud!r}, {self.bucket!r}, {self.endpoint!r})"
@@ -223,53 +252,124 @@ class S3Store(ArtifactStore):
         return ObjectInfo(key=key, size=int(head.get("ContentLength", 0)), sha256=meta.get("sha256"),
                           md5=etag if etag and "-" not in etag else None, extra={"etag": etag})
 
-    def _verify_checksum(self, key: str, path: Path, digests: DigestSource, size: int) -> None:
-        """Compare the CRC32 S3 computed from the stored bytes with ours (whole, or composite for multipart)."""
+    def _part_pool(self) -> ThreadPoolExecutor:
+        with self._parts_lock:
+            if self._parts is None:
+                self._parts = ThreadPoolExecutor(MAX_CONCURRENCY, f"mco-{self.cloud}-part")
+            return self._parts
+
+    def _put_multipart(self, key: str, path: Path, size: int, extra: dict[str, Any],
+                       progress: Progress | None) -> tuple[tuple[int, ...], str | None]:
+        """Upload ``path`` in ``PART_SIZE`` parts, in parallel. Returns the CRC32 of each part
+        as sent and the composite ChecksumCRC32 from S3's response (None if it lacks one)."""
+        failed = threading.Event()
+        lock = threading.Lock()
+
+        def send(fd: int, upload_id: str, number: int, offset: int, length: int) -> tuple[dict[str, Any], int]:
+            if failed.is_set():  # another part failed: do not start this one
+                raise _Abandoned
+            data = os.pread(fd, length, offset)
+            if len(data) != length:
+                raise IntegrityError(f"{path} shrank while it was being uploaded", hint="push again")
+            crc = zlib.crc32(data)
+            response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                               Body=data, ChecksumCRC32=crc32_b64(crc))
+            if progress is not None:
+                with lock:
+                    progress(length)
+            return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32_b64(crc)}, crc
+
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32",
+                                                            ChecksumType="COMPOSITE", **extra)["UploadId"]
+            try:
+                pool = self._part_pool()
+                futures: list[Future[tuple[dict[str, Any], int]]] = [
+                    pool.submit(send, fd, upload_id, n + 1, offset, min(PART_SIZE, size - offset))
+                    for n, offset in enumerate(range(0, size, PART_SIZE))]
+                parts, first_error = [], None
+                for fut in futures:  # wait for every part, so none still reads the file after this
+                    try:
+                        parts.append(fut.result())
+                    except Exception as exc:
+                        failed.set()
+                        if first_error is None and not isinstance(exc, _Abandoned):
+                            first_error = exc
+                if first_error is not None:
+                    raise first_error
+                done = self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": [p for p, _ in parts]})
+            except BaseException:
+                # Parts of an unfinished upload are never visible; aborting frees their storage. The
+                # endpoint may be what failed, so an abort that fails too is left to the bucket's lifecycle.
+                with contextlib.suppress(Exception):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                raise
+        finally:
+            os.close(fd)
+        reported = done.get("ChecksumCRC32") if done.get("ChecksumType") in (None, "COMPOSITE") else None
+        return tuple(crc for _, crc in parts), reported  # None: read back by HEAD
+
+    def _stored_crc32(self, key: str, path: Path, size: int) -> tuple[str, str | None]:
+        """(the CRC32 S3 computed from the stored object, by HEAD; the value to compare it with if
+        that is not the composite of the parts sent, else None)."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except Exception as exc:
             raise self._translate(exc, "verifying", key) from exc
         got = str(head.get("ChecksumCRC32") or "")
-        stored = int(head.get("ContentLength", -1))
-        value = got.partition("-")[0]
-        local = digests()
-        if head.get("ChecksumType") == "FULL_OBJECT" and len(local.crc32_parts) > 1:
-            import zlib
-
-            crc = 0  # rare: a full-object CRC for a multipart upload; read the file once more
-            with open(path, "rb") as fh:
-                while chunk := fh.read(PART_SIZE):
-                    crc = zlib.crc32(chunk, crc)
-            expected = base64.b64encode(crc.to_bytes(4, "big")).decode()
-        else:
-            expected = local.s3_crc32(composite=True)
         if not got:
             raise IntegrityError(f"{self.cloud}: {self.uri(key)} has no CRC32 checksum at {self.endpoint}, "
                                  "so the upload cannot be verified", hint="use an S3 endpoint with flexible checksums")
-        if value != expected or stored != size:
-            self.delete(key)
-            raise IntegrityError(
-                f"{self.cloud}: {self.uri(key)} was stored with CRC32 {got} ({stored} bytes), but the local file "
-                f"gives {expected} ({size} bytes): the upload was corrupted; the object was deleted",
-                hint="push again")
+        if int(head.get("ContentLength", -1)) != size:
+            return f"{got} ({head.get('ContentLength')} bytes)", "-"  # never equal
+        if head.get("ChecksumType") != "FULL_OBJECT":
+            return got, None
+        crc = 0  # rare: a store that reports a full-object CRC for a composite upload; read the file again
+        with open(path, "rb") as fh:
+            while chunk := fh.read(PART_SIZE):
+                crc = zlib.crc32(chunk, crc)
+        return got, crc32_b64(crc)
 
     def put_file(self, key: str, path: Path, *, sha256: str, size: int, digests: DigestSource,
                  progress: Progress | None = None) -> UploadResult:
         self.check_key(key)
-        lock = threading.Lock()
-
-        def callback(n: int) -> None:  # called from the transfer manager's threads
-            if progress is not None:
-                with lock:
-                    progress(n)
-
+        extra: dict[str, Any] = {"Metadata": {"sha256": sha256}, "ContentType": "application/octet-stream"}
         try:
-            self.client.upload_file(str(path), self.bucket, key, Config=self.transfer, Callback=callback,
-                                    ExtraArgs={"Metadata": {"sha256": sha256}, "ChecksumAlgorithm": "CRC32",
-                                               "ContentType": "application/octet-stream"})
+            if size <= PART_SIZE:
+                with open(path, "rb") as fh:
+                    data = fh.read(size + 1)
+                if len(data) != size:
+                    raise IntegrityError(f"{path} changed size while it was being uploaded", hint="push again")
+                sent: tuple[int, ...] = (zlib.crc32(data),)
+                response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
+                                                  ChecksumCRC32=crc32_b64(sent[0]), **extra)
+                if progress is not None:
+                    progress(size)
+                # S3 checked the header against the body on arrival; moto echoes it or omits it.
+                reported = response.get("ChecksumCRC32")
+            else:
+                sent, reported = self._put_multipart(key, path, size, extra, progress)
+        except MCOError:
+            raise
         except Exception as exc:
             raise self._translate(exc, "uploading", key) from exc
-        self._verify_checksum(key, path, digests, size)
+        local = digests()
+        if (local.crc32_parts or (0,)) != sent:  # an empty file has no part, and sends CRC32 0
+            self.delete(key)
+            raise IntegrityError(f"{path} changed while it was being uploaded: the bytes sent are not the bytes "
+                                 f"whose sha256 was checked; {self.uri(key)} was deleted", hint="push again")
+        expected = local.s3_crc32(composite=True)
+        if reported is None and len(sent) > 1:
+            reported, other = self._stored_crc32(key, path, size)
+            expected = other or expected
+        if reported is not None and reported.partition("-")[0] != expected:  # composite values end in -<parts>
+            self.delete(key)
+            raise IntegrityError(
+                f"{self.cloud}: {self.uri(key)} was stored with CRC32 {reported}, but the {size} bytes sent give "
+                f"{expected}: the upload was corrupted; the object was deleted", hint="push again")
         return UploadResult(key=key, size=size, verified="s3:crc32")
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/json") -> UploadResult:
@@ -354,5 +454,11 @@ class S3Store(ArtifactStore):
             raise self._translate(exc, "creating", "") from exc
 
     def close(self) -> None:
+        if self._parts is not None:
+            self._parts.shutdown(wait=True)
         self.client.close()
+
+
+class _Abandoned(Exception):
+    """A part not started because another part of the same upload had failed."""
 

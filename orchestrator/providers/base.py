@@ -48,6 +48,7 @@ __all__ = [
     "Provider",
     "UploadResult",
     "check_relative_key",
+    "crc32_b64",
 ]
 
 # Called with the number of bytes just transferred (may be called from SDK worker threads).
@@ -66,7 +67,8 @@ class DigestKind(str, enum.Enum):
     MD5 = "md5"         # Azure: compared with the Content-MD5 the service computed for a Put Blob
 
 
-def _b64_u32(value: int) -> str:
+def crc32_b64(value: int) -> str:
+    """A CRC32 as S3 writes it in ``x-amz-checksum-crc32``: base64 of the big-endian 4 bytes."""
     return base64.b64encode(value.to_bytes(4, "big")).decode()
 
 
@@ -90,11 +92,11 @@ class FileDigests:
         if len(self.crc32_parts) <= 1:
             if self.crc32 is None:
                 raise ValueError("the crc32 digests were not computed for this file")
-            return _b64_u32(self.crc32)
+            return crc32_b64(self.crc32)
         if not composite:
             raise ValueError("a whole-object CRC32 of a multipart file is not computed; S3 reports composite "
                              "checksums for uploads that name ChecksumAlgorithm")
-        return _b64_u32(zlib.crc32(b"".join(p.to_bytes(4, "big") for p in self.crc32_parts)))
+        return crc32_b64(zlib.crc32(b"".join(p.to_bytes(4, "big") for p in self.crc32_parts)))
 
 
 # Blocks until the digests are ready: stores upload first and verify after, so hashing the
