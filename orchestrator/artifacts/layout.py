@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from orchestrator.errors import ConfigError, IntegrityError
+from orchestrator.model.bundle import unsafe_name_reason
 
 __all__ = [
     "MANIFEST_FILE",
@@ -34,15 +35,7 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 def check_relative_key(key: str, *, what: str = "object name") -> str:
     """``key`` if it is a plain relative path; otherwise ``IntegrityError`` naming the problem."""
-    bad = None
-    if not key:
-        bad = "is empty"
-    elif key.startswith("/"):
-        bad = "is absolute"
-    elif "\\" in key or "\0" in key:
-        bad = "contains a backslash or NUL"
-    elif any(part in ("", ".", "..") for part in key.split("/")):
-        bad = "has an empty, '.' or '..' segment"
+    bad = unsafe_name_reason(key)
     if bad:
         raise IntegrityError(f"refusing {what} '{key}': it {bad}, so it could escape its directory",
                              hint="bundle file names must be plain relative paths inside the bundle")
