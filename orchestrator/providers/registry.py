@@ -27,6 +27,7 @@ import httpx
 
 from orchestrator.config import RegistryConfig
 from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
+from orchestrator.secret_files import read_secret_file
 from orchestrator.errors import (
     AccessDenied,
     ConfigError,
@@ -109,25 +110,13 @@ class ContainerRegistry(Protocol):
 
 # ---------------------------------------------------------------- auth adapters
 
-def _read_secret_file(path: Path, cloud: str) -> str:
-    try:
-        mode = path.stat().st_mode & 0o777
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{cloud}: the registry password file {path} cannot be read ({exc.strerror})",
-                          hint="run `mco local up registries`, or fix clouds.<cloud>.registry.password_file") from None
-    if mode & 0o077:
-        raise ConfigError(f"{cloud}: the registry password file {path} is readable by others (mode {mode:o})",
-                          hint=f"chmod 600 {path}")
-    return value
-
-
 def _basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials | None:
     username = (os.environ.get(cfg.username_env) if cfg.username_env else None) or cfg.username
     password = os.environ.get(cfg.password_env) if cfg.password_env else None
     if not password and cfg.password_file is not None:
         path = cfg.password_file if cfg.password_file.is_absolute() or base_dir is None else base_dir / cfg.password_file
-        password = _read_secret_file(path, cloud)
+        password = read_secret_file(path, what=f"{cloud}: the registry password file",
+                                    hint="run `mco local up registries`, or fix clouds.<cloud>.registry.password_file")
     if not username or not password:
         where = " or ".join(filter(None, [f"${cfg.password_env}" if cfg.password_env else None,
                                           "password_file" if cfg.password_file else None])) or "password_env"
