@@ -304,6 +304,28 @@ def parse_config(data: Any, *, source: Path | None = None) -> MCOConfig:
     return cfg.model_copy(update={"source": source})
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping: YAML says keys are unique, and
+    PyYAML would silently keep the last one, so a setting could be overridden without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges, and a key given beside it overrides it on purpose
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader itself refuses an unhashable key, with its line
+            if key in seen:
+                first = seen[key].start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first given at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None, *, required: bool = False) -> MCOConfig:
     """Load ``path``, or ./mco.yaml if present, or the empty default config."""
     if path is None:
@@ -321,10 +343,15 @@ def load_config(path: str | Path | None = None, *, required: bool = False) -> MC
         raise ConfigError(f"config file {path} does not exist",
                           hint="check the --config path, or run `mco local up` to write mco.local.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          hint="save the config as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
-                          hint="fix the YAML syntax at that line") from None
+        problem = str(getattr(exc, "problem", exc))
+        if problem.startswith("duplicate key"):
+            raise ConfigError(f"{where}: {problem}", hint="give each key once; YAML would keep only one") from None
+        raise ConfigError(f"{where}: not valid YAML ({problem})", hint="fix the YAML syntax at that line") from None
     return parse_config(data, source=path)
