@@ -18,6 +18,7 @@ Shape (every section optional)::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -247,6 +248,34 @@ class RouterConfig(StrictModel):
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
 
 
+_CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
+_MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+class DeployResourcesConfig(StrictModel):
+    """The model container's CPU and memory, as Kubernetes quantities; unset keeps the overlay's.
+    Every overlay sets a CPU limit as well as a memory limit, so one busy pod cannot starve its node."""
+
+    cpu_request: str | None = Field(default=None, description="e.g. 500m")
+    cpu_limit: str | None = Field(default=None, description="e.g. 2 or 1500m")
+    memory_request: str | None = Field(default=None, description="e.g. 512Mi")
+    memory_limit: str | None = Field(default=None, description="e.g. 1Gi")
+
+    @field_validator("cpu_request", "cpu_limit")
+    @classmethod
+    def _cpu(cls, v: str | None) -> str | None:
+        if v is not None and not _CPU_QUANTITY.match(v):
+            raise ValueError(f"'{v}' is not a CPU quantity (e.g. 2, 0.5 or 500m)")
+        return v
+
+    @field_validator("memory_request", "memory_limit")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not _MEMORY_QUANTITY.match(v):
+            raise ValueError(f"'{v}' is not a memory quantity (e.g. 512Mi or 1Gi)")
+        return v
+
+
 class DeployConfig(StrictModel):
     """How `mco deploy` rolls a release out (see orchestrator/cli/deploy.py)."""
 
@@ -254,6 +283,7 @@ class DeployConfig(StrictModel):
     auto_rollback: bool = Field(default=True, description="a cloud whose rollout fails goes back to its previous release")
     rollout_timeout_s: float = Field(default=300.0, gt=0, description="give up watching a rollout after this long")
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait this long for another deploy's lock, then fail")
+    resources: DeployResourcesConfig = Field(default_factory=DeployResourcesConfig)
 
 
 class MCOConfig(StrictModel):

@@ -51,7 +51,7 @@ def render_cmd(
     Values not given come from the cloud's current release, else placeholders.
     """
     from orchestrator.config import load_config
-    from orchestrator.kube.render import OVERLAYS, ReleaseValues, dump_yaml, overlay_for, render_release
+    from orchestrator.kube.render import OVERLAYS, ReleaseValues, Resources, dump_yaml, overlay_for, render_release
     from orchestrator.releases.store import open_store
 
     cfg = load_config(config)
@@ -85,6 +85,7 @@ def render_cmd(
         namespace=cluster.namespace if cluster else "mco",
         node_port=cluster.node_port if cluster else None,
         cloud=cloud, release=current.get("release"), run_as_user=cfg.packaging.uid,
+        resources=Resources(**cfg.deploy.resources.model_dump()),
     )
     objs = render_release(chosen_overlay, values, manifests_dir=manifests)
     for note in notes:
@@ -118,6 +119,7 @@ def _cluster_clouds(cfg: Any, names: list[str] | None) -> dict[str, Any]:
 
 def _settings(cfg: Any, *, replicas: int | None = None, timeout: float | None = None,
               auto_rollback: bool | None = None, wait: float | None = None) -> Any:
+    from orchestrator.kube.render import Resources
     from orchestrator.releases.deployer import DeploySettings
 
     d = cfg.deploy
@@ -129,6 +131,7 @@ def _settings(cfg: Any, *, replicas: int | None = None, timeout: float | None = 
         readiness_grace_s=min(60.0, rollout_timeout / 2),
         lock_wait_s=d.lock_wait_s if wait is None else wait,
         run_as_user=cfg.packaging.uid,
+        resources=Resources(**d.resources.model_dump()),
     )
 
 

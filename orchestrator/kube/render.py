@@ -37,6 +37,7 @@ __all__ = [
     "MODEL_CONTAINER",
     "OVERLAYS",
     "ReleaseValues",
+    "Resources",
     "build_kustomization",
     "default_manifests_dir",
     "dump_yaml",
@@ -80,6 +81,25 @@ _HEX64 = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
+class Resources:
+    """The model container's requests and limits (Kubernetes quantities); None keeps the overlay's.
+    ``Resources(**config.deploy.resources.model_dump())`` makes one from mco.yaml."""
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+
+    def apply(self, container: Obj) -> None:
+        resources = container.setdefault("resources", {})
+        for section, resource, value in (("requests", "cpu", self.cpu_request), ("limits", "cpu", self.cpu_limit),
+                                         ("requests", "memory", self.memory_request),
+                                         ("limits", "memory", self.memory_limit)):
+            if value is not None:
+                resources.setdefault(section, {})[resource] = value
+
+
+@dataclass(frozen=True)
 class ReleaseValues:
     """What one release sets on one cluster's objects.
 
@@ -97,6 +117,7 @@ class ReleaseValues:
     cloud: str | None = None
     release: int | None = None
     run_as_user: int | None = None  # the image's non-root uid (config packaging.uid); None keeps the manifest's
+    resources: Resources | None = None  # config deploy.resources; None keeps the overlay's
 
     def __post_init__(self) -> None:
         if not _DIGEST_REF.match(self.image):
@@ -287,6 +308,13 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
             pod_security.update(runAsUser=values.run_as_user, runAsGroup=values.run_as_user, fsGroup=values.run_as_user)
         container = _model_container(obj)
         container["image"] = values.image
+        if values.resources is not None:
+            values.resources.apply(container)
+        limits = container.get("resources", {}).get("limits", {})
+        if "cpu" not in limits or "memory" not in limits:
+            raise ConfigError(f"the model container in {values.cloud or 'this'} overlay has no "
+                              f"{'CPU' if 'cpu' not in limits else 'memory'} limit",
+                              hint="set resources.limits in the overlay, or deploy.resources in mco.yaml")
         env = container.setdefault("env", [])
         entry = next((e for e in env if e.get("name") == "MCO_MODEL_DIGEST"), None)
         if entry is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from orchestrator.errors import ClusterError, MCOError, ReleaseError, RolloutFailed
-from orchestrator.kube.render import ANNOTATION_MODEL_DIGEST, ANNOTATION_RELEASE, ReleaseValues, render_release
+from orchestrator.kube.render import ANNOTATION_MODEL_DIGEST, ANNOTATION_RELEASE, ReleaseValues, Resources, render_release
 from orchestrator.kube.rollout import RolloutStatus, new_replicaset_hash, wait_for_endpoint, wait_for_rollout
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
@@ -70,6 +70,7 @@ class DeploySettings:
     # mco owns these objects; taking over a field someone changed by hand is the point of a deploy.
     force_conflicts: bool = True
     run_as_user: int | None = None
+    resources: Resources | None = None  # config deploy.resources; None keeps the overlay's
 
 
 @dataclass
@@ -271,7 +272,7 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
     values = ReleaseValues(
         image=target.image_ref, model_digest=model_digest, replicas=settings.replicas,
         namespace=target.cluster.namespace, node_port=target.cluster.node_port, cloud=target.cloud,
-        release=release, run_as_user=settings.run_as_user,
+        release=release, run_as_user=settings.run_as_user, resources=settings.resources,
     )
     return render_release(target.overlay, values, manifests_dir=manifests_dir)
 
