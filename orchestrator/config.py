@@ -51,6 +51,20 @@ DEFAULT_CONFIG_FILES = ("mco.yaml", "mco.yml")
 ProviderName = Literal["aws", "gcp", "azure", "local"]
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` (a name or address, no port) is this machine: localhost, 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors: a typo must not silently do nothing."""
 
@@ -108,7 +122,7 @@ class StorageConfig(StrictModel):
             from urllib.parse import urlparse
 
             host = urlparse(self.endpoint).hostname if self.endpoint else None
-            if host not in ("127.0.0.1", "localhost", "::1"):
+            if not is_loopback_host(host):
                 raise ValueError("credentials: emulator needs a loopback endpoint (http://127.0.0.1:PORT); "
                                  "for a real cloud use credentials: sdk")
         return self
@@ -134,7 +148,27 @@ class RegistryConfig(StrictModel):
     username_env: str | None = None
     password_env: str | None = None
     password_file: Path | None = Field(default=None, description="file (mode 0600) holding the basic-auth password")
-    insecure_http: bool = Field(default=False, description="plain HTTP (local registries only)")
+    insecure_http: bool = Field(default=False, description="plain HTTP (loopback registries only)")
+    # A registry's Bearer challenge names a token endpoint (realm) that receives the credentials.
+    # Only the registry's own host is trusted with them unless a host is listed here; a plain-HTTP
+    # realm is always refused.
+    token_realm_hosts: list[str] = Field(default_factory=list,
+                                         description="other hosts trusted to issue tokens, e.g. auth.docker.io")
+
+    @property
+    def hostname(self) -> str:
+        """The registry's host name or address, without scheme or port."""
+        from urllib.parse import urlsplit
+
+        return urlsplit("//" + self.url.removeprefix("https://").removeprefix("http://")).hostname or ""
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> "RegistryConfig":
+        if self.insecure_http and not is_loopback_host(self.hostname):
+            raise ValueError(f"insecure_http: plain HTTP would send credentials and images to {self.url} in the "
+                             "clear; it is allowed only for a loopback registry (127.0.0.1:PORT). "
+                             "Serve this registry over TLS and remove insecure_http")
+        return self
 
 
 class ClusterConfig(StrictModel):
@@ -146,6 +180,9 @@ class ClusterConfig(StrictModel):
     namespace: str = "mco"
     endpoint: str | None = Field(default=None, description="URL where clients reach the model Service")
     node_port: int | None = Field(default=None, ge=30000, le=32767)
+    fetch_credentials_secret: str | None = Field(
+        default=None, description="model_source: fetch: a Secret in the namespace whose keys become the pod's "
+                                  "environment (e.g. AWS_ACCESS_KEY_ID); unset: the pod's cloud identity")
 
 
 class PackagingConfig(StrictModel):

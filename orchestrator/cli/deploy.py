@@ -51,7 +51,15 @@ def render_cmd(
     Values not given come from the cloud's current release, else placeholders.
     """
     from orchestrator.config import load_config
-    from orchestrator.kube.render import OVERLAYS, ReleaseValues, Resources, dump_yaml, overlay_for, render_release
+    from orchestrator.kube.render import (
+        OVERLAYS,
+        ReleaseValues,
+        Resources,
+        dump_yaml,
+        fetch_sources,
+        overlay_for,
+        render_release,
+    )
     from orchestrator.releases.store import open_store
 
     cfg = load_config(config)
@@ -67,10 +75,12 @@ def render_cmd(
         with store:
             current = store.current_cloud_values(cloud) or {}
     model_digest = current.get("model_digest")
+    bundle_bytes = 0  # unknown without --model: the fetch-mode scratch volume gets its minimum
     if model is not None:
         from orchestrator.model.bundle import load_bundle
 
-        model_digest = load_bundle(model).digest
+        loaded = load_bundle(model)
+        model_digest, bundle_bytes = loaded.digest, loaded.total_bytes()
     image_ref = image or current.get("image_ref")
     notes = []
     if image_ref is None:
@@ -86,6 +96,8 @@ def render_cmd(
         node_port=cluster.node_port if cluster else None,
         cloud=cloud, release=current.get("release"), run_as_user=cfg.packaging.uid,
         resources=Resources(**cfg.deploy.resources.model_dump()),
+        fetch=(fetch_sources(cfg, [cloud], bundle_bytes)[cloud]
+               if cfg.packaging.model_source == "fetch" and cloud_cfg is not None else None),
     )
     objs = render_release(chosen_overlay, values, manifests_dir=manifests)
     for note in notes:
@@ -245,6 +257,12 @@ def deploy_cmd(
     chosen = _cluster_clouds(cfg, _split_clouds(clouds))
     settings = _settings(cfg, replicas=replicas, timeout=timeout, auto_rollback=auto_rollback, wait=wait)
     bundle = load_bundle(bundle_dir)  # verifies every digest: a tampered bundle stops here
+    if cfg.packaging.model_source == "fetch":  # refused here, before any build, if a pod could not fetch
+        import dataclasses
+
+        from orchestrator.kube.render import fetch_sources
+
+        settings = dataclasses.replace(settings, fetch_sources=fetch_sources(cfg, chosen, bundle.total_bytes()))
 
     texts = list(cfg.gate.require) + list(require or [])
     gate_summary, gate_forced = None, False

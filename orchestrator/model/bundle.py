@@ -71,6 +71,10 @@ class Bundle:
         """Relative path -> sha256, card excluded."""
         return dict(self.card["files"])
 
+    def total_bytes(self) -> int:
+        """The size of the card and every file it lists."""
+        return sum(member_path(self.path, rel).stat().st_size for rel in [CARD_FILE, *self.files()])
+
 
 def unsafe_name_reason(rel: str) -> str | None:
     """Why ``rel`` could name something outside its directory, or None for a plain relative path."""

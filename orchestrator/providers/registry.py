@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -204,10 +205,28 @@ def _acr_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> 
 class _RegistryAuth(httpx.Auth):
     """Answer a registry's challenge: Basic, or the Bearer token flow (token endpoint with Basic)."""
 
-    def __init__(self, credentials: RegistryCredentials | None, verify: bool) -> None:
+    def __init__(self, credentials: RegistryCredentials | None, verify: bool, *, cloud: str, cfg: RegistryConfig) -> None:
         self._creds = credentials
         self._verify = verify
+        self._cloud = cloud
+        self._cfg = cfg
         self._header: str | None = None
+
+    def _check_realm(self, realm: str) -> None:
+        """The token endpoint gets the credentials: only over TLS, and only on the registry's own
+        host or one the config names (``token_realm_hosts``)."""
+        parsed = urlsplit(realm)
+        where = f"clouds.{self._cloud}.registry"
+        if parsed.scheme != "https":
+            raise AccessDenied(f"{self._cloud}: the registry {self._cfg.url} asks for credentials at {realm}, "
+                               "which is not HTTPS; refusing to send them in the clear", cloud=self._cloud,
+                               hint="the registry's token service must use https")
+        host = parsed.hostname or ""
+        if host != self._cfg.hostname and host not in self._cfg.token_realm_hosts:
+            raise AccessDenied(f"{self._cloud}: the registry {self._cfg.url} asks for credentials at another host, "
+                               f"{host}; refusing to send them there", cloud=self._cloud,
+                               hint=f"if {host} is the registry's own token service, add it to "
+                                    f"{where}.token_realm_hosts")
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._header:
@@ -225,6 +244,7 @@ class _RegistryAuth(httpx.Auth):
         if scheme.lower() == "basic" and basic:
             self._header = basic
         elif scheme.lower() == "bearer" and fields.get("realm"):
+            self._check_realm(fields["realm"])
             query = {k: v for k, v in fields.items() if k in ("service", "scope")}
             headers = {"Authorization": basic} if basic else {}
             token_resp = httpx.get(fields["realm"], params=query, headers=headers, timeout=30, verify=self._verify)
@@ -328,7 +348,7 @@ class OCIRegistry:
     def _api(self) -> httpx.Client:
         scheme = "http" if self.cfg.insecure_http else "https"
         return httpx.Client(base_url=f"{scheme}://{self.host}", timeout=30, verify=True,
-                            auth=_RegistryAuth(self.credentials(), verify=True))
+                            auth=_RegistryAuth(self.credentials(), verify=True, cloud=self.cloud, cfg=self.cfg))
 
     def _get(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from orchestrator.errors import ClusterError, MCOError, ReleaseError, RolloutFailed
-from orchestrator.kube.render import ANNOTATION_MODEL_DIGEST, ANNOTATION_RELEASE, ReleaseValues, Resources, render_release
+from orchestrator.kube.render import (
+    ANNOTATION_MODEL_DIGEST,
+    ANNOTATION_RELEASE,
+    FetchSource,
+    ReleaseValues,
+    Resources,
+    render_release,
+)
 from orchestrator.kube.rollout import RolloutStatus, new_replicaset_hash, wait_for_endpoint, wait_for_rollout
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
@@ -71,6 +78,7 @@ class DeploySettings:
     force_conflicts: bool = True
     run_as_user: int | None = None
     resources: Resources | None = None  # config deploy.resources; None keeps the overlay's
+    fetch_sources: dict[str, FetchSource] = field(default_factory=dict)  # per cloud, model_source: fetch
 
 
 @dataclass
@@ -273,6 +281,7 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
         image=target.image_ref, model_digest=model_digest, replicas=settings.replicas,
         namespace=target.cluster.namespace, node_port=target.cluster.node_port, cloud=target.cloud,
         release=release, run_as_user=settings.run_as_user, resources=settings.resources,
+        fetch=settings.fetch_sources.get(target.cloud),
     )
     return render_release(target.overlay, values, manifests_dir=manifests_dir)
 
