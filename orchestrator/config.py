@@ -180,9 +180,28 @@ class ClusterConfig(StrictModel):
     namespace: str = "mco"
     endpoint: str | None = Field(default=None, description="URL where clients reach the model Service")
     node_port: int | None = Field(default=None, ge=30000, le=32767)
+    ingress_cidrs: list[str] | None = Field(
+        default=None, description="address ranges that may reach the model pods besides mco's router pods "
+                                  "(the load balancer path, routers outside the cluster); default: the private ranges")
+    load_balancer_source_ranges: list[str] = Field(
+        default_factory=list, description="make the cloud load balancer public, limited to these ranges; "
+                                          "empty: an internal load balancer")
     fetch_credentials_secret: str | None = Field(
         default=None, description="model_source: fetch: a Secret in the namespace whose keys become the pod's "
                                   "environment (e.g. AWS_ACCESS_KEY_ID); unset: the pod's cloud identity")
+
+
+    @field_validator("ingress_cidrs", "load_balancer_source_ranges")
+    @classmethod
+    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
+        import ipaddress
+
+        for cidr in value or []:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not an address range in CIDR notation (e.g. 10.0.0.0/16)") from None
+        return value
 
 
 class PackagingConfig(StrictModel):

@@ -98,6 +98,8 @@ def render_cmd(
         resources=Resources(**cfg.deploy.resources.model_dump()),
         fetch=(fetch_sources(cfg, [cloud], bundle_bytes)[cloud]
                if cfg.packaging.model_source == "fetch" and cloud_cfg is not None else None),
+        ingress_cidrs=tuple(cluster.ingress_cidrs) if cluster and cluster.ingress_cidrs is not None else None,
+        load_balancer_source_ranges=tuple(cluster.load_balancer_source_ranges) if cluster else (),
     )
     objs = render_release(chosen_overlay, values, manifests_dir=manifests)
     for note in notes:

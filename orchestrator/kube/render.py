@@ -105,6 +105,22 @@ class Resources:
 
 
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# What makes each cloud's load balancer internal (manifests/overlays/*/service.yaml), and what a
+# public one limited by loadBalancerSourceRanges has instead (None: the annotation goes).
+_INTERNAL_LB = {
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": ("internal", "internet-facing"),
+    "networking.gke.io/load-balancer-type": ("Internal", None),
+    "service.beta.kubernetes.io/azure-load-balancer-internal": ("true", None),
+}
+
+
+def _check_cidr(cidr: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(cidr)
+    except ValueError:
+        raise ConfigError(f"'{cidr}' is not an address range", hint="use CIDR notation, e.g. 10.0.0.0/16") from None
 _TMP_MIN_MIB = 64  # what a baked-model pod's /tmp gets
 
 
@@ -209,6 +225,11 @@ class ReleaseValues:
     run_as_user: int | None = None  # the image's non-root uid (config packaging.uid); None keeps the manifest's
     resources: Resources | None = None  # config deploy.resources; None keeps the overlay's
     fetch: FetchSource | None = None  # model_source: fetch; None for an image with the model baked in
+    # Who may reach the model pods besides router pods (cluster.ingress_cidrs); None keeps the
+    # manifest's (the private ranges).
+    ingress_cidrs: tuple[str, ...] | None = None
+    # cluster.load_balancer_source_ranges: a public load balancer limited to these; empty: internal.
+    load_balancer_source_ranges: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _DIGEST_REF.match(self.image):
@@ -223,6 +244,8 @@ class ReleaseValues:
             raise ConfigError(f"replicas must be at least 1, not {self.replicas}")
         if self.run_as_user is not None and self.run_as_user < 1:
             raise ConfigError("the model server must run as a non-root uid (>= 1)")
+        for cidr in (*(self.ingress_cidrs or ()), *self.load_balancer_source_ranges):
+            _check_cidr(cidr)
         if self.node_port is not None and not 30000 <= self.node_port <= 32767:
             raise ConfigError(f"node port {self.node_port} is outside the NodePort range 30000-32767")
         if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", self.namespace):
@@ -410,11 +433,18 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
         _set_env(env, "MCO_MODEL_DIGEST", f"sha256:{digest}")
         if values.fetch is not None:
             _fetch_mode(spec["template"]["spec"], container, values.fetch)
-    elif kind == "NetworkPolicy" and values.fetch is not None:
-        # The pod pulls its bundle at startup: egress to the store's port, to any address
-        # (object stores have no fixed addresses), and nothing else beyond DNS.
-        obj["spec"].setdefault("egress", []).append(
-            {"ports": [{"port": values.fetch.egress_port, "protocol": "TCP"}]})
+    elif kind == "NetworkPolicy":
+        if values.ingress_cidrs is not None:
+            for rule in obj["spec"].get("ingress", []):
+                peers = [p for p in rule.get("from", []) if "ipBlock" not in p]
+                rule["from"] = peers + [{"ipBlock": {"cidr": c}} for c in values.ingress_cidrs]
+        if values.fetch is not None:
+            # The pod pulls its bundle at startup: egress to the store's port, to any address
+            # (object stores have no fixed addresses), and nothing else beyond DNS.
+            obj["spec"].setdefault("egress", []).append(
+                {"ports": [{"port": values.fetch.egress_port, "protocol": "TCP"}]})
+    elif kind == "Service" and obj["spec"].get("type") == "LoadBalancer":
+        _load_balancer(obj, values.load_balancer_source_ranges)
     elif kind == "HorizontalPodAutoscaler":
         obj["spec"]["minReplicas"] = values.replicas
         obj["spec"]["maxReplicas"] = max(obj["spec"].get("maxReplicas", 0), values.replicas * 3)
@@ -424,6 +454,25 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
                 port.pop("nodePort", None)  # let the cluster choose
             else:
                 port["nodePort"] = values.node_port
+
+
+def _load_balancer(service: Obj, source_ranges: tuple[str, ...]) -> None:
+    """Internal, as the overlays make it; or public and limited to ``source_ranges``. A load
+    balancer that is neither would let anyone reach the model servers around the router."""
+    annotations = service["metadata"].setdefault("annotations", {})
+    if source_ranges:
+        for key, (_internal, public) in _INTERNAL_LB.items():
+            if key in annotations:
+                if public is None:
+                    del annotations[key]
+                else:
+                    annotations[key] = public
+        service["spec"]["loadBalancerSourceRanges"] = list(source_ranges)
+    elif not any(annotations.get(key) == internal for key, (internal, _public) in _INTERNAL_LB.items()) \
+            and not service["spec"].get("loadBalancerSourceRanges"):
+        raise ConfigError(f"the Service {service['metadata']['name']} is a load balancer open to anyone",
+                          hint="keep the overlay's internal-load-balancer annotation, or set "
+                               "cluster.load_balancer_source_ranges in mco.yaml")
 
 
 def _set_env(env: list[Obj], name: str, value: str) -> None:

@@ -282,6 +282,8 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
         namespace=target.cluster.namespace, node_port=target.cluster.node_port, cloud=target.cloud,
         release=release, run_as_user=settings.run_as_user, resources=settings.resources,
         fetch=settings.fetch_sources.get(target.cloud),
+        ingress_cidrs=tuple(target.cluster.ingress_cidrs) if target.cluster.ingress_cidrs is not None else None,
+        load_balancer_source_ranges=tuple(target.cluster.load_balancer_source_ranges),
     )
     return render_release(target.overlay, values, manifests_dir=manifests_dir)
 
