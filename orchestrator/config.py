@@ -163,7 +163,7 @@ class RegistryConfig(StrictModel):
         return urlsplit("//" + self.url.removeprefix("https://").removeprefix("http://")).hostname or ""
 
     @model_validator(mode="after")
-    def _plain_http_only_on_loopback(self) -> "RegistryConfig":
+    def _plain_http_only_on_loopback(self) -> RegistryConfig:
         if self.insecure_http and not is_loopback_host(self.hostname):
             raise ValueError(f"insecure_http: plain HTTP would send credentials and images to {self.url} in the "
                              "clear; it is allowed only for a loopback registry (127.0.0.1:PORT). "
@@ -429,7 +429,7 @@ def load_config(path: str | Path | None = None, *, required: bool = False) -> MC
         raise ConfigError(f"config file {path} does not exist",
                           hint="check the --config path, or run `mco local up` to write mco.local.yaml")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
                           hint="save the config as UTF-8") from None

@@ -9,7 +9,11 @@ import os
 from pathlib import Path
 
 from orchestrator.serving.app import ServerSettings, build_app
-from orchestrator.serving.limits import ConnectionLimits, guarded_protocol, limit_requests
+from orchestrator.serving.limits import (
+    ConnectionLimits,
+    guarded_protocol,
+    limit_requests,
+)
 from orchestrator.serving.loader import load_verified
 
 __all__ = ["run_server"]

@@ -19,7 +19,7 @@ MCO = [sys.executable, "-m", "orchestrator.cli.main"]
 
 def _mco(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    return subprocess.run([*MCO, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env=env)
+    return subprocess.run([*MCO, *args], capture_output=True, text=True, cwd=cwd, timeout=120, env=env, check=False)
 
 
 def test_a_latin1_config_is_a_config_error(tmp_path):

@@ -10,7 +10,11 @@ import pytest
 
 from orchestrator.config import parse_config
 from orchestrator.errors import ConfigError
-from orchestrator.kube.render import ReleaseValues, default_manifests_dir, render_release
+from orchestrator.kube.render import (
+    ReleaseValues,
+    default_manifests_dir,
+    render_release,
+)
 
 IMAGE = "reg.example/mco/digits@sha256:" + "a" * 64
 MODEL = "b" * 64

@@ -14,7 +14,12 @@ import pytest
 
 from orchestrator.config import StorageConfig, parse_config
 from orchestrator.errors import ConfigError
-from orchestrator.kube.render import FetchSource, ReleaseValues, fetch_sources, render_release
+from orchestrator.kube.render import (
+    FetchSource,
+    ReleaseValues,
+    fetch_sources,
+    render_release,
+)
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mco/digits@sha256:" + "a" * 64
 MODEL = "b" * 64
@@ -97,7 +102,7 @@ def test_mco_deploy_refuses_an_unreachable_store_before_building(tmp_path, digit
         "    cluster: {context: kind-mco-aws, kind_cluster: mco-aws}\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     proc = subprocess.run([*MCO, "deploy", str(digits_bundle.path), "--config", "mco.yaml", "--output", "json"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env, check=False)
     assert proc.returncode == 2, proc.stderr
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["kind"] == "ConfigError" and "cannot reach it" in payload["error"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -76,7 +76,7 @@ def _registry(realm: str) -> tuple[ThreadingHTTPServer, list[str]]:
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 -- http.server's naming
+        def do_GET(self) -> None:
             seen.append(self.headers.get("Authorization") or "")
             self.send_response(401)
             self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="reg",scope="registry:catalog:*"')
