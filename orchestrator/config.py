@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
 
@@ -304,8 +304,11 @@ class RouterConfig(StrictModel):
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
 
 
-_CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
-_MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+# Kubernetes quantities: (pattern, examples) per resource.
+_QUANTITIES = {
+    "cpu": (re.compile(r"^\d+(\.\d+)?m?$"), "2, 0.5 or 500m"),
+    "memory": (re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"), "512Mi or 1Gi"),
+}
 
 
 class DeployResourcesConfig(StrictModel):
@@ -317,18 +320,13 @@ class DeployResourcesConfig(StrictModel):
     memory_request: str | None = Field(default=None, description="e.g. 512Mi")
     memory_limit: str | None = Field(default=None, description="e.g. 1Gi")
 
-    @field_validator("cpu_request", "cpu_limit")
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
     @classmethod
-    def _cpu(cls, v: str | None) -> str | None:
-        if v is not None and not _CPU_QUANTITY.match(v):
-            raise ValueError(f"'{v}' is not a CPU quantity (e.g. 2, 0.5 or 500m)")
-        return v
-
-    @field_validator("memory_request", "memory_limit")
-    @classmethod
-    def _memory(cls, v: str | None) -> str | None:
-        if v is not None and not _MEMORY_QUANTITY.match(v):
-            raise ValueError(f"'{v}' is not a memory quantity (e.g. 512Mi or 1Gi)")
+    def _quantity(cls, v: str | None, info: ValidationInfo) -> str | None:
+        resource = str(info.field_name).split("_")[0]
+        pattern, examples = _QUANTITIES[resource]
+        if v is not None and not pattern.match(v):
+            raise ValueError(f"'{v}' is not a {resource} quantity (e.g. {examples})")
         return v
 
 
