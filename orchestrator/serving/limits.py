@@ -105,7 +105,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             if what == "headers":
                 quiet = self.cycle is None or self.cycle.response_complete
             else:
-                quiet = not self.cycle.response_started
+                quiet = self.cycle is None or not self.cycle.response_started
             if quiet:
                 seconds = limits.header_timeout if what == "headers" else limits.body_timeout
                 self._refuse(408, f"the request's {what} did not arrive within {seconds:g} s")
