@@ -103,10 +103,10 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
                 return
             # Answer 408 only if no response is under way on this connection.
             if what == "headers":
-                quiet = self.cycle is None or self.cycle.response_complete
+                may_answer = self.cycle is None or self.cycle.response_complete
             else:
-                quiet = self.cycle is None or not self.cycle.response_started
-            if quiet:
+                may_answer = self.cycle is None or not self.cycle.response_started
+            if may_answer:
                 seconds = limits.header_timeout if what == "headers" else limits.body_timeout
                 self._refuse(408, f"the request's {what} did not arrive within {seconds:g} s")
             else:
