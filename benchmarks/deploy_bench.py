@@ -80,7 +80,7 @@ def main() -> int:
     bundles = {"A": _train(work / "a", "multinomial"), "B": _train(work / "b", "ovr")}
     images = {}
     for key, bundle in bundles.items():
-        built = build_image(bundle.path, packaging=base_cfg.packaging, show_progress=False)
+        built = build_image(bundle.path, packaging=base_cfg.packaging)
         img = local_image(built.image_id)
         images[key] = type(img)(name=built.image, image_id=img.image_id, bundle_digest=img.bundle_digest)
         errors = ensure_on_kind(images[key], {n: c.cluster.kind_cluster for n, c in clouds.items()})

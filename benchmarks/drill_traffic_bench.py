@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.drills.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
+from orchestrator.router.headers import CLOUD_HEADER
+from orchestrator.testing.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 
 
 class HttpxGenerator(TrafficGenerator):
@@ -72,7 +73,7 @@ class HttpxGenerator(TrafficGenerator):
         status, cloud, error = 0, None, None
         try:
             resp = await client.post(self.config.url, content=self.config.body)
-            status, cloud = resp.status_code, resp.headers.get("x-mco-cloud")
+            status, cloud = resp.status_code, resp.headers.get(CLOUD_HEADER)
             if status >= 400:
                 error = f"HTTP {status}"
         except httpx.TimeoutException:

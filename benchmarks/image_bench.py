@@ -101,10 +101,10 @@ def main() -> None:
 
     # -- build. The wheels (mco's included) are prepared once, so every build sees the same code.
     wheels = prepare_wheels()
-    build_image(bundle.path, packaging=packaging, show_progress=False, wheels=wheels)
-    cold = [build_image(bundle.path, packaging=packaging, show_progress=False, no_cache=True,
+    build_image(bundle.path, packaging=packaging, wheels=wheels)
+    cold = [build_image(bundle.path, packaging=packaging, no_cache=True,
                         wheels=wheels).build_seconds for _ in range(args.cold_builds)]
-    warm_runs = [build_image(bundle.path, packaging=packaging, show_progress=False, wheels=wheels)
+    warm_runs = [build_image(bundle.path, packaging=packaging, wheels=wheels)
                  for _ in range(3)]
     warm = [b.build_seconds for b in warm_runs]
     built = warm_runs[-1]

@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig,  # noqa: E402
                                  RouterRetryConfig, RouterTargetConfig)
-from orchestrator.local.processes import free_port, port_open  # noqa: E402
+from orchestrator.net import free_port, port_open  # noqa: E402
 from orchestrator.router.export import render  # noqa: E402
-from orchestrator.router.faults import FaultProxy  # noqa: E402
-from orchestrator.router.loadgen import LoadResult, predict_body, run_load  # noqa: E402
 from orchestrator.router.process import RouterProcess  # noqa: E402
-from orchestrator.serving.process import ModelServerProcess  # noqa: E402
+from orchestrator.testing.faults import FaultProxy  # noqa: E402
+from orchestrator.testing.model_server import ModelServerProcess  # noqa: E402
+from orchestrator.testing.traffic import LoadResult, predict_body, run_load  # noqa: E402
 
 CLOUDS = (("aws", "aws/us-east-1"), ("gcp", "gcp/us-central1"), ("azure", "azure/eastus"))
 TOKEN = "bench-token"

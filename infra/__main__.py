@@ -69,15 +69,18 @@ def cluster_section(cluster: Any, extra: dict[str, Any] | None = None) -> pulumi
         }.items() if val is not None})
 
 
-def cloud_section(provider: str, bucket: Any, store: Any, registry: Any, *, auth: str, pricing_key: str,
+def cloud_section(provider: str, bucket: Any, store: Any, registry: Any, *, region: str,
                   storage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The mco.yaml section of one cloud: its store (``bucket`` is the container on Azure),
-    its registry and its prices."""
+    its registry (logged in with the cloud's identity) and its prices (for ``region``)."""
+    from orchestrator.providers.loader import provider_class
+
+    declared = provider_class(provider)
     return {
         "provider": provider,
         "storage": {"bucket": bucket, "region": store.region, "prefix": store.prefix, **(storage_extra or {})},
-        "registry": {"url": registry.url, "repository": registry.repository, "auth": auth},
-        "pricing_key": pricing_key,
+        "registry": {"url": registry.url, "repository": registry.repository, "auth": declared.registry_auth},
+        "pricing_key": declared.pricing_key(region),
     }
 
 
@@ -111,7 +114,7 @@ if cloud == "aws":
         scan_on_push=flag(registry_cfg, "scanOnPush", True),
         tags=tags,
     ))
-    section = cloud_section("aws", store.bucket, store, registry, auth="ecr", pricing_key=f"aws/{region}")
+    section = cloud_section("aws", store.bucket, store, registry, region=region)
     if flag(cluster_cfg, "enabled"):
         from components.cluster.aws import EksCluster, EksClusterArgs
 
@@ -154,7 +157,7 @@ elif cloud == "gcp":
         mutable_tags=flag(registry_cfg, "mutableTags"),
         labels=tags,
     ))
-    section = cloud_section("gcp", store.bucket, store, registry, auth="gcp", pricing_key=f"gcp/{location}")
+    section = cloud_section("gcp", store.bucket, store, registry, region=location)
     if flag(cluster_cfg, "enabled"):
         from components.cluster.gcp import GkeCluster, GkeClusterArgs
 
@@ -202,8 +205,8 @@ elif cloud == "azure":
         anonymous_pull=flag(registry_cfg, "anonymousPull"),
         tags=tags,
     ))
-    section = cloud_section("azure", store.container, store, registry, auth="acr",
-                            pricing_key=f"azure/{location}", storage_extra={"endpoint": store.endpoint})
+    section = cloud_section("azure", store.container, store, registry, region=location,
+                            storage_extra={"endpoint": store.endpoint})
     if flag(cluster_cfg, "enabled"):
         from components.cluster.azure import AksCluster, AksClusterArgs
 

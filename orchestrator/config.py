@@ -48,7 +48,32 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_FILES = ("mco.yaml", "mco.yml")
-ProviderName = Literal["aws", "gcp", "azure", "local"]
+
+
+# The clouds declare themselves (orchestrator/providers/): this schema asks them what a
+# provider, a registry login or a fetch extra may be called instead of listing the clouds.
+def _one_of(value: str, known: tuple[str, ...], what: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {what} '{value}'; use one of: {', '.join(known)}")
+    return value
+
+
+def _provider_names() -> tuple[str, ...]:
+    from orchestrator.providers.loader import provider_names
+
+    return provider_names()
+
+
+def _fetch_extras() -> tuple[str, ...]:
+    from orchestrator.providers.loader import fetch_extras
+
+    return fetch_extras()
+
+
+def _registry_auths() -> tuple[str, ...]:
+    from orchestrator.providers.loader import registry_auths
+
+    return ("none", "basic", *registry_auths())
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -141,7 +166,7 @@ class RegistryConfig(StrictModel):
 
     url: str = Field(min_length=1, description="registry host[:port], e.g. 127.0.0.1:5001 or 123.dkr.ecr.us-east-1.amazonaws.com")
     repository: str = Field(default="mco", description="repository path prefix inside the registry")
-    auth: Literal["none", "basic", "ecr", "gcp", "acr"] = "none"
+    auth: str = Field(default="none", description="none | basic | a cloud's own login (ecr, gcp, acr: see providers/)")
     # Basic auth reads its secret from the environment, or from a file only its owner can read;
     # the config only names the variable or the file, never the secret itself.
     username: str | None = Field(default=None, description="basic-auth user name (not a secret)")
@@ -169,6 +194,11 @@ class RegistryConfig(StrictModel):
                              "clear; it is allowed only for a loopback registry (127.0.0.1:PORT). "
                              "Serve this registry over TLS and remove insecure_http")
         return self
+
+    @field_validator("auth")
+    @classmethod
+    def _known_auth(cls, value: str) -> str:
+        return _one_of(value, _registry_auths(), "registry auth")
 
 
 class ClusterConfig(StrictModel):
@@ -214,18 +244,29 @@ class PackagingConfig(StrictModel):
                               description="local image name is PREFIX/MODEL-NAME:DIGEST")
     model_source: Literal["baked", "fetch"] = Field(
         default="baked", description="baked into the image, or fetched from the cloud's bucket at startup")
-    fetch_extras: list[Literal["aws", "gcp", "azure"]] = Field(
-        default_factory=lambda: ["aws", "gcp", "azure"], description="SDKs the image needs to fetch at startup")
+    fetch_extras: list[str] = Field(default_factory=lambda: list(_fetch_extras()),
+                                    description="SDKs the image needs to fetch at startup (default: every cloud's)")
     uid: int = Field(default=10001, ge=1, description="the non-root user the server runs as")
+
+    @field_validator("fetch_extras")
+    @classmethod
+    def _known_extras(cls, value: list[str]) -> list[str]:
+        known = _fetch_extras()
+        return [_one_of(extra, known, "fetch extra") for extra in value]
 
 
 class CloudConfig(StrictModel):
-    provider: ProviderName
+    provider: str = Field(description="aws | gcp | azure | local (the classes in orchestrator/providers/)")
     storage: StorageConfig | None = None
     registry: RegistryConfig | None = None
     cluster: ClusterConfig | None = None
     priority: int = Field(default=0, description="router failover order: lower is preferred")
     pricing_key: str | None = Field(default=None, description="entry in the price catalog, e.g. aws/us-east-1")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        return _one_of(value, _provider_names(), "provider")
 
 
 class RouterTargetConfig(StrictModel):
@@ -292,7 +333,7 @@ class RouterRetryConfig(StrictModel):
 class RouterConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
-    policy: Literal["failover", "weighted", "latency", "cost"] = "failover"
+    policy: str = Field(default="failover", description="a registered routing policy (router/balancer/policies.py)")
     slo_p95_ms: float = Field(default=50.0, gt=0, description="the cost policy keeps p95 within this")
     targets: list[RouterTargetConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1 << 20, gt=0)
@@ -302,6 +343,17 @@ class RouterConfig(StrictModel):
     health: RouterHealthConfig = Field(default_factory=RouterHealthConfig)
     outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        # the policies register themselves; the registry, not this schema, knows their names
+        from orchestrator.router.balancer.policies import policy_names
+
+        known = policy_names()
+        if name not in known:
+            raise ValueError(f"unknown router policy '{name}'; known policies: {', '.join(known)}")
+        return name
 
 
 # Kubernetes quantities: (pattern, examples) per resource.
@@ -331,7 +383,7 @@ class DeployResourcesConfig(StrictModel):
 
 
 class DeployConfig(StrictModel):
-    """How `mco deploy` rolls a release out (see orchestrator/cli/deploy.py)."""
+    """How `mco deploy` rolls a release out (see orchestrator/releases/pipeline.py)."""
 
     replicas: int = Field(default=2, ge=1, description="model server replicas per cluster (HPA minimum)")
     auto_rollback: bool = Field(default=True, description="a cloud whose rollout fails goes back to its previous release")

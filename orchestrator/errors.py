@@ -18,6 +18,7 @@ the problem and the fix, and never a traceback.
     │   ├── Throttled
     │   └── Unreachable           -- network, DNS, connection refused, timeout
     ├── ClusterError              -- a Kubernetes cluster refused or failed
+    │   ├── ClusterUnreachable    -- its API server did not answer (refused, timed out, reset, DNS)
     │   └── RolloutFailed
     ├── ReleaseError              -- release history and locks
     │   └── LockHeld
@@ -30,6 +31,7 @@ __all__ = [
     "AccessDenied",
     "CapabilityError",
     "ClusterError",
+    "ClusterUnreachable",
     "ConfigError",
     "DrillFailed",
     "ExportError",
@@ -125,6 +127,10 @@ class Unreachable(ProviderError, ConnectionError):
 
 class ClusterError(MCOError):
     pass
+
+
+class ClusterUnreachable(ClusterError, ConnectionError):
+    """No answer from the API server: the transport failed, not the request."""
 
 
 class RolloutFailed(ClusterError):

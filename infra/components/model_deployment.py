@@ -7,9 +7,10 @@ provider waits for the Deployment to be ready, as ``mco deploy`` does). When the
 deployment succeeds a ``Release`` records it in mco's history, so ``mco history``,
 ``mco status`` and ``mco rollback`` see Pulumi's releases like their own.
 
-Release numbers are chosen the way content addressing wants: if what every target
-already runs (per the history) renders exactly the same objects, the current number is
-kept and nothing changes; otherwise the objects carry the next number. Preview and up
+Release numbers and "unchanged" are decided by mco's one planning rule
+(``orchestrator.releases.plan.plan_release``), the one ``mco deploy`` uses: if every target
+already runs (per the history) the same objects, nothing changes and the recorded objects
+are what Pulumi applies; otherwise the objects carry the next number. Preview and up
 compute the same plan, so a preview shows exactly what up will apply.
 """
 
@@ -95,31 +96,27 @@ def plan_release(args: ModelDeploymentArgs) -> ReleasePlan:
     """Render every target, choosing the release number against mco's history (read only)."""
     from orchestrator.kube.render import render_release
     from orchestrator.model.bundle import load_bundle
+    from orchestrator.releases import plan
     from orchestrator.releases.store import ReleaseStore
 
     bundle = load_bundle(args.model_dir)  # verifies every file's sha256
     digest = bundle.digest
     bundle_ref = getattr(bundle, "ref", None)
+    by_cloud = {t.cloud: t for t in args.targets}
 
-    def render(target: DeploymentTarget, release: int | None) -> list[Obj]:
+    def render(cloud: str, release: int | None) -> list[Obj]:
+        target = by_cloud[cloud]
         return render_release(target.overlay, _values(args, target, digest, release), manifests_dir=args.manifests_dir)
 
     if args.state_dir is None:
-        return ReleasePlan(None, False, digest, bundle_ref, {t.cloud: render(t, None) for t in args.targets})
-
+        return ReleasePlan(None, False, digest, bundle_ref, {c: render(c, None) for c in by_cloud})
     db = Path(args.state_dir) / "releases.db"
     if not db.is_file():
-        return ReleasePlan(1, False, digest, bundle_ref, {t.cloud: render(t, 1) for t in args.targets})
-    with ReleaseStore(db, args.service) as store:
-        currents = {t.cloud: store.current(t.cloud) for t in args.targets}
-        numbers = {c.release for c in currents.values() if c is not None}
-        if len(numbers) == 1 and all(c is not None for c in currents.values()):
-            number = numbers.pop()
-            objects = {t.cloud: render(t, number) for t in args.targets}
-            if all(objects[cloud] == c.manifests for cloud, c in currents.items() if c is not None):
-                return ReleasePlan(number, True, digest, bundle_ref, objects)
-        planned = store.latest_number() + 1
-    return ReleasePlan(planned, False, digest, bundle_ref, {t.cloud: render(t, planned) for t in args.targets})
+        chosen = plan.plan_release(None, by_cloud, render)
+    else:
+        with ReleaseStore(db, args.service) as store:
+            chosen = plan.plan_release(store, by_cloud, render)
+    return ReleasePlan(chosen.number, chosen.unchanged, digest, bundle_ref, chosen.objects)
 
 
 def resource_type(obj: Obj) -> str:

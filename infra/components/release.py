@@ -1,7 +1,8 @@
 """``Release``: a Pulumi resource that is one record in mco's release history.
 
 It is a dynamic resource whose provider writes ``orchestrator.releases`` (the same
-SQLite history ``mco deploy`` writes), under mco's per-service deploy lock. Creating it
+SQLite history ``mco deploy`` writes, through the same writer, ``releases.plan.record_applied``),
+under mco's per-service deploy lock. Creating it
 records a release; changing what is deployed records the next one; destroying the
 stack leaves history alone, as history is append-only. A ``pulumi up`` that changes
 nothing changes no input here, so it records nothing, like a no-op ``mco deploy``.
@@ -41,23 +42,13 @@ def record_release(props: dict[str, Any]) -> int:
     """
     from pathlib import Path
 
-    from orchestrator.errors import ReleaseError
     from orchestrator.releases.lock import DeployLock
+    from orchestrator.releases.plan import record_applied
     from orchestrator.releases.store import CloudPlan, ReleaseStore
 
     state_dir = Path(props["state_dir"])
     with DeployLock(state_dir, props["service"], wait_s=float(props.get("lock_wait_s", 60.0)), purpose="pulumi up"):
         with ReleaseStore(state_dir / "releases.db", props["service"]) as store:
-            planned = int(props["planned_number"])
-            current = {cloud: store.current(cloud) for cloud in props["clouds"]}
-            if all(c is not None and c.release == planned for c in current.values()):
-                return planned  # already recorded (a refresh or a retried update)
-            nxt = store.latest_number() + 1
-            if nxt != planned:
-                raise ReleaseError(
-                    f"mco's history moved on while Pulumi was applying: release {planned} was planned, "
-                    f"but the next free number is {nxt} (another `mco deploy` ran)",
-                    hint="run `pulumi up` again; it re-renders against the new history")
             plans = {
                 cloud: CloudPlan(
                     model_digest=props["model_digest"], image_ref=c["image_ref"], image_digest=c.get("image_digest"),
@@ -66,14 +57,11 @@ def record_release(props: dict[str, Any]) -> int:
                 )
                 for cloud, c in props["clouds"].items()
             }
-            number = store.begin(kind="deploy", model_digest=props["model_digest"], clouds=plans,
-                                 bundle_ref=props.get("bundle_ref"), created_by=_who())
-            for cloud, c in props["clouds"].items():
-                # Pulumi's Kubernetes provider returns only once the Deployment is ready.
-                store.update_cloud(number, cloud, status="deployed", ready_replicas=int(c["replicas"]),
-                                   endpoint=c.get("endpoint"), detail="applied by pulumi up")
-            store.finish(number)
-            return number
+            # Pulumi's Kubernetes provider returns only once the Deployment is ready: deployed.
+            # Already recorded (a refresh, a retried update, an unchanged plan): nothing is written.
+            return record_applied(store, planned=int(props["planned_number"]), model_digest=props["model_digest"],
+                                  clouds=plans, bundle_ref=props.get("bundle_ref"), created_by=_who(),
+                                  detail="applied by pulumi up")
 
 
 def _who() -> str:

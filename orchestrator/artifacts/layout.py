@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from orchestrator.errors import ConfigError, IntegrityError
-from orchestrator.model.bundle import unsafe_name_reason
+from orchestrator.providers.base import check_relative_key
 
 __all__ = [
     "MANIFEST_FILE",
@@ -31,15 +31,6 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = "mco.bundle-manifest/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-
-
-def check_relative_key(key: str, *, what: str = "object name") -> str:
-    """``key`` if it is a plain relative path; otherwise ``IntegrityError`` naming the problem."""
-    bad = unsafe_name_reason(key)
-    if bad:
-        raise IntegrityError(f"refusing {what} '{key}': it {bad}, so it could escape its directory",
-                             hint="bundle file names must be plain relative paths inside the bundle")
-    return key
 
 
 def check_name(name: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import enum
 import json
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Iterable
 
 import typer
 from rich.console import Console
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigOpt",
     "OutputFormat",
     "OutputOpt",
+    "ProgressLines",
     "compact_table",
     "console",
     "emit",
@@ -30,6 +32,41 @@ __all__ = [
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class ProgressLines:
+    """Draws the progress the layers below report (an ``orchestrator.progress.ProgressFn``):
+    one live line per subject (an image, a cloud) on stderr, or nothing when not ``enabled``
+    (``--output json``). Subjects named up front show "waiting" until their first report."""
+
+    def __init__(self, subjects: Iterable[str] = (), *, enabled: bool = True) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.enabled = enabled
+        self._lock = threading.Lock()  # reports come from worker threads
+        self._tasks: dict[str, Any] = {}
+        self._progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[subject]:<8}"),
+                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                                  disable=not enabled)
+        for subject in subjects:
+            self(subject, "waiting")
+
+    def __call__(self, subject: str, message: str) -> None:
+        from rich.markup import escape
+
+        with self._lock:
+            task = self._tasks.get(subject)
+            if task is None:
+                self._tasks[subject] = self._progress.add_task(escape(message), subject=escape(subject), total=None)
+            else:
+                self._progress.update(task, description=escape(message))
+
+    def __enter__(self) -> ProgressLines:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
 
 
 class OutputFormat(str, enum.Enum):

@@ -64,7 +64,7 @@ def run(
     cloud: Annotated[str | None, typer.Option(help="the cloud to break (default: the one serving most traffic)")] = None,
     config: ConfigOpt = None,
     runtime: RuntimeOpt = "auto",
-    policy: Annotated[str | None, typer.Option(help="router policy: failover, weighted, latency or cost")] = None,
+    policy: Annotated[str | None, typer.Option(help="router policy, e.g. failover, weighted, latency or cost")] = None,
     max_rto: Annotated[float | None, typer.Option("--max-rto", help="objective: recovery time in seconds")] = None,
     max_errors: Annotated[int | None, typer.Option("--max-errors", help="objective: client error budget")] = None,
     max_failback: Annotated[float | None, typer.Option("--max-failback",
@@ -90,8 +90,10 @@ def run(
     get_scenario(scenario)  # a typo fails before anything starts
     if not 0 < rate <= 5000:
         raise ConfigError(f"--rate {rate:g} is out of range", hint="use 1 to 5000 requests per second")
-    if policy is not None and policy not in ("failover", "weighted", "latency", "cost"):
-        raise ConfigError(f"unknown router policy '{policy}'", hint="choose failover, weighted, latency or cost")
+    if policy is not None:
+        from orchestrator.router.balancer.policies import policy_class
+
+        policy_class(policy)  # an unknown name fails before anything starts, listing the known ones
     missing = None
     if config is not None and not config.is_file() and runtime == "auto":
         # No clusters were ever brought up here: the embedded runtime still answers the question.

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, console, emit, kv_table
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, ProgressLines, console, emit, kv_table
 
 
 def package(
@@ -35,7 +35,8 @@ def package(
         updates["base_image"] = base_image
     if updates:
         packaging = packaging.model_copy(update=updates)
-    built = build_image(bundle_dir, packaging=packaging, show_progress=output == OutputFormat.table)
+    with ProgressLines(enabled=output == OutputFormat.table) as progress:
+        built = build_image(bundle_dir, packaging=packaging, progress=progress)
 
     def render(data: dict[str, object]) -> None:
         console.print(kv_table({**data, "cached steps": f"{built.cached_steps}/{built.steps}",

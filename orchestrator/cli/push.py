@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, compact_table, console, emit, err_console
+from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, ProgressLines, compact_table, console, emit, err_console
 
 __all__ = ["RichPushProgress", "pull", "push", "register"]
 
@@ -28,12 +28,20 @@ def _bar() -> Progress:
 
 
 class RichPushProgress:
-    """One rich progress bar per cloud (on stderr, only when it is a terminal)."""
+    """One rich progress bar per cloud (on stderr, only when it is a terminal); shown while
+    entered (``publish`` enters it for the bundle uploads only: the image push draws its own)."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    def __enter__(self) -> RichPushProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
 
     def _task(self, cloud: str) -> Any:
         with self._lock:
@@ -91,38 +99,32 @@ def push(
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Push a bundle to every configured cloud at once: content-addressed, verified, idempotent."""
-    from orchestrator.artifacts.push import push_bundle
     from orchestrator.config import load_config
     from orchestrator.model.bundle import load_bundle
-    from orchestrator.packaging.publish import image_only_clouds, publish_bundle_image
+    from orchestrator.releases.publish import publish
 
     cfg = load_config(config)
     bundle = load_bundle(bundle_dir, verify=False)  # contents are checked against the card during the push
-    image_only = image_only_clouds(cfg, cloud or None)  # a registry but no storage: the image goes, not the bundle
-    results: dict[str, Any] = {}
-    if not image_only or any(c not in image_only for c in (cloud or cfg.clouds)):
-        with _bar() as bar:
-            results = push_bundle(cfg, bundle, [c for c in cloud if c not in image_only] if cloud else None,
-                                  progress=RichPushProgress(bar))
-    # Images: built (cached) and pushed to every chosen cloud with a registry; adds image_digest per cloud.
-    images = publish_bundle_image(bundle_dir, cfg, cloud or None, show_progress=output == OutputFormat.table)
-    clouds = {name: r.to_dict() for name, r in results.items()}
-    for name, entry in (images.to_dict() if images else {}).items():
-        clouds.setdefault(name, {}).update(entry)
+    # The bundle to every chosen cloud with storage, the image (built or reused) to every one with a registry.
+    with ProgressLines(enabled=output == OutputFormat.table) as progress:
+        published = publish(cfg, bundle, cloud or None, bundle_progress=RichPushProgress(_bar()), progress=progress)
+    clouds = published.to_dict()
     data = {"bundle_digest": bundle.digest, "name": bundle.name, "ref": bundle.ref, "clouds": clouds}
     emit(data, output, _render_push)
-    failed = {name: r for name, r in results.items() if not r.ok}
-    for name, r in failed.items():
+    for text in published.notes:
+        err_console.print(f"[yellow]note:[/] {text}", highlight=False)
+    failed = [name for name, r in published.bundles.items() if not r.ok]
+    for name in failed:
+        r = published.bundles[name]
         err_console.print(f"[bold red]error:[/] {name} ({r.endpoint or 'no endpoint'}) does not have the bundle: "
                           f"{r.error.message if r.error else ''}", highlight=False)
         if r.error is not None and r.error.hint:
             err_console.print(f"[bold]fix:[/] {r.error.hint}", highlight=False)
-    for name, exc in (images.failed if images else {}).items():
+    for name, exc in (published.images.failed if published.images else {}).items():
         err_console.print(f"[bold red]error:[/] {name} does not have the image: {exc.message}", highlight=False)
         if exc.hint:
             err_console.print(f"[bold]fix:[/] {exc.hint}", highlight=False)
-    if images and images.failed:
-        failed = {**failed, **{n: None for n in images.failed}}  # type: ignore[dict-item]
+    failed = list(published.failed())
     if failed:
         have = [n for n in clouds if n not in failed]
         err_console.print(f"pushed to {', '.join(have) or 'no cloud'}; failed on {', '.join(failed)}", highlight=False)

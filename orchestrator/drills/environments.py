@@ -47,7 +47,7 @@ def cluster_clouds(config: MCOConfig) -> list[str]:
 def kind_tooling() -> tuple[bool, str]:
     """Whether the kind and kubectl binaries that `make setup` builds are there."""
     from orchestrator.errors import ClusterError
-    from orchestrator.local.clusters import kind_binary, kubectl_binary
+    from orchestrator.kube.kind import kind_binary, kubectl_binary
 
     try:
         kind_binary()

@@ -16,8 +16,10 @@ Faults, per cloud:
 * ``store_outage``: the cloud's local object-store emulator is stopped (SIGKILL) and
   started again by ``store_repair``.
 
-Deploys go through the ``mco`` CLI, the same commands a user runs, so the drill exercises
-the real path rather than a copy of it.
+Deploys go through the ``mco`` CLI, the same commands a user runs, which call the release
+pipeline (``orchestrator.releases.pipeline``): the drill exercises the real path rather than a
+copy of it, and in a process of its own, so a deploy's work does not stall the drill's own
+clients and router in this process.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class KindFleet:
         return self.cfg.clouds[cloud].cluster
 
     def _kubectl(self, cloud: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        from orchestrator.local.clusters import kubectl_binary
+        from orchestrator.kube.kind import kubectl_binary
 
         cluster = self._cluster(cloud)
         argv = [kubectl_binary(), "--context", cluster.context, "-n", cluster.namespace]
@@ -233,12 +235,13 @@ class KindFleet:
     def stage(self, bundle: Bundle) -> str:
         # Three "clouds" share this machine's cores: an image build and three `kind load`s during
         # the drill would starve every model server at once, which no real cloud's serving feels.
-        # The same build-or-reuse `mco deploy` does, so the release below finds the image ready.
-        from orchestrator.releases.images import ensure_on_kind, image_for_bundle
+        # The pipeline's own image and staging steps (what `mco deploy` does first), so the
+        # release below finds the image ready.
+        from orchestrator.releases.pipeline import choose_image, stage_images
 
-        image = image_for_bundle(self.cfg, bundle)
-        nodes = {c: self._cluster(c).kind_cluster for c in self.clouds if self._cluster(c).kind_cluster}
-        errors = ensure_on_kind(image, nodes)
+        image = choose_image(self.cfg, bundle, None)
+        nodes = [c for c in self.clouds if self._cluster(c).kind_cluster]
+        errors = stage_images(image, {c: self.cfg.clouds[c] for c in self.clouds})
         if errors:
             raise ClusterError("could not load the release's image: " + "; ".join(f"{c}: {e}" for c, e in errors.items()))
         return f"built {image.image_id[:19]}… and loaded it into {', '.join(nodes) or 'no node'}"

@@ -19,8 +19,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-from orchestrator.drills.traffic import RequestRecord
 from orchestrator.errors import ConfigError
+from orchestrator.testing.traffic import RequestRecord
 
 __all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure", "settled", "SETTLE_ANSWERS"]
 

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from orchestrator.drills.traffic import RequestRecord
+from orchestrator.testing.traffic import RequestRecord
 
 __all__ = ["MARKER_KINDS", "per_second", "health_intervals", "write_report", "markers_from"]
 
@@ -34,13 +34,15 @@ _MARKER_STYLE = {
     "all_down": ("#000000", "-"), "recovered": ("#000000", ":"), "rollback": ("#8c564b", "--"),
     "deploy": ("#8c564b", "-"),
 }
-_CLOUD_COLORS = {"aws": "#ff9900", "gcp": "#4285f4", "azure": "#008ad7"}
 _FALLBACK_COLORS = ("#7f7f7f", "#bcbd22", "#e377c2", "#8c564b")
 
 
 def _color(cloud: str, clouds: Sequence[str]) -> str:
-    if cloud in _CLOUD_COLORS:
-        return _CLOUD_COLORS[cloud]
+    from orchestrator.providers.loader import PROVIDERS
+
+    provider = PROVIDERS.get(cloud)  # the stand-ins are named after the clouds they stand in for
+    if provider is not None and provider.color:
+        return provider.color
     return _FALLBACK_COLORS[list(clouds).index(cloud) % len(_FALLBACK_COLORS)] if cloud in clouds else "#7f7f7f"
 
 

@@ -28,9 +28,9 @@ from orchestrator.drills.objectives import (
     settled,
 )
 from orchestrator.drills.scenarios import Scenario, get_scenario
-from orchestrator.drills.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 from orchestrator.errors import ConfigError, DrillFailed, Unreachable
 from orchestrator.model.bundle import Bundle
+from orchestrator.testing.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 
 __all__ = ["DrillContext", "DrillSpec", "DrillTiming", "run_drill", "new_run_dir"]
 
@@ -206,7 +206,7 @@ _DRILL_ROUTER_FIELDS = {"host", "port", "policy", "targets", "events_file", "tok
 
 def _router_config(fleet: Fleet, policy: str, run_dir: Path, base: Any) -> Any:
     from orchestrator.config import RouterConfig, RouterTargetConfig
-    from orchestrator.local.processes import free_port
+    from orchestrator.net import free_port
 
     targets = [RouterTargetConfig(name=t.cloud, url=t.url, priority=t.priority, pricing_key=t.pricing_key)
                for t in fleet.targets()]

@@ -57,7 +57,10 @@ def _outage_objectives(runtime: str, policy: str) -> Objectives:
 
 
 def _latency_objectives(runtime: str, policy: str) -> Objectives:
-    return Objectives(max_errors=0, expect_traffic_moves=policy in ("latency", "cost"))
+    from orchestrator.router.balancer.policies import policy_class
+
+    # a policy that ranks by measured latency moves traffic off a slow cloud; the others keep it there
+    return Objectives(max_errors=0, expect_traffic_moves=policy_class(policy).needs_latency)
 
 
 def _release_objectives(runtime: str, policy: str) -> Objectives:

@@ -10,7 +10,8 @@ A thin wrapper over the official ``kubernetes`` client's ``DynamicClient``:
 ``force`` and ``dry_run`` are required keywords, so every caller decides them on purpose.
 Every request has a timeout, so a cluster that stops answering fails the call instead of
 hanging it. Library errors become ``ClusterError`` here (``raise ... from exc``), with the
-cluster's context in the message.
+cluster's context in the message; when the API server gave no answer at all (refused, timed
+out, reset, unknown host) the error is ``ClusterUnreachable``, so callers decide by type.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from orchestrator.errors import ClusterError, ConfigError, MissingExtraError
+from orchestrator.errors import ClusterError, ClusterUnreachable, ConfigError, MissingExtraError
 
-__all__ = ["FIELD_MANAGER", "KubeClient", "diff_objects", "strip_server_fields"]
+__all__ = ["FIELD_MANAGER", "KubeClient", "diff_objects", "no_answer", "strip_server_fields"]
 
 FIELD_MANAGER = "mco"
 CONNECT_TIMEOUT_S = 5.0
@@ -62,6 +63,21 @@ def _short_error(exc: BaseException) -> str:
         if needle in text:
             return plain
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def no_answer(exc: BaseException) -> bool:
+    """Whether the API server never answered: a transport failure, not an HTTP error or a TLS refusal."""
+    import ssl
+
+    from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, SSLError
+    from urllib3.exceptions import TimeoutError as TransportTimeout
+
+    if getattr(exc, "status", None):  # an HTTP status: the server answered
+        return False
+    cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+    if isinstance(cause, (SSLError, ssl.SSLError)):
+        return False
+    return isinstance(cause, (NewConnectionError, ProtocolError, TransportTimeout, MaxRetryError, OSError))
 
 
 class KubeClient:
@@ -123,9 +139,10 @@ class KubeClient:
         return self._dynamic
 
     def _error(self, what: str, exc: BaseException) -> ClusterError:
-        return ClusterError(f"{self.name}: {what}: {_short_error(exc)}",
-                            hint=f"check the cluster behind kube context '{self.context}' is running "
-                                 f"(`kubectl --context {self.context} get nodes`)")
+        kind = ClusterUnreachable if no_answer(exc) else ClusterError
+        return kind(f"{self.name}: {what}: {_short_error(exc)}",
+                    hint=f"check the cluster behind kube context '{self.context}' is running "
+                         f"(`kubectl --context {self.context} get nodes`)")
 
     def close(self) -> None:
         if self._api_client is not None:

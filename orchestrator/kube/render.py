@@ -54,7 +54,14 @@ __all__ = [
 
 Obj = dict[str, Any]
 
-OVERLAYS = ("aws", "gcp", "azure", "kind")
+
+def _provider_overlays() -> tuple[str, ...]:
+    from orchestrator.providers.loader import overlays
+
+    return overlays()
+
+
+OVERLAYS = _provider_overlays()  # each provider declares its overlay (providers/<cloud>.py)
 APP_NAME = "mco-model"
 MODEL_CONTAINER = "model"
 
@@ -266,16 +273,14 @@ def default_manifests_dir() -> Path:
 
 
 def overlay_for(cloud_config: Any) -> str:
-    """Which overlay a configured cloud uses: ``kind`` when its cluster is a kind cluster."""
+    """Which overlay a configured cloud uses: ``kind`` when its cluster is a kind cluster,
+    else the one its provider declares."""
+    from orchestrator.providers.loader import provider_class
+
     cluster = getattr(cloud_config, "cluster", None)
     if cluster is not None and getattr(cluster, "kind_cluster", None):
         return "kind"
-    provider = getattr(cloud_config, "provider", None)
-    if provider == "local":
-        return "kind"
-    if provider in OVERLAYS:
-        return str(provider)
-    raise ConfigError(f"no overlay for provider '{provider}'", hint=f"overlays: {', '.join(OVERLAYS)}")
+    return provider_class(str(getattr(cloud_config, "provider", None))).overlay
 
 
 # ---------------------------------------------------------------- kustomize subset

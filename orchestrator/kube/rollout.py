@@ -38,6 +38,7 @@ __all__ = [
     "deployment_progress",
     "diagnose_pods",
     "new_replicaset_hash",
+    "stale_pull_failures",
     "wait_for_endpoint",
     "wait_for_rollout",
 ]
@@ -104,6 +105,24 @@ def new_replicaset_hash(dep: Obj, replicasets: list[Obj]) -> str | None:
         if revision and (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision") == revision:
             return (rs["metadata"].get("labels") or {}).get("pod-template-hash")
     return None
+
+
+def stale_pull_failures(pods: list[Obj], earlier: set[str]) -> list[Obj]:
+    """Pure: the pods among ``pods`` that existed before this rollout (their uid is in
+    ``earlier``) and are waiting for an image they could not get then.
+
+    Such a pod tells nothing about this rollout: the image is staged before each apply, and
+    the pod's kubelet only looks again after its back-off. Judging it would fail a release
+    for the previous try's missing image."""
+    out = []
+    for pod in pods:
+        if str(pod.get("metadata", {}).get("uid")) not in earlier:
+            continue
+        for cs in (pod.get("status", {}) or {}).get("containerStatuses", []) or []:
+            if ((cs.get("state") or {}).get("waiting") or {}).get("reason") in _PULL_REASONS:
+                out.append(pod)
+                break
+    return out
 
 
 def _parse_time(text: str | None) -> float | None:

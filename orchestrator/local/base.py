@@ -75,9 +75,18 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-# The stand-ins are priced as the clouds they stand in for, so the router's and the demo's
-# cost columns show what the same traffic would cost there (a key of catalog/data/prices.json).
-STAND_IN_PRICING = {"aws": "aws/us-east-1", "gcp": "gcp/us-central1", "azure": "azure/eastus"}
+
+def _stand_in_pricing() -> dict[str, str]:
+    from orchestrator.providers.loader import provider_class
+
+    keys = {cloud: provider_class(cloud).pricing_key() for cloud in CLOUDS}
+    return {cloud: key for cloud, key in keys.items() if key}
+
+
+# The stand-ins are priced as the clouds they stand in for (in each provider's default
+# region), so the router's and the demo's cost columns show what the same traffic would
+# cost there (a key of catalog/data/prices.json).
+STAND_IN_PRICING = _stand_in_pricing()
 
 # The router in front of the stand-ins. Three clusters, the router and its clients share this
 # machine's cores: while a node boots or a new release's pods start, a healthy model server

@@ -6,9 +6,9 @@
 reachable from the host; the port goes into ``mco.local.yaml`` as ``cluster.endpoint``.
 
 What this machine needs to run kind at all (no ``--privileged``, cgroup v1, no registry) is
-detected and handled in :mod:`orchestrator.local.hostcompat`; the binaries and the node
+detected and handled in :mod:`orchestrator.kube.kind_host`; the binaries and the node
 image come from ``scripts/setup/50-kind.sh``. Images reach the nodes with
-``kind load docker-image`` (:func:`load_image`).
+``kind load docker-image`` (:func:`orchestrator.kube.kind.load_image`, which a deploy uses too).
 
 Environment: ``MCO_KIND_NODE_IMAGE`` forces a node image; ``MCO_KIND_KEEP_FAILED=1`` keeps
 the node of a cluster that failed to come up, for a post-mortem (its logs are copied into
@@ -19,31 +19,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import yaml
+from typing import Any, Iterable
 
 from orchestrator.errors import ClusterError, ConfigError, MCOError
+from orchestrator.kube.kind import KIND_DEFAULT_IMAGE, Kind, cluster_name, kubectl_binary, node_container, run
+from orchestrator.kube.kind_host import MCO_NODE_IMAGE, HostProfile, SysctlGuard, detect
 from orchestrator.local.base import CLOUDS, LocalContext, update_local_config
-from orchestrator.local.hostcompat import MCO_NODE_IMAGE, HostProfile, SysctlGuard, detect, docker_wrapper_dir
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 
 __all__ = [
     "NODE_PORT",
     "ClusterSpec",
     "ClusterStandIn",
-    "cluster_name",
-    "kind_binary",
-    "kubectl_binary",
-    "load_image",
-    "node_container",
 ]
 
 NODE_PORT = 30080  # the NodePort the model Service uses in every cluster
@@ -51,8 +43,6 @@ NAMESPACE = "mco"
 HOST = "127.0.0.1"
 CREATE_TIMEOUT = 600.0
 READY_TIMEOUT = 300.0
-# kind v0.30's default node image; used only on hosts where stock kind can run (see hostcompat).
-KIND_DEFAULT_IMAGE = "kindest/node:v1.34.0"
 
 # A kubeadm patch for our node image, which runs kubelet without systemd.
 _CGROUPFS_PATCH = "kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"
@@ -75,36 +65,6 @@ etcd:
     extraArgs:
       unsafe-no-fsync: "true"
 """
-
-
-def cluster_name(cloud: str) -> str:
-    if cloud not in CLOUDS:
-        raise ConfigError(f"unknown cloud '{cloud}'", hint=f"choose from: {', '.join(CLOUDS)}")
-    return f"mco-{cloud}"
-
-
-def node_container(cloud: str) -> str:
-    """The Docker container that is the cluster's (only) node."""
-    return f"{cluster_name(cloud)}-control-plane"
-
-
-def _tool(name: str) -> str:
-    """Prefer the binary `make setup` links into the venv (the version we built) over PATH."""
-    venv_bin = Path(sys.executable).parent / name
-    if venv_bin.exists():
-        return str(venv_bin)
-    found = shutil.which(name)
-    if found is None:
-        raise ClusterError(f"`{name}` is not installed", hint="run `make setup` (scripts/setup/50-kind.sh builds it)")
-    return found
-
-
-def kind_binary() -> str:
-    return _tool("kind")
-
-
-def kubectl_binary() -> str:
-    return _tool("kubectl")
 
 
 @dataclass(frozen=True)
@@ -147,34 +107,23 @@ class ClusterSpec:
         return config
 
 
-def _run(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120,
-         input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False,
-                              env=env, input=input.decode() if input else None)
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterError(f"`{' '.join(argv[:4])} …` did not finish within {timeout:.0f} s") from exc
-    except FileNotFoundError as exc:
-        raise ClusterError(f"`{argv[0]}` is not installed", hint="run `make setup`") from exc
-
-
 def _container_state(container: str) -> str:
     """``running``, ``exited``, ... or ``absent``."""
-    proc = _run(["docker", "inspect", "-f", "{{.State.Status}}", container], timeout=30)
+    proc = run(["docker", "inspect", "-f", "{{.State.Status}}", container], timeout=30)
     return proc.stdout.strip() if proc.returncode == 0 else "absent"
 
 
 def _image_id(ref: str, *, container: bool = False) -> str | None:
     """The image ID a node container runs (``container``), or that an image name points to."""
     fmt = "{{.Image}}" if container else "{{.Id}}"
-    proc = _run(["docker", "inspect", "-f", fmt, ref], timeout=30)
+    proc = run(["docker", "inspect", "-f", fmt, ref], timeout=30)
     if proc.returncode != 0:
         return None
     return proc.stdout.strip() or None
 
 
 def _published_port(container: str, node_port: int) -> int | None:
-    proc = _run(["docker", "inspect", "-f", "{{json .HostConfig.PortBindings}}", container], timeout=30)
+    proc = run(["docker", "inspect", "-f", "{{json .HostConfig.PortBindings}}", container], timeout=30)
     if proc.returncode != 0:
         return None
     bindings = json.loads(proc.stdout.strip() or "null") or {}
@@ -184,59 +133,8 @@ def _published_port(container: str, node_port: int) -> int | None:
     return None
 
 
-class Kind:
-    """The kind CLI, run with the host workarounds this machine needs."""
-
-    def __init__(self, state_dir: Path, profile: HostProfile | None = None) -> None:
-        self.state_dir = state_dir
-        self.binary = kind_binary()
-        self.env = dict(os.environ)
-        if profile is None:  # every kind command (load and exec too) needs the host's workarounds
-            profile = detect(kind_default_image=KIND_DEFAULT_IMAGE)
-        if profile.needs_docker_wrapper:
-            self.env["PATH"] = f"{docker_wrapper_dir(state_dir)}{os.pathsep}{self.env.get('PATH', '')}"
-
-    def clusters(self) -> list[str]:
-        proc = _run([self.binary, "get", "clusters"], env=self.env, timeout=60)
-        if proc.returncode != 0:
-            raise ClusterError(f"`kind get clusters` failed: {proc.stderr.strip()}")
-        return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
-
-    def create(self, spec: ClusterSpec, config: dict[str, Any]) -> None:
-        config_path = self.state_dir / f"{spec.name}.kind.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        log_path = self.state_dir / f"{spec.name}.create.log"
-        argv = [self.binary, "create", "cluster", "--name", spec.name, "--config", str(config_path),
-                "--wait", f"{int(READY_TIMEOUT)}s", "--retain"]
-        proc = _run(argv, env=self.env, timeout=CREATE_TIMEOUT)
-        log_path.write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            # --retain kept the node for a post-mortem; keep its logs, then remove it.
-            node_log = _run(["docker", "logs", "--tail", "200", f"{spec.name}-control-plane"], timeout=30)
-            kubelet_log = _run(["docker", "exec", f"{spec.name}-control-plane", "tail", "-n", "100",
-                                "/var/log/mco/kubelet.log"], timeout=30)
-            with log_path.open("a") as fh:
-                fh.write("\n--- node log ---\n" + node_log.stdout + node_log.stderr)
-                fh.write("\n--- kubelet log ---\n" + kubelet_log.stdout + kubelet_log.stderr)
-            if not os.environ.get("MCO_KIND_KEEP_FAILED"):
-                self.delete(spec.name)
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise ClusterError(f"kind could not create cluster {spec.name}:\n{tail}", hint=f"full log: {log_path}")
-
-    def delete(self, name: str) -> None:
-        proc = _run([self.binary, "delete", "cluster", "--name", name], env=self.env, timeout=180)
-        if proc.returncode != 0:
-            raise ClusterError(f"kind could not delete cluster {name}: {proc.stderr.strip()}")
-
-    def load_image(self, name: str, image: str) -> None:
-        proc = _run([self.binary, "load", "docker-image", image, "--name", name], env=self.env, timeout=600)
-        if proc.returncode != 0:
-            raise ClusterError(f"kind could not load image {image} into {name}: {proc.stderr.strip()}",
-                               hint="check the image exists locally: `docker image inspect IMAGE`")
-
-
 def _kubectl(context: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return _run([kubectl_binary(), "--context", context, f"--request-timeout={int(timeout)}s", *args],
+    return run([kubectl_binary(), "--context", context, f"--request-timeout={int(timeout)}s", *args],
                 timeout=timeout + 10)
 
 
@@ -270,6 +168,9 @@ class ClusterStandIn:
 
     def __init__(self, clouds: Iterable[str] = CLOUDS) -> None:
         self.clouds = tuple(clouds)
+        unknown = [c for c in self.clouds if c not in CLOUDS]
+        if unknown:
+            raise ConfigError(f"unknown cloud '{unknown[0]}'", hint=f"choose from: {', '.join(CLOUDS)}")
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -307,16 +208,16 @@ class ClusterStandIn:
             container = node_container(spec.cloud)
             if spec.name in existing:
                 if _container_state(container) != "running":
-                    proc = _run(["docker", "start", container], timeout=60)
+                    proc = run(["docker", "start", container], timeout=60)
                     if proc.returncode != 0:
                         raise ClusterError(f"could not start {container}: {proc.stderr.strip()}")
             else:
-                kind.create(spec, spec.kind_config(profile))
+                kind.create(spec.name, spec.kind_config(profile), wait_s=READY_TIMEOUT, timeout=CREATE_TIMEOUT)
                 # one DNS replica is plenty for a single node, and the machine is shared
                 _kubectl(spec.context, "-n", "kube-system", "scale", "deployment/coredns", "--replicas=1")
             wait_ready(spec.context)
             namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-            applied = _run([kubectl_binary(), "--context", spec.context, "apply", "-f", "-"],
+            applied = run([kubectl_binary(), "--context", spec.context, "apply", "-f", "-"],
                            input=namespace.encode(), timeout=60)
             if applied.returncode != 0:
                 raise ClusterError(f"could not create namespace {NAMESPACE} in {spec.name}: {applied.stderr.strip()}")
@@ -380,16 +281,6 @@ def _wait_for_network(first: Future[None], *, timeout: float = CREATE_TIMEOUT) -
     """Return once kind's Docker network exists (or the first cluster's creation ended)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not first.done():
-        if _run(["docker", "network", "inspect", "kind"], timeout=30).returncode == 0:
+        if run(["docker", "network", "inspect", "kind"], timeout=30).returncode == 0:
             return
         time.sleep(0.5)
-
-
-def load_image(image: str, clouds: Iterable[str] = CLOUDS, *, ctx: LocalContext | None = None) -> None:
-    """``kind load docker-image IMAGE`` into each cloud's cluster, in parallel."""
-    ctx = ctx or LocalContext()
-    kind = Kind(ctx.dir_for(ClusterStandIn.name), detect(kind_default_image=KIND_DEFAULT_IMAGE))
-    clouds = tuple(clouds)
-    with ThreadPoolExecutor(max_workers=len(clouds) or 1) as pool:
-        for fut in [pool.submit(kind.load_image, cluster_name(c), image) for c in clouds]:
-            fut.result()

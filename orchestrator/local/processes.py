@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -16,31 +15,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from orchestrator.errors import Unreachable
+from orchestrator.net import port_open
 
-__all__ = ["ManagedProcess", "free_port", "port_open", "wait_for_port"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for_port(host: str, port: int, *, timeout: float = 30.0, what: str = "server") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_open(host, port):
-            return
-        time.sleep(0.05)
-    raise Unreachable(f"{what} did not start listening on {host}:{port} within {timeout:.0f} s")
+__all__ = ["ManagedProcess"]
 
 
 @dataclass

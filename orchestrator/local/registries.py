@@ -27,7 +27,8 @@ import yaml
 
 from orchestrator.errors import ConfigError
 from orchestrator.local.base import CLOUDS, LocalContext
-from orchestrator.local.processes import ManagedProcess, free_port, port_open
+from orchestrator.local.processes import ManagedProcess
+from orchestrator.net import free_port, port_open
 
 __all__ = ["AUTH_CLOUD", "RegistryStandIn"]
 

@@ -34,8 +34,9 @@ import httpx
 
 from orchestrator.errors import ConfigError, IntegrityError, ProviderError, RolloutFailed, Unreachable
 from orchestrator.local.base import CLOUDS
-from orchestrator.local.processes import ManagedProcess, free_port, port_open
+from orchestrator.local.processes import ManagedProcess
 from orchestrator.model.bundle import Bundle, load_bundle
+from orchestrator.net import free_port, port_open
 
 __all__ = ["DutyCycle", "LocalRuntime", "LocalTarget", "RolloutResult"]
 

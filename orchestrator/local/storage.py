@@ -30,7 +30,9 @@ from typing import Any
 
 from orchestrator.errors import ConfigError, MCOError, Unreachable
 from orchestrator.local.base import CLOUDS, LocalContext
-from orchestrator.local.processes import ManagedProcess, free_port, port_open
+from orchestrator.local.processes import ManagedProcess
+from orchestrator.net import free_port, port_open
+from orchestrator.providers.loader import provider_class
 
 __all__ = ["AZURITE_VERSION", "BUCKET", "FAKE_GCS_VERSION", "StorageStandIn"]
 
@@ -130,8 +132,8 @@ class StorageStandIn:
             emu = self.emulator(ctx, cloud)
             storage: dict[str, Any] = {"bucket": BUCKET, "endpoint": emu.endpoint, "prefix": PREFIX,
                                        "credentials": "emulator"}
-            if cloud == "aws":
-                storage["region"] = "us-east-1"
+            if cloud == "aws":  # S3's SDK wants a region even for an emulator
+                storage["region"] = provider_class(cloud).default_region
             out[cloud] = {"provider": cloud, "storage": storage}
         return out
 
@@ -151,7 +153,7 @@ class StorageStandIn:
 
     def _ensure_bucket(self, ctx: LocalContext, cloud: str, *, deadline: float) -> None:
         from orchestrator.config import CloudConfig
-        from orchestrator.providers.loader import get_provider
+        from orchestrator.providers.loader import get_provider  # the same interface the clouds use
 
         section = self.sections(ctx)[cloud]
         provider = get_provider(cloud, CloudConfig.model_validate(section))

@@ -23,6 +23,7 @@ from typing import Any
 
 from orchestrator.errors import IntegrityError, ModelError
 from orchestrator.model.digests import canonical_json, sha256_bytes, sha256_file
+from orchestrator.names import unsafe_name_reason
 
 __all__ = [
     "CARD_FILE",
@@ -32,7 +33,6 @@ __all__ = [
     "list_bundle_files",
     "load_bundle",
     "member_path",
-    "unsafe_name_reason",
     "verify_bundle",
     "write_card",
 ]
@@ -74,19 +74,6 @@ class Bundle:
     def total_bytes(self) -> int:
         """The size of the card and every file it lists."""
         return sum(member_path(self.path, rel).stat().st_size for rel in [CARD_FILE, *self.files()])
-
-
-def unsafe_name_reason(rel: str) -> str | None:
-    """Why ``rel`` could name something outside its directory, or None for a plain relative path."""
-    if not rel:
-        return "is empty"
-    if rel.startswith("/"):
-        return "is absolute"
-    if "\\" in rel or "\0" in rel:
-        return "contains a backslash or NUL"
-    if any(part in ("", ".", "..") for part in rel.split("/")):
-        return "has an empty, '.' or '..' segment"
-    return None
 
 
 def member_path(root: Path, rel: str) -> Path:

@@ -2,7 +2,7 @@
 
 The bundle is verified first (a tampered bundle is never packaged), the wheels come
 from the host's cache (``wheelhouse``), the context is staged in a temporary directory
-with normalised file modes, and the build streams its steps into a progress bar.
+with normalised file modes, and the build reports its steps to the ``progress`` callback handed in.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from orchestrator.errors import ConfigError, MCOError, NotFound
 from orchestrator.model.bundle import Bundle, load_bundle, member_path
 from orchestrator.packaging.dockerfile import CTX_DEPS, CTX_MCO, CTX_MODEL, DockerfileSpec, render_dockerfile
 from orchestrator.packaging.wheelhouse import Wheels
+from orchestrator.progress import ProgressFn, quiet
 
 __all__ = ["LABEL_BUNDLE_DIGEST", "LABEL_MCO_VERSION", "BuiltImage", "build_image", "image_reference"]
 
@@ -118,10 +119,11 @@ def _build_error(message: str, step: str, log_tail: list[str]) -> MCOError:
 
 
 def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = None, client: Any = None,
-                show_progress: bool = True, no_cache: bool = False, wheels: Wheels | None = None) -> BuiltImage:
+                progress: ProgressFn = quiet, no_cache: bool = False, wheels: Wheels | None = None) -> BuiltImage:
     """Build the model image for the bundle at ``bundle_dir`` (cached: unchanged input, no new layer).
 
-    ``wheels`` reuses wheels prepared earlier (benchmarks pin them; normally they are looked up).
+    ``progress(image, message)`` hears each step. ``wheels`` reuses wheels prepared earlier
+    (benchmarks pin them; normally they are looked up).
     """
     from orchestrator.packaging.engine import docker_client
     from orchestrator.packaging.wheelhouse import prepare_wheels
@@ -132,19 +134,10 @@ def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = N
     client = client or docker_client()
     _check_base_image(client, packaging.base_image)
 
-    from orchestrator.cli._common import err_console
-
-    status = err_console.status("preparing wheels…") if show_progress else None
-    if status:
-        status.start()
-    try:
-        if wheels is None:
-            wheels = prepare_wheels(fetch_extras=packaging.fetch_extras if packaging.model_source == "fetch" else ())
-    finally:
-        if status:
-            status.stop()
-
     repository, tag = image_reference(bundle, packaging)
+    if wheels is None:
+        progress(f"{repository}:{tag}", "preparing wheels…")
+        wheels = prepare_wheels(fetch_extras=packaging.fetch_extras if packaging.model_source == "fetch" else ())
     labels = {
         "org.opencontainers.image.title": bundle.name,
         "org.opencontainers.image.description": f"mco model server for {bundle.name}",
@@ -168,7 +161,7 @@ def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = N
         ctx = Path(tmp)
         _stage_context(ctx, bundle, wheels.deps_dir, wheels.mco_wheel, render_dockerfile(spec),
                        bake=packaging.model_source == "baked")
-        steps, cached, image_id = _run_build(client, ctx, f"{repository}:{tag}", show_progress, no_cache)
+        steps, cached, image_id = _run_build(client, ctx, f"{repository}:{tag}", progress, no_cache)
     image = client.images.get(image_id or f"{repository}:{tag}")
     return BuiltImage(
         image=f"{repository}:{tag}", image_id=image.id, size_bytes=int(image.attrs.get("Size", 0)),
@@ -178,49 +171,41 @@ def build_image(bundle_dir: str | Path, *, packaging: PackagingConfig | None = N
     )
 
 
-def _run_build(client: Any, ctx: Path, tag: str, show_progress: bool, no_cache: bool) -> tuple[int, int, str]:
+def _run_build(client: Any, ctx: Path, tag: str, progress: ProgressFn, no_cache: bool) -> tuple[int, int, str]:
     from docker.errors import APIError, DockerException
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from orchestrator.cli._common import err_console
-
-    progress = Progress(TextColumn("[bold]building[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=False)
-    task = progress.add_task(tag, total=None)
     steps = cached = 0
     image_id = ""
     current = ""
     pending = ""
     log: list[str] = []
     try:
-        with progress:
-            stream = client.api.build(path=str(ctx), tag=tag, rm=True, forcerm=True, pull=False, decode=True,
-                                      nocache=no_cache)
-            for event in stream:
-                if "error" in event:
-                    raise _build_error(str(event["error"]), current, log)
-                # The engine may split one line across events: only complete lines are parsed.
-                pending += str(event.get("stream", ""))
-                *complete, pending = pending.split("\n")
-                for line in complete:
-                    line = line.rstrip()
-                    if not line:
-                        continue
-                    log.append(line)
-                    match = _STEP.match(line)
-                    if match:
-                        steps = int(match.group(1))
-                        current = match.group(3)[:60]
-                        if current.upper().startswith("FROM "):
-                            cached += 1  # a stage start is never rebuilt; count it with the cached steps
-                        progress.update(task, completed=steps - 1, total=int(match.group(2)),
-                                        description=f"{tag}  {current}")
-                    elif "Using cache" in line:
-                        cached += 1
-                aux = event.get("aux") or {}
-                if isinstance(aux, dict) and aux.get("ID"):
-                    image_id = str(aux["ID"])
-            progress.update(task, completed=steps, total=steps or 1, description=tag)
+        stream = client.api.build(path=str(ctx), tag=tag, rm=True, forcerm=True, pull=False, decode=True,
+                                  nocache=no_cache)
+        for event in stream:
+            if "error" in event:
+                raise _build_error(str(event["error"]), current, log)
+            # The engine may split one line across events: only complete lines are parsed.
+            pending += str(event.get("stream", ""))
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                line = line.rstrip()
+                if not line:
+                    continue
+                log.append(line)
+                match = _STEP.match(line)
+                if match:
+                    steps = int(match.group(1))
+                    current = match.group(3)[:60]
+                    if current.upper().startswith("FROM "):
+                        cached += 1  # a stage start is never rebuilt; count it with the cached steps
+                    progress(tag, f"step {steps}/{match.group(2)}  {current}")
+                elif "Using cache" in line:
+                    cached += 1
+            aux = event.get("aux") or {}
+            if isinstance(aux, dict) and aux.get("ID"):
+                image_id = str(aux["ID"])
+        progress(tag, f"built ({cached} of {steps} steps cached)")
     except APIError as exc:
         raise MCOError(f"the Docker engine refused the build: {exc.explanation or exc}",
                        hint="check `docker info` and the engine log") from exc

@@ -1,5 +1,8 @@
 """Push one image to every configured cloud's registry in parallel.
 
+Which clouds get which image is decided by ``orchestrator.releases.publish`` (``mco push``
+and ``mco deploy`` alike); this module does the pushing.
+
 One cloud's failure never stops the others: the result maps each cloud to its
 ``PushedImage`` or to the ``MCOError`` that says what went wrong there. Each push is
 checked afterwards through the registry's own manifest API, by digest.
@@ -8,16 +11,15 @@ checked afterwards through the registry's own manifest API, by digest.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import MCOConfig
 from orchestrator.errors import MCOError, ProviderError
+from orchestrator.progress import ProgressFn, quiet
 
-__all__ = ["ImagePushes", "configured_registries", "image_only_clouds", "publish_bundle_image", "push_image",
-           "split_image_name"]
+__all__ = ["ImagePushes", "configured_registries", "push_image", "split_image_name"]
 
 
 @dataclass(frozen=True)
@@ -58,38 +60,32 @@ def configured_registries(cfg: MCOConfig, clouds: list[str] | None = None) -> di
             if cloud.registry is not None and (clouds is None or name in clouds)}
 
 
-def push_image(image: str, registries: dict[str, Any], *, image_id: str | None = None, show_progress: bool = True,
-               verify: bool = True) -> ImagePushes:
+def push_image(image: str, registries: dict[str, Any], *, image_id: str | None = None,
+               progress: ProgressFn = quiet, verify: bool = True) -> ImagePushes:
     """Push ``image`` (a local name:tag) to every registry at once; its layers are compressed once.
 
-    ``image_id`` pins exactly which image goes (the tag could move while we push)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from orchestrator.cli._common import err_console
+    ``image_id`` pins exactly which image goes (the tag could move while we push).
+    ``progress`` hears about the export (subject: the image) and each cloud's push (subject: the cloud)."""
     from orchestrator.packaging.engine import docker_client
     from orchestrator.packaging.oci import export_image
 
     name, tag = split_image_name(image)
     client = docker_client(timeout=900)
     try:
-        with err_console.status(f"exporting {image} (each new layer is compressed once)…") if show_progress \
-                else nullcontext():
-            layout = export_image(client, image_id or image)
+        progress(image, "exporting (each new layer is compressed once)…")
+        layout = export_image(client, image_id or image)
+        progress(image, f"exported {len(layout.layers)} layers")
     finally:
         client.close()
     # In registries the tag also carries the image ID: the same tag always names the same image,
     # so immutable tags (ECR) never refuse a rebuilt image of the same bundle.
     tag = f"{tag}-{layout.image_id.removeprefix('sha256:')[:12]}"
-    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[cloud]:<6}[/] {task.description}"),
-                        TimeElapsedColumn(), console=err_console, disable=not show_progress)
-    tasks = {cloud: progress.add_task("waiting", cloud=cloud, total=1) for cloud in registries}
 
     def one(cloud: str) -> Any:
         registry = registries[cloud]
         try:
-            progress.update(tasks[cloud], description=f"pushing to {registry.host}")
-            pushed = registry.push(layout, name, tag,
-                                   progress=lambda msg: progress.update(tasks[cloud], description=msg))
+            progress(cloud, f"pushing to {registry.host}")
+            pushed = registry.push(layout, name, tag, progress=lambda msg: progress(cloud, msg))
             if verify:  # read it back by digest through the registry's own manifest API
                 held = registry.manifest_digest(name, pushed.digest)
                 if held != pushed.digest:
@@ -97,40 +93,15 @@ def push_image(image: str, registries: dict[str, Any], *, image_id: str | None =
                                         f"{pushed.digest[:19]}…", cloud=cloud, hint="see the registry's log")
             what = (f"pushed {pushed.layers_pushed} of {len(layout.layers)} layers" if pushed.layers_pushed
                     else "no layer transferred: the registry already had every layer")
-            progress.update(tasks[cloud], completed=1, description=f"{what} -> {pushed.ref}")
+            progress(cloud, f"{what} -> {pushed.ref}")
             return pushed
         except MCOError as exc:
-            progress.update(tasks[cloud], completed=1, description=f"[red]failed[/]: {exc.message}")
+            progress(cloud, f"failed: {exc.message}")
             return exc
 
     results: dict[str, Any] = {}
-    with progress, ThreadPoolExecutor(max_workers=max(1, len(registries))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(registries))) as pool:
         futures = {cloud: pool.submit(one, cloud) for cloud in registries}
         for cloud, fut in futures.items():
             results[cloud] = fut.result()
     return ImagePushes(image, results)
-
-
-def publish_bundle_image(bundle_dir: str | Path, cfg: MCOConfig, clouds: list[str] | None = None, *,
-                         show_progress: bool = True) -> ImagePushes | None:
-    """What ``mco push BUNDLE`` does for images: build (cached) and push to every configured registry.
-
-    Returns None when no chosen cloud has a registry section (then there is nothing to do).
-    """
-    from orchestrator.packaging.build import build_image
-
-    registries = configured_registries(cfg, clouds)
-    if not registries:
-        return None
-    try:
-        built = build_image(bundle_dir, packaging=cfg.packaging, show_progress=show_progress)
-    except MCOError as exc:  # no image for anyone; the bundle pushes still report their own results
-        return ImagePushes(str(bundle_dir), {cloud: exc for cloud in registries})
-    return push_image(built.image, registries, image_id=built.image_id, show_progress=show_progress)
-
-
-def image_only_clouds(cfg: MCOConfig, clouds: list[str] | None = None) -> set[str]:
-    """Chosen clouds with a registry but no storage: `mco push` sends them the image only."""
-    names = clouds or list(cfg.clouds)
-    return {n for n in names if n in cfg.clouds and cfg.clouds[n].registry is not None
-            and cfg.clouds[n].storage is None}

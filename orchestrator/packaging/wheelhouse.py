@@ -32,8 +32,6 @@ from orchestrator.errors import ConfigError, MCOError
 __all__ = ["Wheels", "cache_root", "image_requirements", "prepare_wheels", "python_tag"]
 
 REQUIREMENTS_FILE = "requirements.txt"
-# What each fetch-at-startup cloud needs on top of the server (mirrors pyproject's extras).
-FETCH_EXTRAS = ("aws", "gcp", "azure")
 
 
 @dataclass(frozen=True)
@@ -202,11 +200,14 @@ def _prune_old_wheels(*, keep: Path, newest: int = 8) -> None:
 
 def prepare_wheels(*, fetch_extras: Iterable[str] = ()) -> Wheels:
     """Build (or reuse) the dependency wheelhouse and the mco wheel."""
+    from orchestrator.providers.loader import fetch_extras as known_extras
+
+    # What each fetch-at-startup cloud needs on top of the server: its provider's pip extra.
     extras = ["serve", *fetch_extras]
-    unknown = set(fetch_extras) - set(FETCH_EXTRAS)
+    unknown = set(fetch_extras) - set(known_extras())
     if unknown:
         raise ConfigError(f"packaging.fetch_extras has unknown entries: {', '.join(sorted(unknown))}",
-                          hint=f"choose from {', '.join(FETCH_EXTRAS)}")
+                          hint=f"choose from {', '.join(known_extras())}")
     requirements = image_requirements(extras)
     cache_root().mkdir(parents=True, exist_ok=True)
     deps_dir, deps_cached = _deps_wheelhouse(requirements)

@@ -15,14 +15,16 @@ arrival: that gap is declared in ``emulator_gaps``; the after-the-fact compariso
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from orchestrator.errors import (
     AccessDenied,
     IntegrityError,
     MCOError,
+    MissingExtraError,
     NotFound,
     ProviderError,
     Throttled,
@@ -40,6 +42,10 @@ from orchestrator.providers.base import (
     Provider,
     UploadResult,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.config import RegistryConfig
+    from orchestrator.providers.registry import RegistryCredentials
 
 __all__ = ["EMULATOR_ACCESS_KEY_ID", "EMULATOR_SECRET_ACCESS_KEY", "AwsProvider", "S3Store"]
 
@@ -60,6 +66,12 @@ class AwsProvider(Provider):
     display_name = "Amazon Web Services"
     extra = "aws"
     sdk_package = "boto3"
+    overlay = "aws"
+    pricing_prefix = "aws"
+    default_region = "us-east-1"
+    registry_auth = "ecr"
+    registry_auth_hint = "check the AWS identity can push to ECR (ecr:*Layer*, ecr:PutImage)"
+    color = "#ff9900"
     unsupported: Mapping[Capability, str] = {}
     upload_digests = frozenset({DigestKind.CRC32})
 
@@ -70,6 +82,34 @@ class AwsProvider(Provider):
                     "the S3 stand-in (moto) stores Content-MD5 and x-amz-checksum-* without checking them; "
                     "mco still compares the CRC32 it computed from the stored bytes with its own after each upload"}
         return {}
+
+    @classmethod
+    def registry_credentials(cls, cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:
+        """An ECR login token from boto3's credential chain (the region comes from the registry URL)."""
+        try:
+            import boto3
+            from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        except ImportError as exc:
+            raise MissingExtraError("boto3", cls.extra, purpose="ECR login") from exc
+        match = re.match(r"^(\d+)\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com", cfg.url)
+        region = match.group(2) if match else None
+        try:
+            client = boto3.client("ecr", region_name=region)
+            data = client.get_authorization_token()["authorizationData"][0]
+        except NoCredentialsError as exc:
+            raise AccessDenied(f"{cloud}: no AWS credentials for the ECR login to {cfg.url}", cloud=cloud,
+                               hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise AccessDenied(f"{cloud}: ECR refused a login token ({code})", cloud=cloud,
+                               hint="the identity needs ecr:GetAuthorizationToken") from exc
+        except BotoCoreError as exc:
+            raise Unreachable(f"{cloud}: cannot reach ECR for a login token: {type(exc).__name__}", cloud=cloud,
+                              hint="check the network and the region in the registry URL") from exc
+        from orchestrator.providers.registry import RegistryCredentials
+
+        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        return RegistryCredentials(username, password)
 
     def artifact_store(self) -> S3Store:
         return S3Store(self.cloud, self.storage_config())

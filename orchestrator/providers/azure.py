@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from orchestrator.errors import (
     AccessDenied,
@@ -44,6 +44,10 @@ from orchestrator.providers.base import (
     UploadResult,
 )
 
+if TYPE_CHECKING:
+    from orchestrator.config import RegistryConfig
+    from orchestrator.providers.registry import RegistryCredentials
+
 __all__ = ["AZURITE_ACCOUNT", "AzureProvider", "AzureBlobStore"]
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
@@ -51,6 +55,7 @@ CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 AZURITE_ACCOUNT = "devstoreaccount1"
 _AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 MAX_CONCURRENCY = 8
+ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"  # ACR's fixed user name for refresh tokens
 MAX_SINGLE_PUT = 64 * 1024 * 1024  # the SDK's default max_single_put_size: one Put Blob up to here
 _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 60, "max_single_put_size": MAX_SINGLE_PUT}
 
@@ -69,11 +74,51 @@ class AzureProvider(Provider):
     display_name = "Microsoft Azure"
     extra = "azure"
     sdk_package = "azure-storage-blob"
+    overlay = "azure"
+    pricing_prefix = "azure"
+    default_region = "eastus"
+    registry_auth = "acr"
+    registry_auth_hint = "check the Azure identity has AcrPush on the registry"
+    color = "#008ad7"
     unsupported: Mapping[Capability, str] = {}
 
     def upload_digests_for(self, size: int) -> frozenset[DigestKind]:
         # One Put Blob: compared with the MD5 the service computes. Blocks: checked per request.
         return frozenset({DigestKind.MD5}) if size <= MAX_SINGLE_PUT else frozenset()
+
+    @classmethod
+    def registry_credentials(cls, cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:
+        """An ACR login: the admin user as basic auth when configured, else an azure-identity token
+        exchanged for an ACR refresh token."""
+        import httpx
+
+        from orchestrator.providers.registry import RegistryCredentials, basic_credentials
+
+        if cfg.password_env or cfg.password_file:  # the admin user (or a token) given as basic auth
+            creds = basic_credentials(cloud, cfg, base_dir)
+            assert creds is not None
+            return creds
+        try:
+            from azure.core.exceptions import ClientAuthenticationError
+            from azure.identity import DefaultAzureCredential
+        except ImportError as exc:
+            raise MissingExtraError("azure-identity", cls.extra, purpose="ACR login") from exc
+        try:
+            aad = DefaultAzureCredential().get_token("https://management.azure.com/.default")
+        except ClientAuthenticationError as exc:
+            raise AccessDenied(f"{cloud}: no Azure identity for the ACR login to {cfg.url}", cloud=cloud,
+                               hint="`az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET; "
+                                    "or use the admin user via password_env") from exc
+        try:
+            resp = httpx.post(f"https://{cfg.url}/oauth2/exchange", timeout=30,
+                              data={"grant_type": "access_token", "service": cfg.url, "access_token": aad.token})
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"{cloud}: cannot reach {cfg.url} to exchange the Azure token: {type(exc).__name__}",
+                              cloud=cloud) from exc
+        if resp.status_code != 200:
+            raise AccessDenied(f"{cloud}: ACR refused the Azure token exchange (HTTP {resp.status_code})", cloud=cloud,
+                               hint="the identity needs the AcrPush role on the registry")
+        return RegistryCredentials(ACR_TOKEN_USER, str(resp.json()["refresh_token"]))
 
     def artifact_store(self) -> AzureBlobStore:
         return AzureBlobStore(self.cloud, self.storage_config())

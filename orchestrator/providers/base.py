@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
 from orchestrator.config import CloudConfig, StorageConfig
-from orchestrator.errors import CapabilityError, ConfigError
+from orchestrator.errors import CapabilityError, ConfigError, IntegrityError
+from orchestrator.names import unsafe_name_reason
 
 if TYPE_CHECKING:
-    from orchestrator.providers.registry import ContainerRegistry
+    from orchestrator.config import RegistryConfig
+    from orchestrator.providers.registry import ContainerRegistry, RegistryCredentials
 
 __all__ = [
     "PART_SIZE",
@@ -45,6 +47,7 @@ __all__ = [
     "Progress",
     "Provider",
     "UploadResult",
+    "check_relative_key",
 ]
 
 # Called with the number of bytes just transferred (may be called from SDK worker threads).
@@ -97,6 +100,16 @@ class FileDigests:
 # Blocks until the digests are ready: stores upload first and verify after, so hashing the
 # file (in another thread) overlaps the network transfer instead of delaying it.
 DigestSource = Callable[[], FileDigests]
+
+
+def check_relative_key(key: str, *, what: str = "object name") -> str:
+    """``key`` if it is a plain relative path; otherwise ``IntegrityError`` naming the problem."""
+    bad = unsafe_name_reason(key)
+    if bad:
+        raise IntegrityError(f"refusing {what} '{key}': it {bad}, so it could escape its directory",
+                             hint="bundle file names must be plain relative paths inside the bundle")
+    return key
+
 
 
 class Capability(str, enum.Enum):
@@ -207,23 +220,30 @@ class ArtifactStore(ABC):
     @staticmethod
     def check_key(key: str) -> str:
         """Refuse keys that could land outside the store's prefix (``..``, absolute, backslashes)."""
-        from orchestrator.artifacts.layout import check_relative_key
-
         return check_relative_key(key)
 
 
 class Provider(ABC):
     """One configured cloud: a light, stateless description plus factories for its interfaces.
 
-    Fixed facts are class constants a provider overrides. ``unsupported`` maps each
-    capability this cloud lacks to the reason; emulator gaps (which depend on the
-    endpoint) come from ``emulator_gaps``.
+    Fixed facts are class constants a provider overrides: everything mco knows about a
+    cloud is declared in its module (config validation, the image's fetch SDKs, the
+    manifest overlay, registry logins and price keys all ask the provider class).
+    ``unsupported`` maps each capability this cloud lacks to the reason; emulator gaps
+    (which depend on the endpoint) come from ``emulator_gaps``.
     """
 
-    name: ClassVar[str]                 # aws | gcp | azure | local
+    name: ClassVar[str]                 # aws | gcp | azure | local: ``provider:`` in mco.yaml
     display_name: ClassVar[str]
-    extra: ClassVar[str | None] = None  # pip extra holding the SDK, e.g. "aws"
+    extra: ClassVar[str | None] = None  # pip extra holding the SDK, e.g. "aws"; also what a fetch-mode image installs
     sdk_package: ClassVar[str | None] = None
+    overlay: ClassVar[str]              # manifests/overlays/<overlay> for this cloud's clusters
+    pricing_prefix: ClassVar[str | None] = None  # price catalog keys are "<prefix>/<region>"
+    default_region: ClassVar[str | None] = None  # also the region the local stand-in is priced as
+    # The ``registry.auth`` value that logs in with this cloud's identity (``registry_credentials``).
+    registry_auth: ClassVar[str | None] = None
+    registry_auth_hint: ClassVar[str] = ""       # what to check when the registry refuses that login
+    color: ClassVar[str | None] = None           # for plots that compare clouds
     unsupported: ClassVar[Mapping[Capability, str]] = {}
     # What this cloud's artifact store needs from ``FileDigests`` to verify an upload, so a
     # push hashes only what some target will compare.
@@ -236,6 +256,20 @@ class Provider(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.cloud!r})"
+
+    @classmethod
+    def pricing_key(cls, region: str | None = None) -> str | None:
+        """The price catalog key for ``region`` (default: ``default_region``), or None when unpriced."""
+        region = region or cls.default_region
+        if cls.pricing_prefix is None or region is None:
+            return None
+        return f"{cls.pricing_prefix}/{region}"
+
+    @classmethod
+    def registry_credentials(cls, cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:
+        """Log in to this cloud's registry with its identity (``registry.auth: <registry_auth>``)."""
+        raise ConfigError(f"{cloud}: {cls.display_name} has no registry login of its own",
+                          hint="use registry.auth: basic or none")
 
     def storage_config(self) -> StorageConfig:
         if self.config.storage is None:

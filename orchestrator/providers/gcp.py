@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from orchestrator.errors import (
     AccessDenied,
     IntegrityError,
     MCOError,
+    MissingExtraError,
     NotFound,
     ProviderError,
     Throttled,
@@ -39,6 +40,10 @@ from orchestrator.providers.base import (
     UploadResult,
 )
 
+if TYPE_CHECKING:
+    from orchestrator.config import RegistryConfig
+    from orchestrator.providers.registry import RegistryCredentials
+
 __all__ = ["GcpProvider", "GcsStore"]
 
 EMULATOR_PROJECT = "mco-local"
@@ -55,8 +60,37 @@ class GcpProvider(Provider):
     display_name = "Google Cloud Platform"
     extra = "gcp"
     sdk_package = "google-cloud-storage"
+    overlay = "gcp"
+    pricing_prefix = "gcp"
+    default_region = "us-central1"
+    registry_auth = "gcp"
+    registry_auth_hint = "check the Google identity has Artifact Registry Writer on the repository"
+    color = "#4285f4"
     unsupported: Mapping[Capability, str] = {}
     upload_digests = frozenset({DigestKind.CRC32C})
+
+    @classmethod
+    def registry_credentials(cls, cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:
+        """An Artifact Registry login: an access token from google-auth's default credentials."""
+        try:
+            import google.auth
+            import google.auth.exceptions
+            import google.auth.transport.requests
+        except ImportError as exc:
+            raise MissingExtraError("google-auth", cls.extra, purpose="Artifact Registry login") from exc
+        try:
+            creds, _project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            creds.refresh(google.auth.transport.requests.Request())
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise AccessDenied(f"{cloud}: no Google credentials for the Artifact Registry login to {cfg.url}",
+                               cloud=cloud, hint="set GOOGLE_APPLICATION_CREDENTIALS, or "
+                                                 "`gcloud auth application-default login`") from exc
+        except google.auth.exceptions.GoogleAuthError as exc:
+            raise AccessDenied(f"{cloud}: Google refused an access token: {type(exc).__name__}", cloud=cloud,
+                               hint="check the service account and its Artifact Registry Writer role") from exc
+        from orchestrator.providers.registry import RegistryCredentials
+
+        return RegistryCredentials("oauth2accesstoken", str(creds.token))
 
     def artifact_store(self) -> GcsStore:
         return GcsStore(self.cloud, self.storage_config())

@@ -1,43 +1,73 @@
-"""Which provider implements which cloud, imported only when asked for (like fsspec's registry).
+"""Which provider implements which cloud, and what the rest of mco may ask about the clouds.
 
-A provider module does not import its SDK at import time, so loading the class is cheap;
-the SDK is imported when a store is opened, and a missing SDK becomes a
-``MissingExtraError`` naming the pip extra to install.
+Every cloud is one class in one module of this package; this list is the only other place
+that names it. Provider modules import their SDK only when a store is opened (a missing
+SDK becomes a ``MissingExtraError`` naming the pip extra), so loading the classes is cheap.
+Config validation, the image's fetch SDKs, manifest overlays, registry logins and price
+keys ask these functions instead of listing the clouds themselves.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import CloudConfig, MCOConfig
 from orchestrator.errors import ConfigError
+from orchestrator.providers.aws import AwsProvider
+from orchestrator.providers.azure import AzureProvider
 from orchestrator.providers.base import Provider
+from orchestrator.providers.gcp import GcpProvider
+from orchestrator.providers.local import LocalProvider
 
-__all__ = ["PROVIDERS", "ProviderSpec", "get_provider", "provider_class", "providers_for"]
+__all__ = [
+    "PROVIDERS",
+    "fetch_extras",
+    "get_provider",
+    "overlays",
+    "provider_class",
+    "provider_for_registry_auth",
+    "provider_names",
+    "providers_for",
+    "registry_auths",
+]
+
+PROVIDERS: dict[str, type[Provider]] = {cls.name: cls for cls in (AwsProvider, GcpProvider, AzureProvider,
+                                                                   LocalProvider)}
 
 
-@dataclass(frozen=True)
-class ProviderSpec:
-    class_path: str            # "module:Class"
-    extra: str | None          # pip extra with the SDK
-    package: str | None        # the SDK's import name, for the install hint
+def provider_names() -> tuple[str, ...]:
+    """What ``clouds.<cloud>.provider`` may say."""
+    return tuple(PROVIDERS)
 
 
-PROVIDERS: dict[str, ProviderSpec] = {
-    "aws": ProviderSpec("orchestrator.providers.aws:AwsProvider", "aws", "boto3"),
-    "gcp": ProviderSpec("orchestrator.providers.gcp:GcpProvider", "gcp", "google-cloud-storage"),
-    "azure": ProviderSpec("orchestrator.providers.azure:AzureProvider", "azure", "azure-storage-blob"),
-    "local": ProviderSpec("orchestrator.providers.local:LocalProvider", None, None),
-}
+def fetch_extras() -> tuple[str, ...]:
+    """The pip extras a fetch-at-startup image may install: one per cloud with an SDK."""
+    return tuple(cls.extra for cls in PROVIDERS.values() if cls.extra)
+
+
+def overlays() -> tuple[str, ...]:
+    """The manifest overlays the providers use, each once (``kind`` serves the local one)."""
+    return tuple(dict.fromkeys(cls.overlay for cls in PROVIDERS.values()))
+
+
+def registry_auths() -> tuple[str, ...]:
+    """The ``registry.auth`` values that log in with a cloud's identity (besides none and basic)."""
+    return tuple(cls.registry_auth for cls in PROVIDERS.values() if cls.registry_auth)
 
 
 def provider_class(provider: str) -> type[Provider]:
     if provider not in PROVIDERS:
         raise ConfigError(f"unknown provider '{provider}'", hint=f"use one of: {', '.join(PROVIDERS)}")
-    module, cls = PROVIDERS[provider].class_path.split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return PROVIDERS[provider]
+
+
+def provider_for_registry_auth(auth: str) -> type[Provider]:
+    """The provider whose identity ``registry.auth: <auth>`` logs in with."""
+    for cls in PROVIDERS.values():
+        if cls.registry_auth == auth:
+            return cls
+    raise ConfigError(f"unknown registry auth '{auth}'",
+                      hint=f"use one of: none, basic, {', '.join(registry_auths())}")
 
 
 def get_provider(cloud: str, config: CloudConfig, *, base_dir: Path | None = None) -> Provider:

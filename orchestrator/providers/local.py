@@ -35,6 +35,7 @@ _CHUNK = 1 << 20
 class LocalProvider(Provider):
     name = "local"
     display_name = "local filesystem"
+    overlay = "kind"  # a local "cloud" runs its model on a kind cluster
     unsupported: Mapping[Capability, str] = {
         Capability.SERVER_VERIFIED_UPLOAD: "a directory has no server; mco re-reads each written file and compares sha256s",
         Capability.MULTIPART_UPLOAD: "files are copied whole; a failed copy leaves only a temporary file behind",

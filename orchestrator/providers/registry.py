@@ -2,9 +2,9 @@
 
     ContainerRegistry (Protocol)   push an image, read a manifest digest, list the catalog
     └── OCIRegistry                the OCI distribution API; pushes go through the Docker engine
-        auth adapters              none | basic (env var or 0600 file) | ecr (boto3 token)
-                                   | gcp (google-auth access token) | acr (admin user, or
-                                   azure-identity token exchanged for an ACR refresh token)
+        auth                       none | basic (env var or 0600 file) | a cloud's own identity,
+                                   logged in by its provider (``registry_credentials`` in
+                                   providers/aws.py, gcp.py, azure.py)
 
 Pushes report the manifest digest; everything downstream names the image as
 ``REGISTRY/REPO/NAME@sha256:...``, never by a tag. Registry and SDK errors become
@@ -32,7 +32,6 @@ from orchestrator.secret_files import read_secret_file
 from orchestrator.errors import (
     AccessDenied,
     ConfigError,
-    MissingExtraError,
     NotFound,
     ProviderError,
     Throttled,
@@ -44,6 +43,7 @@ __all__ = [
     "OCIRegistry",
     "PushedImage",
     "RegistryCredentials",
+    "basic_credentials",
     "registry_for",
 ]
 
@@ -53,7 +53,6 @@ MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
 ])
-ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"  # ACR's fixed user name for refresh tokens
 ProgressFn = Callable[[str], None]
 
 
@@ -111,7 +110,7 @@ class ContainerRegistry(Protocol):
 
 # ---------------------------------------------------------------- auth adapters
 
-def _basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials | None:
+def basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials | None:
     username = (os.environ.get(cfg.username_env) if cfg.username_env else None) or cfg.username
     password = os.environ.get(cfg.password_env) if cfg.password_env else None
     if not password and cfg.password_file is not None:
@@ -125,79 +124,6 @@ def _basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -
                           f"{'user name' if not username else 'password'} was found",
                           hint=f"set username (or username_env) and {where} in clouds.{cloud}.registry")
     return RegistryCredentials(username, password)
-
-
-def _ecr_credentials(cloud: str, cfg: RegistryConfig) -> RegistryCredentials:
-    try:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-    except ImportError as exc:
-        raise MissingExtraError("boto3", "aws", purpose="ECR login") from exc
-    match = re.match(r"^(\d+)\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com", cfg.url)
-    region = match.group(2) if match else None
-    try:
-        client = boto3.client("ecr", region_name=region)
-        data = client.get_authorization_token()["authorizationData"][0]
-    except NoCredentialsError as exc:
-        raise AccessDenied(f"{cloud}: no AWS credentials for the ECR login to {cfg.url}", cloud=cloud,
-                           hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        raise AccessDenied(f"{cloud}: ECR refused a login token ({code})", cloud=cloud,
-                           hint="the identity needs ecr:GetAuthorizationToken") from exc
-    except BotoCoreError as exc:
-        raise Unreachable(f"{cloud}: cannot reach ECR for a login token: {type(exc).__name__}", cloud=cloud,
-                          hint="check the network and the region in the registry URL") from exc
-    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-    return RegistryCredentials(username, password)
-
-
-def _gcp_credentials(cloud: str, cfg: RegistryConfig) -> RegistryCredentials:
-    try:
-        import google.auth
-        import google.auth.exceptions
-        import google.auth.transport.requests
-    except ImportError as exc:
-        raise MissingExtraError("google-auth", "gcp", purpose="Artifact Registry login") from exc
-    try:
-        creds, _project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        creds.refresh(google.auth.transport.requests.Request())
-    except google.auth.exceptions.DefaultCredentialsError as exc:
-        raise AccessDenied(f"{cloud}: no Google credentials for the Artifact Registry login to {cfg.url}",
-                           cloud=cloud, hint="set GOOGLE_APPLICATION_CREDENTIALS, or "
-                                             "`gcloud auth application-default login`") from exc
-    except google.auth.exceptions.GoogleAuthError as exc:
-        raise AccessDenied(f"{cloud}: Google refused an access token: {type(exc).__name__}", cloud=cloud,
-                           hint="check the service account and its Artifact Registry Writer role") from exc
-    return RegistryCredentials("oauth2accesstoken", str(creds.token))
-
-
-def _acr_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:
-    if cfg.password_env or cfg.password_file:  # the admin user (or a token) given as basic auth
-        creds = _basic_credentials(cloud, cfg, base_dir)
-        assert creds is not None
-        return creds
-    try:
-        from azure.core.exceptions import ClientAuthenticationError
-        from azure.identity import DefaultAzureCredential
-    except ImportError as exc:
-        raise MissingExtraError("azure-identity", "azure", purpose="ACR login") from exc
-    try:
-        aad = DefaultAzureCredential().get_token("https://management.azure.com/.default")
-    except ClientAuthenticationError as exc:
-        raise AccessDenied(f"{cloud}: no Azure identity for the ACR login to {cfg.url}", cloud=cloud,
-                           hint="`az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET; "
-                                "or use the admin user via password_env") from exc
-    try:
-        resp = httpx.post(f"https://{cfg.url}/oauth2/exchange", timeout=30,
-                          data={"grant_type": "access_token", "service": cfg.url, "access_token": aad.token})
-    except httpx.HTTPError as exc:
-        raise Unreachable(f"{cloud}: cannot reach {cfg.url} to exchange the Azure token: {type(exc).__name__}",
-                          cloud=cloud) from exc
-    if resp.status_code != 200:
-        raise AccessDenied(f"{cloud}: ACR refused the Azure token exchange (HTTP {resp.status_code})", cloud=cloud,
-                           hint="the identity needs the AcrPush role on the registry")
-    return RegistryCredentials(ACR_TOKEN_USER, str(resp.json()["refresh_token"]))
 
 
 # ---------------------------------------------------------------- distribution API auth
@@ -296,13 +222,12 @@ class OCIRegistry:
             if auth == "none":
                 self._creds = None
             elif auth == "basic":
-                self._creds = _basic_credentials(self.cloud, self.cfg, self.base_dir)
-            elif auth == "ecr":
-                self._creds = _ecr_credentials(self.cloud, self.cfg)
-            elif auth == "gcp":
-                self._creds = _gcp_credentials(self.cloud, self.cfg)
-            elif auth == "acr":
-                self._creds = _acr_credentials(self.cloud, self.cfg, self.base_dir)
+                self._creds = basic_credentials(self.cloud, self.cfg, self.base_dir)
+            else:  # a cloud's own identity: its provider knows how to log in
+                from orchestrator.providers.loader import provider_for_registry_auth
+
+                self._creds = provider_for_registry_auth(auth).registry_credentials(self.cloud, self.cfg,
+                                                                                     self.base_dir)
             self._creds_loaded = True
         return self._creds
 
@@ -318,10 +243,11 @@ class OCIRegistry:
             where = " or ".join(filter(None, [f"${self.cfg.password_env}" if self.cfg.password_env else None,
                                               str(self.cfg.password_file) if self.cfg.password_file else None]))
             return f"check the user name and the password in {where or 'the configured secret'}"
-        return {"ecr": "check the AWS identity can push to ECR (ecr:*Layer*, ecr:PutImage)",
-                "gcp": "check the Google identity has Artifact Registry Writer on the repository",
-                "acr": "check the Azure identity has AcrPush on the registry",
-                "none": f"the registry wants credentials: set clouds.{self.cloud}.registry.auth"}[auth]
+        if auth == "none":
+            return f"the registry wants credentials: set clouds.{self.cloud}.registry.auth"
+        from orchestrator.providers.loader import provider_for_registry_auth
+
+        return provider_for_registry_auth(auth).registry_auth_hint
 
     def _translate(self, message: str, *, during: str) -> ProviderError:
         text = self._scrub(message.strip())

@@ -20,9 +20,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.errors import ClusterError, MCOError, ReleaseError, RolloutFailed
+from orchestrator.config import ClusterConfig
+from orchestrator.errors import ClusterError, ClusterUnreachable, MCOError, ReleaseError, RolloutFailed
 from orchestrator.kube.render import (
     ANNOTATION_MODEL_DIGEST,
     ANNOTATION_RELEASE,
@@ -31,8 +34,15 @@ from orchestrator.kube.render import (
     Resources,
     render_release,
 )
-from orchestrator.kube.rollout import RolloutStatus, new_replicaset_hash, wait_for_endpoint, wait_for_rollout
+from orchestrator.kube.rollout import (
+    RolloutStatus,
+    new_replicaset_hash,
+    stale_pull_failures,
+    wait_for_endpoint,
+    wait_for_rollout,
+)
 from orchestrator.releases.lock import DeployLock
+from orchestrator.releases.plan import ReleasePlan, begin_release, plan_release
 from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
 
 __all__ = [
@@ -59,7 +69,7 @@ class CloudTarget:
     """One cloud's cluster, and for a deploy the image its manifests reference."""
 
     cloud: str
-    cluster: Any                      # orchestrator.config.ClusterConfig
+    cluster: ClusterConfig
     overlay: str
     image_ref: str | None = None      # REPO@sha256:... or sha256:<image id> (kind)
     image_digest: str | None = None   # what the release records (registry digest, else image id)
@@ -125,15 +135,23 @@ def _service_of(objs: list[Obj]) -> Obj | None:
     return next((o for o in objs if o["kind"] == "Service"), None)
 
 
+def _selector(dep: Obj) -> str:
+    labels = dep["spec"]["selector"].get("matchLabels", {})
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 class KubeTarget:
     """Apply, diff and watch one release's objects on one cluster."""
 
-    def __init__(self, cloud: str, cluster: Any, *, client: Any = None) -> None:
+    def __init__(self, cloud: str, cluster: ClusterConfig, *, client: Any = None) -> None:
         from orchestrator.kube.client import KubeClient
 
         self.cloud = cloud
         self.cluster = cluster
         self.client = client or KubeClient.for_cluster(cluster, name=f"{cloud} ({cluster.context})")
+        # The model's pods that existed before the last apply: an earlier try's, not this rollout's.
+        self._earlier_pods: set[str] = set()
+        self._replaced: set[str] = set()
 
     def close(self) -> None:
         self.client.close()
@@ -150,7 +168,7 @@ class KubeTarget:
         the namespace first).
         """
         ns_ok = self._namespace_exists(objs)
-        out = []
+        out: list[tuple[Obj, Obj | None, Obj | None]] = []
         for obj in objs:
             meta = obj["metadata"]
             namespaced = obj["kind"] != "Namespace"
@@ -165,17 +183,35 @@ class KubeTarget:
         return out
 
     def apply(self, objs: list[Obj], *, force: bool) -> None:
+        dep = next((o for o in objs if o["kind"] == "Deployment"), None)
+        if dep is not None:
+            self._earlier_pods = {str(p["metadata"].get("uid")) for p in
+                                  self.client.list("v1", "Pod", dep["metadata"]["namespace"],
+                                                   label_selector=_selector(dep))}
         for obj in objs:
             self.client.apply(obj, force=force, dry_run=False)
 
     def _pods_of(self, dep: Obj) -> list[Obj]:
+        """The pods of this rollout: the current ReplicaSet's, less an earlier try's pods that
+        could not get the image then. Those are replaced: the image has been staged since, and
+        their kubelet would only retry after its back-off."""
         namespace = dep["metadata"]["namespace"]
-        labels = dep["spec"]["selector"].get("matchLabels", {})
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        selector = _selector(dep)
         rs_hash = new_replicaset_hash(dep, self.client.list("apps/v1", "ReplicaSet", namespace, label_selector=selector))
         if rs_hash is None:
             return []
-        return self.client.list("v1", "Pod", namespace, label_selector=f"{selector},pod-template-hash={rs_hash}")
+        pods = self.client.list("v1", "Pod", namespace, label_selector=f"{selector},pod-template-hash={rs_hash}")
+        stale = stale_pull_failures(pods, self._earlier_pods)
+        for pod in stale:
+            uid = str(pod["metadata"].get("uid"))
+            if uid not in self._replaced:
+                self._replaced.add(uid)
+                try:
+                    self.client.delete("v1", "Pod", pod["metadata"]["name"], namespace)
+                except MCOError:  # not allowed to delete: it is still not judged; its kubelet retries
+                    pass
+        stale_uids = {str(p["metadata"].get("uid")) for p in stale}
+        return [p for p in pods if str(p["metadata"].get("uid")) not in stale_uids]
 
     def _controller_manager_pods(self) -> list[Obj]:
         try:
@@ -240,7 +276,7 @@ class KubeTarget:
 
 
 def plan_diff(targets: list[CloudTarget], model_digest: str, settings: DeploySettings, *,
-              release: int | None = None, manifests_dir: Any = None,
+              release: int | None = None, manifests_dir: Path | str | None = None,
               target_factory: Callable[[CloudTarget], KubeTarget] | None = None) -> dict[str, dict[str, Any]]:
     """Per cloud: the unified diff between live objects and a server-side dry-run apply."""
     from orchestrator.kube.client import diff_objects
@@ -274,7 +310,7 @@ def plan_diff(targets: list[CloudTarget], model_digest: str, settings: DeploySet
 
 
 def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, release: int | None,
-            manifests_dir: Any) -> list[Obj]:
+            manifests_dir: Path | str | None) -> list[Obj]:
     if target.image_ref is None:
         raise ReleaseError(f"no image for {target.cloud}", hint="package and push the bundle first")
     values = ReleaseValues(
@@ -286,10 +322,6 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
         load_balancer_source_ranges=tuple(target.cluster.load_balancer_source_ranges),
     )
     return render_release(target.overlay, values, manifests_dir=manifests_dir)
-
-
-_UNREACHABLE_WORDS = ("cannot reach", "connection refused", "timed out", "host not found", "Connection reset",
-                      "Max retries exceeded", "RemoteDisconnected")
 
 
 class _Run:
@@ -334,7 +366,7 @@ class _Run:
             self.progress(cloud, f"failed: {exc.reason}")
             self._fail(target, kube, reason=exc.reason, detail=exc.message, fallback=fallback)
         except MCOError as exc:
-            unreachable = stage == "connect" or any(w in exc.message for w in _UNREACHABLE_WORDS)
+            unreachable = stage == "connect" or isinstance(exc, ClusterUnreachable)
             reason = "ClusterUnreachable" if unreachable else f"{stage.replace('-', ' ').title().replace(' ', '')}Failed"
             self.progress(cloud, f"failed: {reason}")
             # The cluster refused or vanished: a rollback would meet the same cluster; say so instead.
@@ -395,15 +427,6 @@ def _default_factory(target: CloudTarget) -> KubeTarget:
     return KubeTarget(target.cloud, target.cluster)
 
 
-def _without_release(objs: list[Obj]) -> list[Obj]:
-    import copy
-
-    out = copy.deepcopy(objs)
-    for obj in out:
-        (obj["metadata"].get("annotations") or {}).pop(ANNOTATION_RELEASE, None)
-    return out
-
-
 def deploy_release(
     store: ReleaseStore,
     lock: DeployLock,
@@ -414,7 +437,7 @@ def deploy_release(
     bundle_ref: str | None = None,
     gate_forced: bool = False,
     gate_summary: str | None = None,
-    manifests_dir: Any = None,
+    manifests_dir: Path | str | None = None,
     progress: ProgressFn = _quiet,
     target_factory: Callable[[CloudTarget], KubeTarget] = _default_factory,
     failed_before_apply: dict[str, tuple[str, str]] | None = None,
@@ -424,59 +447,53 @@ def deploy_release(
     ``failed_before_apply`` names clouds that could not be prepared (``{cloud: (reason,
     detail)}``, e.g. the image could not be loaded): they are recorded as failed, untouched.
 
-    When every cloud already runs exactly these objects, no new release is recorded: the
-    objects are re-applied (a server-side apply that changes nothing) and the current
-    release is returned with ``unchanged``.
+    When every cloud already runs exactly these objects (``orchestrator.releases.plan``), no
+    new release is recorded: the recorded objects are re-applied (a server-side apply that
+    changes nothing when the cluster still has them) and watched, and the current release is
+    returned with ``unchanged``.
     """
     if not targets:
         raise ReleaseError("no cloud to deploy to", hint="configure clouds.<name>.cluster, or check --clouds")
     model_digest = model_digest.removeprefix("sha256:")
+    by_cloud = {t.cloud: t for t in targets}
+    failed_before_apply = failed_before_apply or {}
     with lock:
         store.recover_interrupted()
-        current = {t.cloud: store.current(t.cloud) for t in targets}
-        fallbacks = {c: (cur if settings.auto_rollback else None) for c, cur in current.items()}
-
-        failed_before_apply = failed_before_apply or {}
-        # A no-op redeploy: same objects as what already runs on every cloud.
-        same = not failed_before_apply and all(cur is not None and _without_release(cur.manifests)
-                   == _without_release(_render(t, model_digest, settings, cur.release, manifests_dir))
-                   for t, cur in ((t, current[t.cloud]) for t in targets))
-        if same:
-            release_numbers = {cur.release for cur in current.values() if cur is not None}
-            return _reapply_unchanged(store, targets, current, release_numbers, settings, progress, target_factory)
-
-        number = store.latest_number() + 1
-        rendered = {t.cloud: _render(t, model_digest, settings, number, manifests_dir) for t in targets}
+        plan = plan_release(store, by_cloud,
+                            lambda cloud, n: _render(by_cloud[cloud], model_digest, settings, n, manifests_dir),
+                            blocked=failed_before_apply)
+        if plan.unchanged:
+            return _reapply_unchanged(store, targets, plan, settings, progress, target_factory)
+        fallbacks = {c: (cur if settings.auto_rollback else None) for c, cur in plan.current.items()}
+        rendered = plan.objects
         plans = {t.cloud: CloudPlan(model_digest=model_digest, image_ref=str(t.image_ref), image_digest=t.image_digest,
                                     overlay=t.overlay, replicas=settings.replicas, manifests=rendered[t.cloud],
                                     endpoint=t.cluster.endpoint)
                  for t in targets}
-        got = store.begin(kind="deploy", model_digest=model_digest, bundle_ref=bundle_ref, gate_forced=gate_forced,
-                          gate_summary=gate_summary, clouds=plans)
-        if got != number:  # cannot happen under the lock; a release number is a promise in the manifests
-            raise ReleaseError(f"release number moved from {number} to {got} while holding the lock")
+        number = begin_release(store, planned=plan.number, kind="deploy", model_digest=model_digest,
+                               bundle_ref=bundle_ref, gate_forced=gate_forced, gate_summary=gate_summary, clouds=plans)
         run = _Run(store, number, settings, progress, target_factory)
         for cloud, (reason, detail) in failed_before_apply.items():
             run.record(cloud, status="failed", reason=reason, detail=detail)
-        run.run_all({t.cloud: (lambda t=t: run.roll_out(t, rendered[t.cloud], fallback=fallbacks[t.cloud]))
+        run.run_all({t.cloud: partial(run.roll_out, t, rendered[t.cloud], fallback=fallbacks[t.cloud])
                      for t in targets if t.cloud not in failed_before_apply}, _overall_timeout(settings))
         return DeployResult(store.finish(number))
 
 
-def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], current: dict[str, CloudRelease | None],
-                       release_numbers: set[int], settings: DeploySettings, progress: ProgressFn,
+def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], plan: ReleasePlan,
+                       settings: DeploySettings, progress: ProgressFn,
                        target_factory: Callable[[CloudTarget], KubeTarget]) -> DeployResult:
-    """Re-apply what runs (repairs drift) and confirm it is ready; record nothing new."""
+    """Re-apply what the history says runs (repairs drift, or a cluster made anew) and watch
+    it become ready; record nothing new."""
     errors: dict[str, str] = {}
 
     def one(target: CloudTarget) -> None:
-        cur = current[target.cloud]
-        assert cur is not None
+        objs = plan.objects[target.cloud]
         kube = target_factory(target)
         try:
             progress(target.cloud, "unchanged: re-applying")
-            kube.apply(cur.manifests, force=settings.force_conflicts)
-            state = kube.watch(cur.manifests, settings, progress)
+            kube.apply(objs, force=settings.force_conflicts)
+            state = kube.watch(objs, settings, progress)
             progress(target.cloud, f"unchanged: {state.ready}/{state.replicas} ready")
         except MCOError as exc:
             errors[target.cloud] = exc.message
@@ -490,10 +507,9 @@ def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], current:
         raise ClusterError("the clouds already run this release, but re-applying it failed: "
                            + "; ".join(f"{c}: {m}" for c, m in sorted(errors.items())),
                            hint="check those clusters, then deploy again")
-    latest = max(release_numbers)
-    release = store.get(latest)
+    release = store.get(plan.number)
     # Show what runs on each target cloud (they may be on different releases of the same objects).
-    clouds = {t.cloud: current[t.cloud] for t in targets}
+    clouds = {t.cloud: plan.current[t.cloud] for t in targets}
     shown = Release(**{**release.__dict__, "clouds": {c: v for c, v in clouds.items() if v is not None}})
     return DeployResult(shown, unchanged=True, notes=["every cloud already runs these objects; no new release"])
 
@@ -501,7 +517,7 @@ def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], current:
 def rollback_release(
     store: ReleaseStore,
     lock: DeployLock,
-    clusters: dict[str, tuple[Any, str]],
+    clusters: dict[str, tuple[ClusterConfig, str]],
     *,
     to: int | None,
     settings: DeploySettings,
@@ -544,16 +560,18 @@ def rollback_release(
                                   overlay=src.overlay, replicas=src.replicas, manifests=src.manifests,
                                   endpoint=clusters[cloud][0].endpoint, source_release=src.release)
                  for cloud, src in sources.items()}
-        number = store.begin(kind="rollback", model_digest=digests.pop() if len(digests) == 1 else "mixed",
-                             rollback_of=to if to is not None else (min(source_numbers) if len(source_numbers) == 1 else None),
-                             clouds=plans)
+        number = begin_release(store, planned=None, kind="rollback",
+                               model_digest=digests.pop() if len(digests) == 1 else "mixed",
+                               rollback_of=to if to is not None else (min(source_numbers) if len(source_numbers) == 1
+                                                                      else None),
+                               clouds=plans)
         # A rollback that fails is not rolled back again: the cloud is reported failed with its reason.
         no_auto = DeploySettings(**{**settings.__dict__, "auto_rollback": False})
         run = _Run(store, number, no_auto, progress, target_factory)
-        jobs = {}
+        jobs: dict[str, Callable[[], None]] = {}
         for cloud, src in sources.items():
             cluster, overlay = clusters[cloud]
             target = CloudTarget(cloud, cluster, overlay, image_ref=src.image_ref, image_digest=src.image_digest)
-            jobs[cloud] = (lambda t=target, s=src: run.roll_out(t, s.manifests, fallback=None))
+            jobs[cloud] = partial(run.roll_out, target, src.manifests, fallback=None)
         run.run_all(jobs, _overall_timeout(settings))
         return DeployResult(store.finish(number))

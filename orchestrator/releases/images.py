@@ -2,7 +2,7 @@
 
 * The image is built by ``mco package`` (``orchestrator.packaging.build``) or given as an
   existing local image.
-* A kind cluster gets it with ``kind load docker-image`` (``orchestrator.local.clusters``).
+* A kind cluster gets it with ``kind load docker-image`` (``orchestrator.kube.kind``).
   ``kind load`` goes through ``docker save``, which does not keep registry digests, so
   the manifests reference the image by its ID, ``sha256:<config digest>``: content-addressed,
   kept by ``docker save``, and resolved by the node's containerd without any registry. A
@@ -19,9 +19,15 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import ClusterError, MCOError, NotFound
+from orchestrator.progress import ProgressFn, quiet
+
+if TYPE_CHECKING:
+    from orchestrator.config import MCOConfig, PackagingConfig
+    from orchestrator.model.bundle import Bundle
 
 __all__ = ["LocalImage", "ensure_on_kind", "image_for_bundle", "image_on_kind_node", "local_image", "pin_name"]
 
@@ -93,14 +99,13 @@ def pin_name(image: LocalImage) -> str:
 
 
 def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
-                   progress: Callable[[str, str], None] = lambda c, m: None) -> dict[str, str]:
+                   progress: ProgressFn = quiet) -> dict[str, str]:
     """``kind load`` the image into each ``{cloud: kind cluster}`` that lacks it, in parallel.
 
     Returns ``{cloud: error}`` for the clouds that could not get it: one broken cluster must
     not stop the deploy to the others (the release records that cloud as failed).
     """
-    from orchestrator.local.base import CLOUDS, LocalContext
-    from orchestrator.local.clusters import ClusterStandIn, Kind, cluster_name, load_image
+    from orchestrator.kube.kind import load_image
 
     if not kind_clusters:
         return {}
@@ -112,10 +117,7 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
             progress(cloud, "image already on the node")
             return
         progress(cloud, f"kind load docker-image {pinned}")
-        if cloud in CLOUDS and cluster_name(cloud) == cluster:
-            load_image(pinned, [cloud])
-        else:  # a kind cluster under another name than `mco local up` gives it
-            Kind(LocalContext().dir_for(ClusterStandIn.name)).load_image(cluster, pinned)
+        load_image(pinned, [cluster])
         if not image_on_kind_node(cluster, image.image_id):
             raise ClusterError(f"{cloud}: after `kind load`, the node of {cluster} still lacks image {image.image_id[:19]}…",
                                hint=f"`docker exec {cluster}-control-plane crictl images`")
@@ -143,7 +145,7 @@ def ensure_on_kind(image: LocalImage, kind_clusters: dict[str, str],
 # the image is reused without a build.
 
 
-def build_key(bundle_digest: str, packaging: Any) -> str | None:
+def build_key(bundle_digest: str, packaging: PackagingConfig) -> str | None:
     """A digest of everything the image is built from, or None when it cannot be computed."""
     import hashlib
     import json
@@ -165,10 +167,9 @@ def build_key(bundle_digest: str, packaging: Any) -> str | None:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def cached_image(state_dir: Any, key: str | None) -> LocalImage | None:
+def cached_image(state_dir: Path, key: str | None) -> LocalImage | None:
     """The image an earlier deploy built from the same inputs, if docker still has it."""
     import json
-    from pathlib import Path
 
     if key is None:
         return None
@@ -186,7 +187,7 @@ def cached_image(state_dir: Any, key: str | None) -> LocalImage | None:
     return LocalImage(name=entry.get("name", found.image_id), image_id=found.image_id, bundle_digest=found.bundle_digest)
 
 
-def image_for_bundle(cfg: Any, bundle: Any, *, show_progress: bool = False) -> LocalImage:
+def image_for_bundle(cfg: MCOConfig, bundle: Bundle, *, progress: ProgressFn = quiet) -> LocalImage:
     """The image that serves ``bundle``: the one an earlier build made from the same inputs,
     else a new build (remembered for next time)."""
     from orchestrator.packaging.build import build_image
@@ -195,18 +196,17 @@ def image_for_bundle(cfg: Any, bundle: Any, *, show_progress: bool = False) -> L
     key = build_key(bundle.digest, cfg.packaging)
     image = cached_image(state_dir_for(cfg), key)
     if image is None:
-        built = build_image(bundle.path, packaging=cfg.packaging, show_progress=show_progress)
+        built = build_image(bundle.path, packaging=cfg.packaging, progress=progress)
         found = local_image(built.image_id)
         image = LocalImage(name=built.image, image_id=found.image_id, bundle_digest=found.bundle_digest)
         remember_image(state_dir_for(cfg), key, image)
     return image
 
 
-def remember_image(state_dir: Any, key: str | None, image: LocalImage) -> None:
+def remember_image(state_dir: Path, key: str | None, image: LocalImage) -> None:
     import json
     import os
     import tempfile
-    from pathlib import Path
 
     if key is None:
         return

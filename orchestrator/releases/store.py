@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from orchestrator.config import MCOConfig
 from orchestrator.errors import ReleaseError
 
 __all__ = [
@@ -406,7 +407,7 @@ class ReleaseStore:
             yield row[0]
 
 
-def state_dir_for(cfg: Any) -> Path:
+def state_dir_for(cfg: MCOConfig) -> Path:
     """``project.state_dir``, relative to the config file's directory when it is relative."""
     state_dir = Path(cfg.project.state_dir)
     if not state_dir.is_absolute() and cfg.source is not None:
@@ -414,7 +415,7 @@ def state_dir_for(cfg: Any) -> Path:
     return state_dir
 
 
-def open_store(cfg: Any, *, create: bool = True) -> ReleaseStore | None:
+def open_store(cfg: MCOConfig, *, create: bool = True) -> ReleaseStore | None:
     """The project's history store; ``None`` when ``create`` is false and none exists yet."""
     path = state_dir_for(cfg) / "releases.db"
     if not create and not path.is_file():

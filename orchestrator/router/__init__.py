@@ -10,7 +10,7 @@ pydantic model) configures everything; ``RouterTargetConfig`` is one target::
 
     from orchestrator.config import RouterConfig, RouterTargetConfig
     cfg = RouterConfig(
-        port=8088, policy="failover",                  # failover | weighted | latency | cost
+        port=8088, policy="failover",   # a registered policy: failover | weighted | latency | cost
         targets=[RouterTargetConfig(name="aws", url="http://127.0.0.1:9001", priority=0,
                                     weight=1, pricing_key="aws/us-east-1"),
                  RouterTargetConfig(name="gcp", url="http://127.0.0.1:9002", priority=1,
@@ -38,10 +38,18 @@ Running it
   ``mco router serve --config FILE``) with the token in ``MCO_ROUTER_TOKEN``.
 * In-process (tests): ``orchestrator.router.server.RouterServer(cfg, token=...)`` with
   ``start()`` (uvicorn on a background thread; also a context manager), ``url``,
-  ``router`` (the state: ``router.status()``, ``router.events.since(0)``),
-  ``set_targets([...])`` and ``stop()``. ``orchestrator.router.server.serve(cfg, token=...)``
-  blocks; ``orchestrator.router.app.build_router(cfg, token=...)`` returns the bare ASGI app
+  ``router`` (the state, ``orchestrator.router.state.Router``: ``router.status()``,
+  ``router.events.since(0)``), ``set_targets([...])`` and ``stop()``.
+  ``orchestrator.router.server.serve(cfg, token=...)`` blocks;
+  ``orchestrator.router.app.build_router(cfg, token=...)`` returns the bare ASGI app
   and its ``Router`` state object.
+
+Inside: ``app.py`` (the ASGI data plane: forward, retry, hedge), ``state.py`` (the
+``Router`` state it shares with ``admin.py`` and ``metrics.py``), ``sampler.py``
+(recent windows and time series), ``report.py`` (status and series reports, the
+PNG/HTML report), ``balancer/`` (health-driven order; ``policies.py`` is the registry
+of routing policies), ``health/``, ``accounting.py``, ``retries.py``, ``upstream.py``,
+``asgi.py`` (the ``Reply`` shape), ``export/`` (HAProxy and Envoy configs).
 
 HTTP surface
 ------------
@@ -74,12 +82,12 @@ HTTP surface
 
 Tools for drills and tests
 --------------------------
-* ``orchestrator.router.loadgen.run_load(url, rate=300, duration=6, events={1.5: fn})``:
+* ``orchestrator.testing.traffic.run_load(url, rate=300, duration=6, events={1.5: fn})``:
   open-loop aiohttp load; ``events`` runs callables at set offsets (e.g. a ``kill -9``).
   The ``LoadResult`` has ``errors``, ``slower_than(s)``, ``percentile_ms(q)``,
   ``by_cloud()`` (from ``x-mco-cloud``) and ``moved_after(t, away_from)`` (time until
   traffic left a cloud).
-* ``orchestrator.router.faults.FaultProxy(upstream_port).start()``: a fault-injecting
+* ``orchestrator.testing.faults.FaultProxy(upstream_port).start()``: a fault-injecting
   proxy in a child process in front of a real model server; ``set_mode("pass" | "refuse"
   | "hang" | "http503" | "slow" | "reset_mid", delay=...)``; ``stop()``.
 

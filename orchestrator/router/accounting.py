@@ -13,8 +13,9 @@ import math
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-__all__ = ["BOUNDS_S", "ERROR_KINDS", "CostModel", "TargetStats", "percentile"]
+__all__ = ["BOUNDS_S", "ERROR_KINDS", "CostModel", "StatsSnapshot", "TargetStats", "as_ms", "percentile"]
 
 _FACTOR = 1.05
 BOUNDS_S: tuple[float, ...] = tuple(50e-6 * _FACTOR**i for i in range(int(math.log(120 / 50e-6, _FACTOR)) + 2))
@@ -36,6 +37,11 @@ def percentile(counts: list[int], q: float) -> float | None:
             lower = BOUNDS_S[i - 1] if i > 0 else upper / _FACTOR
             return math.sqrt(lower * upper)
     return BOUNDS_S[-1]
+
+
+def as_ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds for reports, to the microsecond; None stays None (no data)."""
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 @dataclass
@@ -66,6 +72,16 @@ class CostModel:
         return hourly / (rps * 3600) * 1000
 
 
+class StatsSnapshot(NamedTuple):
+    """A target's counters at one moment; the difference of two is a window."""
+
+    at: float           # time.monotonic()
+    requests: int
+    bytes_out: int
+    counts: list[int]   # the latency histogram (a copy)
+    errors: int         # failed tries of every kind
+
+
 @dataclass
 class TargetStats:
     requests: int = 0                  # tries sent to this target that got an answer or failed
@@ -90,5 +106,6 @@ class TargetStats:
         # failures count in the EWMA at their cost, so the latency policy shies away
         self.ewma_s = seconds if self.ewma_s == 0.0 else self.ewma_s + 0.2 * (seconds - self.ewma_s)
 
-    def snapshot(self) -> tuple[float, int, int, list[int], int]:
-        return time.monotonic(), self.requests, self.bytes_out, list(self.counts), sum(self.errors.values())
+    def snapshot(self) -> StatsSnapshot:
+        return StatsSnapshot(time.monotonic(), self.requests, self.bytes_out, list(self.counts),
+                             sum(self.errors.values()))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -18,20 +19,27 @@ from urllib.parse import parse_qs
 from pydantic import ValidationError
 
 from orchestrator.errors import MCOError
+from orchestrator.router.asgi import Receive, Reply, Scope, json_reply
+from orchestrator.router.metrics import render_metrics
+from orchestrator.router.report import series_report, status_report
 
 if TYPE_CHECKING:
-    from orchestrator.router.app import Receive, Router, Scope
+    from orchestrator.router.state import Router
 
-__all__ = ["AdminApi"]
+__all__ = ["AdminApi", "check_token"]
 
-Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 _MAX_ADMIN_BODY = 256 * 1024
 
 
 def _json(status: int, body: Any) -> Reply:
-    payload = json.dumps(body).encode()
-    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                    (b"cache-control", b"no-store")], payload
+    return json_reply(status, body, (b"cache-control", b"no-store"))
+
+
+def check_token(expected: bytes | None, authorization: bytes | None) -> bool:
+    """True when ``authorization`` is ``Bearer <expected>``; always False for a router without a token."""
+    if expected is None or not authorization or not authorization.startswith(b"Bearer "):
+        return False
+    return hmac.compare_digest(authorization[7:].strip(), expected)
 
 
 class AdminApi:
@@ -39,16 +47,12 @@ class AdminApi:
         self.router = router
 
     async def handle(self, scope: Scope, receive: Receive) -> Reply:
-        from orchestrator.router.app import check_token
-
         path, method = scope["path"], scope["method"]
         if path == "/metrics":
-            from orchestrator.router.metrics import render_metrics
-
             body, content_type = render_metrics(self.router)
             return 200, [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())], body
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if not check_token(self.router, auth):
+        if not check_token(self.router.token, auth):
             status, headers, body = _json(401, {"error": "admin calls need 'Authorization: Bearer TOKEN'",
                                                 "hint": "the token is in $MCO_ROUTER_TOKEN or router.token_file"})
             return status, headers + [(b"www-authenticate", b'Bearer realm="mco-router"')], body
@@ -89,7 +93,7 @@ class AdminApi:
                 return b"".join(chunks)
 
     async def _status(self, scope: Scope, body: bytes) -> Reply:
-        return _json(200, self.router.status())
+        return _json(200, status_report(self.router))
 
     async def _events(self, scope: Scope, body: bytes) -> Reply:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -100,7 +104,7 @@ class AdminApi:
         return _json(200, {"events": [e.to_dict() for e in self.router.events.since(since)]})
 
     async def _series(self, scope: Scope, body: bytes) -> Reply:
-        return _json(200, self.router.series_report())
+        return _json(200, series_report(self.router.sampler))
 
     async def _targets(self, scope: Scope, body: bytes) -> Reply:
         return _json(200, {"targets": [t.cfg.model_dump(mode="json") for t in self.router.balancer.by_priority]})

@@ -3,7 +3,9 @@
 Per request the hot path does only this: read the body (bounded), filter hop-by-hop
 headers, ask the balancer for its cached candidate order, send, and on a failure retry
 once on the next candidate within the retry budget. Health checks, outlier timers,
-percentiles, costs and the time series run beside it (``Router.startup`` starts them).
+percentiles, costs and the time series run beside it (``Router.startup`` in
+``state.py`` starts them; ``sampler.py`` keeps the windows and series, ``report.py``
+builds the admin reports from them).
 
 Failures and what the client sees:
 
@@ -20,248 +22,43 @@ Failures and what the client sees:
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import random
-import signal
-import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, NamedTuple
 
-from orchestrator.config import RouterConfig, RouterTargetConfig
-from orchestrator.errors import ConfigError
-from orchestrator.router.accounting import CostModel, TargetStats, percentile
-from orchestrator.router.balancer import Balancer, TargetState
-from orchestrator.router.events import EventLog
-from orchestrator.router.health.active import ActiveChecker
-from orchestrator.router.health.passive import OutlierDetector
-from orchestrator.router.retries import RetryBudget, backoff
-from orchestrator.router.upstream import HOP_BY_HOP, UpstreamError, make_upstream
+from orchestrator.config import RouterConfig
+from orchestrator.router.accounting import percentile
+from orchestrator.router.admin import AdminApi
+from orchestrator.router.asgi import (
+    Headers,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    json_reply,
+    send_reply,
+)
+from orchestrator.router.balancer import TargetState
+from orchestrator.router.headers import CLOUD_HEADER_BYTES
+from orchestrator.router.retries import backoff
+from orchestrator.router.state import Router
+from orchestrator.router.upstream import HOP_BY_HOP, UpstreamError
 
-__all__ = ["Router", "RouterApp", "build_router"]
+__all__ = ["Answer", "RouterApp", "build_router"]
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_SERIES_STEP_S = 2.0
-_SERIES_POINTS = 1800  # one hour
-_WINDOW_S = 10.0
+class Answer(NamedTuple):
+    """What the client gets for one proxied request, and the target that answered (None: the router did)."""
+
+    status: int
+    headers: Headers
+    body: bytes
+    cloud: str | None
 
 
 class _TooLarge(Exception):
     pass
-
-
-class Router:
-    """Everything the data plane and the admin API share."""
-
-    def __init__(self, cfg: RouterConfig, *, token: str | None = None, config_path: Path | None = None,
-                 client: str = "aiohttp") -> None:
-        self.cfg = cfg
-        self.token = token.encode() if token else None
-        self.config_path = config_path
-        self.started = time.time()
-        self.events = EventLog(path=cfg.events_file)
-        self.balancer = Balancer([self._state(t, i) for i, t in enumerate(cfg.targets)], cfg.policy, self.events,
-                                 slo_p95_s=cfg.slo_p95_ms / 1000)
-        self._check_unique(cfg.targets)
-        self.active = ActiveChecker(cfg.health, self.balancer.sink("active"), self.events)
-        self.passive = OutlierDetector(cfg.outlier, self.balancer.sink("passive"), self.events)
-        self.passive.update([t.name for t in cfg.targets])
-        self.budget = RetryBudget(ratio=cfg.retries.budget_ratio, min_per_s=cfg.retries.budget_min_per_s)
-        self.upstream = make_upstream(client, per_try_timeout_s=cfg.retries.per_try_timeout_s,
-                                      connect_timeout_s=cfg.retries.connect_timeout_s)
-        self.overall = TargetStats()  # what clients saw, retries included
-        self.client_errors = {"body_too_large": 0, "all_failed": 0, "no_target": 0}
-        self.series: dict[str, list[tuple[float, ...]]] = {}
-        self._history: dict[str, list[tuple[float, int, int, list[int], int]]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.handle_sighup = False
-
-    @staticmethod
-    def _check_unique(targets: list[RouterTargetConfig]) -> None:
-        names = [t.name for t in targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigError(f"router targets must have unique names; repeated: {', '.join(dupes)}",
-                              hint="rename the targets so each cloud appears once")
-
-    @staticmethod
-    def _state(t: RouterTargetConfig, index: int) -> TargetState:
-        return TargetState(cfg=t, index=index,
-                           cost=CostModel.for_target(t.pricing_key, vcpu=t.vcpu, memory_gb=t.memory_gb,
-                                                     replicas=t.replicas))
-
-    # -- lifecycle ------------------------------------------------------------------
-    async def startup(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.upstream.start()
-        await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
-        self._tasks.append(self.loop.create_task(self._sample_forever(), name="router-sampler"))
-        if self.handle_sighup and threading.current_thread() is threading.main_thread():
-            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-
-    def _on_sighup(self) -> None:
-        try:
-            self.reload_from_file()
-        except Exception as exc:  # noqa: BLE001 -- a bad edit must not kill a serving router
-            self.events.emit("targets_reloaded", None, error=str(exc))
-
-    async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        self.passive.stop()
-        await self.active.stop()
-        await self.upstream.close()
-
-    # -- hot reload -----------------------------------------------------------------
-    def set_targets(self, targets: list[RouterTargetConfig]) -> None:
-        """Replace the targets; ones with the same name and URL keep their stats and health."""
-        self._check_unique(targets)
-        old = self.balancer.targets
-        states: list[TargetState] = []
-        for i, t in enumerate(targets):
-            prev = old.get(t.name)
-            if prev is not None and prev.cfg.url == t.url:
-                prev.cfg, prev.index = t, i
-                prev.cost = self._state(t, i).cost
-                states.append(prev)
-            else:
-                states.append(self._state(t, i))
-        self.passive.update([t.name for t in targets])
-        self.balancer.replace_targets(states)
-        if self.loop is not None:
-            self.active.update({t.name: t.url for t in targets})
-        self.events.emit("targets_reloaded", None, targets=[t.name for t in targets])
-
-    def reload_from_file(self) -> None:
-        if self.config_path is None:
-            raise ConfigError("this router was not started from a config file, so there is nothing to re-read",
-                              hint="use PUT /admin/targets instead")
-        from orchestrator.config import load_config
-        from orchestrator.router.settings import targets_from_config
-
-        self.set_targets(targets_from_config(load_config(self.config_path)))
-
-    # -- side work: windows, series ---------------------------------------------------
-    async def _sample_forever(self) -> None:
-        while True:
-            await asyncio.sleep(_SERIES_STEP_S / 2)
-            try:
-                self.sample()
-            except Exception:  # never let accounting kill the router  # noqa: BLE001
-                pass
-
-    def sample(self) -> None:
-        now = time.time()
-        for t in list(self.balancer.targets.values()) + [None]:
-            name = t.name if t is not None else "__overall__"
-            stats = t.stats if t is not None else self.overall
-            snap = stats.snapshot()
-            hist = self._history.setdefault(name, [])
-            hist.append(snap)
-            while len(hist) > 2 and snap[0] - hist[1][0] >= _WINDOW_S:
-                hist.pop(0)
-            first = hist[0]
-            span = max(snap[0] - first[0], 1e-9)
-            rps = (snap[1] - first[1]) / span if len(hist) > 1 else 0.0
-            bps = (snap[2] - first[2]) / span if len(hist) > 1 else 0.0
-            window = [a - b for a, b in zip(snap[3], first[3])] if len(hist) > 1 else snap[3]
-            p50, p95, p99 = (percentile(window, q) for q in (0.5, 0.95, 0.99))
-            if t is not None:
-                t.recent_rps, t.recent_bytes_per_s, t.recent_p95_s = rps, bps, p95
-                t.window = {"rps": round(rps, 2), "p50_ms": _ms(p50), "p95_ms": _ms(p95), "p99_ms": _ms(p99)}
-            series = self.series.setdefault(name, [])
-            if not series or now - series[-1][0] >= _SERIES_STEP_S * 0.99:
-                errors = (snap[4] - first[4]) / span if len(hist) > 1 else 0.0
-                cost_h = t.cost.per_hour(bps) if t is not None else None
-                cost_k = t.cost.per_1k_requests(rps, bps) if t is not None else None
-                healthy = (1.0 if t.healthy else 0.0) if t is not None else 1.0
-                nan = float("nan")
-                series.append((now, rps, _ms(p50) or nan, _ms(p95) or nan, _ms(p99) or nan, errors,
-                               cost_h if cost_h is not None else float("nan"),
-                               cost_k if cost_k is not None else float("nan"), healthy))
-                if len(series) > _SERIES_POINTS:
-                    del series[0]
-        for name in [n for n in self._history if n != "__overall__" and n not in self.balancer.targets]:
-            self._history.pop(name, None)
-        if self.cfg.policy == "cost":
-            self.balancer.refresh_policy()
-
-    # -- reports ------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        rows = []
-        total_cost_h = 0.0
-        cost_known = True
-        for t in self.balancer.by_priority:
-            s = t.stats
-            out = self.passive.state(t.name)
-            check = self.active.state(t.name)
-            cost_h = t.cost.per_hour(t.recent_bytes_per_s)
-            if cost_h is None:
-                cost_known = False
-            else:
-                total_cost_h += cost_h
-            p50, p95, p99 = (percentile(s.counts, q) for q in (0.5, 0.95, 0.99))
-            rows.append({
-                "name": t.name, "url": t.cfg.url, "priority": t.cfg.priority, "weight": t.cfg.weight,
-                "pricing_key": t.cfg.pricing_key, "healthy": t.healthy, "active_up": t.up["active"],
-                "ejected": not t.up["passive"],
-                "ejected_until": (out.ejected_until or None) if out else None,
-                "ejections": out.ejections if out else 0,
-                "last_check_error": check.last_error if check else None,
-                "requests": s.requests, "errors": dict(s.errors), "responses_4xx": s.responses_4xx,
-                "retries": s.retries, "hedges": s.hedges,
-                "p50_ms": _ms(p50), "p95_ms": _ms(p95), "p99_ms": _ms(p99), "ewma_ms": _ms(s.ewma_s or None),
-                "rps": round(t.recent_rps, 2), "window_10s": t.window,
-                "cost_per_hour": _money(cost_h),
-                "cost_per_1k_requests": _money(t.cost.per_1k_requests(t.recent_rps, t.recent_bytes_per_s)),
-            })
-        o = self.overall
-        total_rps = sum(t.recent_rps for t in self.balancer.by_priority)
-        return {
-            "policy": self.cfg.policy,
-            "uptime_s": round(time.time() - self.started, 1),
-            "all_down": self.balancer.all_down,
-            "active_target": self.balancer.healthy[0].name if self.balancer.healthy else None,
-            "targets": rows,
-            "overall": {
-                "requests": o.requests, "client_errors": dict(self.client_errors),
-                "p50_ms": _ms(percentile(o.counts, 0.5)), "p95_ms": _ms(percentile(o.counts, 0.95)),
-                "p99_ms": _ms(percentile(o.counts, 0.99)),
-                "cost_per_hour": _money(total_cost_h) if cost_known else None,
-                "cost_per_1k_requests": _money(total_cost_h / (total_rps * 3600) * 1000)
-                if cost_known and total_rps > 0 else None,
-            },
-            "retry_budget": self.budget.snapshot(),
-        }
-
-    def series_report(self) -> dict[str, Any]:
-        cols = ["t", "rps", "p50_ms", "p95_ms", "p99_ms", "errors_per_s", "cost_per_hour", "cost_per_1k_requests",
-                "healthy"]
-        return {"columns": cols, "step_s": _SERIES_STEP_S,
-                "targets": {name: [[None if isinstance(v, float) and v != v else v for v in row] for row in rows]
-                            for name, rows in self.series.items()}}
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _money(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
-
-
-def _json_response(status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None
-                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    return status, headers + (extra or []), payload
 
 
 class RouterApp:
@@ -271,16 +68,14 @@ class RouterApp:
         self.router = router
         self._rng = random.Random()
         self._background: set[asyncio.Future[Any]] = set()
-        from orchestrator.router import admin
-
-        self._admin = admin.AdminApi(router)
+        self._admin = AdminApi(router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
             if path.startswith("/admin/") or path == "/metrics":
-                await self._reply(send, *await self._admin.handle(scope, receive))
+                await send_reply(send, await self._admin.handle(scope, receive))
                 return
             await self._proxy(scope, receive, send)
         elif kind == "lifespan":
@@ -300,11 +95,6 @@ class RouterApp:
                 await self.router.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    @staticmethod
-    async def _reply(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         router = self.router
@@ -337,11 +127,11 @@ class RouterApp:
             body = await self._read_body(receive, limit)
         except _TooLarge:
             router.client_errors["body_too_large"] += 1
-            await self._reply(send, *_json_response(413, {"error": f"request body is larger than {limit} bytes"},
-                                                    [(b"connection", b"close")]))
+            await send_reply(send, json_reply(413, {"error": f"request body is larger than {limit} bytes"},
+                                              (b"connection", b"close")))
             return
         except ValueError:
-            await self._reply(send, *_json_response(400, {"error": "Content-Length is not a number"}))
+            await send_reply(send, json_reply(400, {"error": "Content-Length is not a number"}))
             return
 
         raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -349,17 +139,15 @@ class RouterApp:
         target = (raw_path + b"?" + qs if qs else raw_path).decode("latin-1")
         method = scope["method"]
 
-        result = await self._forward(method, target, headers, body)
-        status, resp_headers, payload, answered_by = result
-        router.overall.observe(time.perf_counter() - started, len(payload))
+        answer = await self._forward(method, target, headers, body)
+        router.overall.observe(time.perf_counter() - started, len(answer.body))
         # an upstream may not speak for the router: its own x-mco-cloud is dropped, ours is added
-        out = [(k, v) for k, v in resp_headers if k.lower() not in HOP_BY_HOP and k.lower() != b"x-mco-cloud"]
-        if answered_by is not None:
-            out.append((b"x-mco-cloud", answered_by.encode()))
+        out = [(k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP and k.lower() != CLOUD_HEADER_BYTES]
+        if answer.cloud is not None:
+            out.append((CLOUD_HEADER_BYTES, answer.cloud.encode()))
         if not any(k.lower() == b"content-length" for k, _ in out):
-            out.append((b"content-length", str(len(payload)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": payload})
+            out.append((b"content-length", str(len(answer.body)).encode()))
+        await send_reply(send, (answer.status, out, answer.body))
 
     @staticmethod
     async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -381,7 +169,7 @@ class RouterApp:
         return b"".join(chunks)
 
     async def _try(self, target: TargetState, method: str, path: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes] | UpstreamError:
+                   body: bytes) -> Reply | UpstreamError:
         """One try on one target, with its accounting. Returns the answer or the failure."""
         router = self.router
         t0 = time.perf_counter()
@@ -402,24 +190,23 @@ class RouterApp:
             router.passive.success(target.name)
         return status, resp_headers, payload
 
-    async def _forward(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-                       ) -> tuple[int, list[tuple[bytes, bytes]], bytes, str | None]:
+    async def _forward(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes) -> Answer:
         router = self.router
         retries = router.cfg.retries
         router.budget.request()
         candidates = router.balancer.candidates()
         if not candidates:
             router.client_errors["no_target"] += 1
-            return (*_json_response(503, {"error": "the router has no targets configured"}), None)
+            return Answer(*json_reply(503, {"error": "the router has no targets configured"}), None)
         n = len(candidates)
         tried: list[dict[str, str]] = []
-        last_5xx: tuple[int, list[tuple[bytes, bytes]], bytes, str] | None = None
+        last_5xx: Answer | None = None
         attempt = 0
         if retries.hedge and n > 1:
             outcome = await self._hedged(candidates, method, path, headers, body, tried)
-            if isinstance(outcome, tuple) and outcome[0] < 500:
+            if outcome is not None and outcome.status < 500:
                 return outcome
-            if isinstance(outcome, tuple):
+            if outcome is not None:
                 last_5xx = outcome
             attempt = len(tried)  # tries already made; the loop below may still retry
         while attempt < retries.attempts:
@@ -439,20 +226,19 @@ class RouterApp:
                 continue
             if result[0] >= 500:
                 tried.append({"target": target.name, "failure": f"HTTP {result[0]}"})
-                last_5xx = (*result, target.name)
+                last_5xx = Answer(*result, target.name)
                 continue
-            return (*result, target.name)
+            return Answer(*result, target.name)
         router.client_errors["all_failed"] += 1
         if last_5xx is not None:
             return last_5xx
         if router.balancer.all_down:
-            return (*_json_response(503, {"error": "no healthy cloud: every target is down", "tried": tried},
-                                    [(b"retry-after", b"1")]), None)
-        return (*_json_response(502, {"error": "no target answered", "tried": tried}), None)
+            return Answer(*json_reply(503, {"error": "no healthy cloud: every target is down", "tried": tried},
+                                      (b"retry-after", b"1")), None)
+        return Answer(*json_reply(502, {"error": "no target answered", "tried": tried}), None)
 
     async def _hedged(self, candidates: tuple[TargetState, ...], method: str, path: str,
-                      headers: list[tuple[str, str]], body: bytes, tried: list[dict[str, str]]
-                      ) -> tuple[int, list[tuple[bytes, bytes]], bytes, str] | None:
+                      headers: list[tuple[str, str]], body: bytes, tried: list[dict[str, str]]) -> Answer | None:
         """First try; if it is slower than the target's p95, a second copy on the next cloud."""
         router = self.router
         first, second = candidates[0], candidates[1]
@@ -469,7 +255,7 @@ class RouterApp:
             second.stats.retries += 1
             tasks[asyncio.ensure_future(self._try(second, method, path, headers, body))] = second
         pending = set(tasks)
-        last: tuple[int, list[tuple[bytes, bytes]], bytes, str] | None = None
+        last: Answer | None = None
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -479,9 +265,9 @@ class RouterApp:
                         tried.append({"target": target.name, "failure": result.kind})
                     elif result[0] >= 500:
                         tried.append({"target": target.name, "failure": f"HTTP {result[0]}"})
-                        last = (*result, target.name)
+                        last = Answer(*result, target.name)
                     else:
-                        return (*result, target.name)
+                        return Answer(*result, target.name)
         finally:
             # The losing try runs on to its answer or its per-try timeout (its result is dropped):
             # cancelling it would hide a hung target from outlier detection, so it would never be ejected.
@@ -496,8 +282,3 @@ def build_router(cfg: RouterConfig, *, token: str | None = None, config_path: Pa
     router = Router(cfg, token=token, config_path=config_path, client=client)
     return RouterApp(router), router
 
-
-def check_token(router: Router, authorization: bytes | None) -> bool:
-    if router.token is None or not authorization or not authorization.startswith(b"Bearer "):
-        return False
-    return hmac.compare_digest(authorization[7:].strip(), router.token)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 from orchestrator.router.accounting import BOUNDS_S, percentile
 
 if TYPE_CHECKING:
-    from orchestrator.router.app import Router
+    from orchestrator.router.state import Router
 
 __all__ = ["render_metrics"]
 

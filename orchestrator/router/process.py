@@ -26,7 +26,7 @@ __all__ = ["RouterProcess"]
 
 class RouterProcess:
     def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path, client: str = "aiohttp") -> None:
-        from orchestrator.local.processes import free_port
+        from orchestrator.net import free_port
 
         if cfg.port == 0:
             cfg = cfg.model_copy(update={"port": free_port(cfg.host)})
@@ -52,7 +52,7 @@ class RouterProcess:
         self.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def start(self, timeout: float = 20.0) -> RouterProcess:
-        from orchestrator.local.processes import port_open
+        from orchestrator.net import port_open
 
         self._write_config()
         env = {**os.environ, self.cfg.token_env: self.token}

@@ -1,7 +1,10 @@
-"""``mco router report``: latency and cost per cloud over time, as a PNG and an HTML page.
+"""The router's reports: what ``GET /admin/status`` and ``GET /admin/series`` answer, and
+``mco router report``, latency and cost per cloud over time as a PNG and an HTML page.
 
-Input is what ``GET /admin/series`` and ``GET /admin/events`` return (or the same JSON
-saved to files), so a report can be drawn from a live router or after the fact.
+``status_report`` and ``series_report`` build their JSON from the router's state when
+asked; nothing here runs per request. ``write_report`` draws from what those two and
+``GET /admin/events`` return (or the same JSON saved to files), so a report can be
+drawn from a live router or after the fact.
 """
 
 from __future__ import annotations
@@ -9,11 +12,79 @@ from __future__ import annotations
 import html
 import json
 import math
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["write_report"]
+from orchestrator.router.accounting import as_ms, percentile
+from orchestrator.router.sampler import STEP_S, SeriesPoint
+
+if TYPE_CHECKING:
+    from orchestrator.router.sampler import Sampler
+    from orchestrator.router.state import Router
+
+__all__ = ["series_report", "status_report", "write_report"]
+
+
+def _money(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def status_report(router: Router) -> dict[str, Any]:
+    """``GET /admin/status``: per target counters, percentiles since start, health and cost; the totals."""
+    rows = []
+    total_cost_h = 0.0
+    cost_known = True
+    for t in router.balancer.by_priority:
+        s = t.stats
+        out = router.passive.state(t.name)
+        check = router.active.state(t.name)
+        cost_h = t.cost.per_hour(t.recent_bytes_per_s)
+        if cost_h is None:
+            cost_known = False
+        else:
+            total_cost_h += cost_h
+        p50, p95, p99 = (percentile(s.counts, q) for q in (0.5, 0.95, 0.99))
+        rows.append({
+            "name": t.name, "url": t.cfg.url, "priority": t.cfg.priority, "weight": t.cfg.weight,
+            "pricing_key": t.cfg.pricing_key, "healthy": t.healthy, "active_up": t.up["active"],
+            "ejected": not t.up["passive"],
+            "ejected_until": (out.ejected_until or None) if out else None,
+            "ejections": out.ejections if out else 0,
+            "last_check_error": check.last_error if check else None,
+            "requests": s.requests, "errors": dict(s.errors), "responses_4xx": s.responses_4xx,
+            "retries": s.retries, "hedges": s.hedges,
+            "p50_ms": as_ms(p50), "p95_ms": as_ms(p95), "p99_ms": as_ms(p99), "ewma_ms": as_ms(s.ewma_s or None),
+            "rps": round(t.recent_rps, 2), "window_10s": t.window,
+            "cost_per_hour": _money(cost_h),
+            "cost_per_1k_requests": _money(t.cost.per_1k_requests(t.recent_rps, t.recent_bytes_per_s)),
+        })
+    o = router.overall
+    total_rps = sum(t.recent_rps for t in router.balancer.by_priority)
+    return {
+        "policy": router.cfg.policy,
+        "uptime_s": round(time.time() - router.started, 1),
+        "all_down": router.balancer.all_down,
+        "active_target": router.balancer.healthy[0].name if router.balancer.healthy else None,
+        "targets": rows,
+        "overall": {
+            "requests": o.requests, "client_errors": dict(router.client_errors),
+            "p50_ms": as_ms(percentile(o.counts, 0.5)), "p95_ms": as_ms(percentile(o.counts, 0.95)),
+            "p99_ms": as_ms(percentile(o.counts, 0.99)),
+            "cost_per_hour": _money(total_cost_h) if cost_known else None,
+            "cost_per_1k_requests": _money(total_cost_h / (total_rps * 3600) * 1000)
+            if cost_known and total_rps > 0 else None,
+        },
+        "retry_budget": router.budget.snapshot(),
+    }
+
+
+def series_report(sampler: Sampler) -> dict[str, Any]:
+    """``GET /admin/series``: each target's points as rows of ``columns``, NaN as null."""
+    return {"columns": list(SeriesPoint._fields), "step_s": STEP_S,
+            "targets": {name: [[None if isinstance(v, float) and math.isnan(v) else v for v in point] for point in points]
+                        for name, points in sampler.series.items()}}
 
 _EVENT_COLORS = {"ejection": "tab:red", "health_down": "tab:orange", "failover": "black",
                  "failback": "tab:green", "readmission": "tab:olive", "health_up": "tab:cyan",

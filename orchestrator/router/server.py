@@ -44,7 +44,7 @@ class RouterServer:
 
     def __init__(self, cfg: RouterConfig, *, token: str | None = None, client: str = "aiohttp") -> None:
         if cfg.port == 0:
-            from orchestrator.local.processes import free_port
+            from orchestrator.net import free_port
 
             cfg = cfg.model_copy(update={"port": free_port(cfg.host)})
         self.cfg = cfg

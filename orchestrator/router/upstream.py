@@ -15,11 +15,15 @@ another cloud instead of reaching the client as a truncated body.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from orchestrator.router.asgi import Reply
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = ["HOP_BY_HOP", "AiohttpUpstream", "HttpxUpstream", "Upstream", "UpstreamError", "make_upstream"]
-
-Headers = list[tuple[bytes, bytes]]
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
@@ -36,7 +40,7 @@ class Upstream(Protocol):
     async def start(self) -> None: ...
 
     async def send(self, base_url: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, Headers, bytes]: ...
+                   body: bytes) -> Reply: ...
 
     async def close(self) -> None: ...
 
@@ -46,7 +50,7 @@ class AiohttpUpstream:
         self.per_try_timeout_s = per_try_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         import aiohttp
@@ -64,7 +68,7 @@ class AiohttpUpstream:
         self._connect_error = aiohttp.ClientConnectorError
 
     async def send(self, base_url: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, Headers, bytes]:
+                   body: bytes) -> Reply:
         session = self._session
         assert session is not None
         try:
@@ -94,7 +98,7 @@ class HttpxUpstream:
         self.per_try_timeout_s = per_try_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
-        self._client = None
+        self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         import httpx
@@ -106,7 +110,7 @@ class HttpxUpstream:
             follow_redirects=False, trust_env=False)
 
     async def send(self, base_url: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> tuple[int, Headers, bytes]:
+                   body: bytes) -> Reply:
         httpx = self._httpx
         client = self._client
         assert client is not None

@@ -142,14 +142,10 @@ def load_into_kind(props: dict[str, Any]) -> None:
     # Always load by name here (create/update only): the node may hold the ID under no
     # usable name (an earlier load by bare ID), which the "already there" check of
     # ensure_on_kind cannot tell apart from a good copy. Then verify as mco deploy does.
-    from orchestrator.local.base import CLOUDS, LocalContext
-    from orchestrator.local.clusters import ClusterStandIn, Kind, cluster_name, load_image
+    from orchestrator.kube.kind import load_image
 
     cloud, cluster = props["cloud"], props["kind_cluster"]
-    if cloud in CLOUDS and cluster_name(cloud) == cluster:
-        load_image(props["ref"], [cloud])
-    else:
-        Kind(LocalContext().dir_for(ClusterStandIn.name)).load_image(cluster, props["ref"])
+    load_image(props["ref"], [cluster])
     image = LocalImage(name=props["ref"], image_id=found.image_id, bundle_digest=found.bundle_digest)
     errors = ensure_on_kind(image, {cloud: cluster})
     if errors:

@@ -15,7 +15,7 @@ from orchestrator.errors import ConfigError
 if TYPE_CHECKING:
     from orchestrator.config import RouterConfig, RouterTargetConfig
 
-__all__ = ["FORMATS", "Endpoint", "endpoints", "render"]
+__all__ = ["FORMATS", "Endpoint", "endpoints", "ranked", "render"]
 
 FORMATS = ("haproxy", "envoy")
 
@@ -41,6 +41,14 @@ def endpoints(cfg: RouterConfig) -> list[Endpoint]:
         raise ConfigError(f"targets {', '.join(prefixed)} have a URL path; exported proxies forward paths unchanged",
                           hint="use base URLs such as http://host:port for every target")
     return out
+
+
+def ranked(cfg: RouterConfig, eps: list[Endpoint]) -> list[Endpoint]:
+    """The endpoints in the static order the policy ranks them in (priority, or for ``cost`` cheapest first)."""
+    from orchestrator.router.balancer.policies import policy_class
+
+    rank = policy_class(cfg.policy).static_rank
+    return sorted(eps, key=lambda e: rank(e.target))
 
 
 def render(cfg: RouterConfig, fmt: str) -> str:

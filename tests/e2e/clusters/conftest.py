@@ -18,8 +18,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from orchestrator.kube.kind import cluster_name, kubectl_binary, load_image, node_container
 from orchestrator.local.base import CLOUDS, LocalContext
-from orchestrator.local.clusters import NODE_PORT, ClusterStandIn, kubectl_binary, load_image, node_container
+from orchestrator.local.clusters import NODE_PORT, ClusterStandIn
 
 E2E_NAMESPACE = "mco-e2e-clusters"
 APP = "e2e-model"
@@ -50,8 +51,8 @@ def model_image(digits_bundle: Any, local_clusters: dict[str, dict[str, Any]]) -
     """The model image (from `mco package`), loaded into every cluster with `kind load`."""
     from orchestrator.packaging.build import build_image
 
-    built = build_image(digits_bundle.path, show_progress=False)
-    load_image(built.image, CLOUDS)
+    built = build_image(digits_bundle.path)
+    load_image(built.image, [cluster_name(c) for c in CLOUDS])
     return built.image
 
 

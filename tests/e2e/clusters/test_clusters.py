@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.kube.kind import node_container
+from orchestrator.kube.kind_host import KUBELET_SYSCTLS, SysctlGuard
 from orchestrator.local.base import LocalContext
-from orchestrator.local.clusters import NODE_PORT, node_container
-from orchestrator.local.hostcompat import KUBELET_SYSCTLS, SysctlGuard
+from orchestrator.local.clusters import NODE_PORT
 
 from .conftest import (
     APP,

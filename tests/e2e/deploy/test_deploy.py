@@ -129,7 +129,7 @@ def _tampered_image(bundle: Any) -> str:
     from orchestrator.packaging.dockerfile import MODEL_DIR
     from orchestrator.packaging.engine import docker_client
 
-    built = build_image(bundle.path, show_progress=False)
+    built = build_image(bundle.path)
     with tempfile.TemporaryDirectory() as ctx:
         model = Path(ctx) / "model.onnx"
         shutil.copy(bundle.model_path, model)

@@ -49,7 +49,7 @@ def test_pulumi_up_of_the_local_stack_deploys_and_records_the_release(
     from orchestrator.local.clusters import ClusterStandIn
     from orchestrator.packaging.build import build_image
 
-    image = build_image(digits_bundle.path, show_progress=False).image  # name:tag; the stack `kind load`s it
+    image = build_image(digits_bundle.path).image  # name:tag; the stack `kind load`s it
     sections = ClusterStandIn().up(LocalContext(config_path=tmp_path / "clusters.yaml"))  # idempotent: already up
     mco_yaml = tmp_path / "mco.yaml"
     mco_yaml.write_text(yaml.safe_dump({

@@ -12,9 +12,9 @@ import pytest
 
 from orchestrator.drills.fleet import LocalFleet
 from orchestrator.drills.scenarios import variant_bundle
-from orchestrator.local.processes import port_open
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle, load_bundle
+from orchestrator.net import port_open
 
 ROW = {"instances": [[float(i % 16) for i in range(64)]]}
 

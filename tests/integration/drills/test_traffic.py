@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.drills.traffic import TrafficConfig, TrafficGenerator, predict_body
-from orchestrator.local.processes import free_port
 from orchestrator.local.runtime import LocalRuntime
 from orchestrator.model.bundle import Bundle
+from orchestrator.net import free_port
+from orchestrator.testing.traffic import TrafficConfig, TrafficGenerator, predict_body
 
 
 def test_steady_rate_and_records_against_a_model_server(local_runtime: LocalRuntime, digits_bundle: Bundle) -> None:

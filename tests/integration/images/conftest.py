@@ -42,7 +42,7 @@ def built(docker_engine: Any, digits_bundle: Bundle) -> Iterator[Any]:
     """The image every test uses. A session tag keeps it alive when a later build moves its own tag."""
     from orchestrator.packaging.build import build_image
 
-    image = build_image(digits_bundle.path, show_progress=False)
+    image = build_image(digits_bundle.path)
     keep = f"mco-test/built:{os.getpid()}"
     docker_engine.api.tag(image.image_id, "mco-test/built", str(os.getpid()))
     yield image
@@ -55,7 +55,7 @@ def built(docker_engine: Any, digits_bundle: Bundle) -> Iterator[Any]:
 @pytest.fixture
 def container(docker_engine: Any) -> Iterator[Callable[..., tuple[Any, int]]]:
     """Start containers on 127.0.0.1:<free port>; every one is removed afterwards."""
-    from orchestrator.local.processes import free_port
+    from orchestrator.net import free_port
 
     started: list[Any] = []
 

@@ -34,7 +34,7 @@ def test_package_prints_image_json_and_rebuild_reuses_every_layer(built: Any, di
     # source, its layer may change between runs; then the next run must be the warm one.)
     previous = out["image_id"]
     for _ in range(3):
-        again = build_image(digits_bundle.path, show_progress=False)
+        again = build_image(digits_bundle.path)
         if again.cached_steps == again.steps and again.image_id == previous:
             break
         previous = again.image_id

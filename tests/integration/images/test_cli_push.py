@@ -59,7 +59,7 @@ def test_push_adds_image_digest_per_cloud_then_transfers_nothing(workdir: Path, 
 
 
 def test_push_with_a_registry_down_fails_that_cloud_only(workdir: Path, built: Any, digits_bundle: Bundle) -> None:
-    from orchestrator.local.processes import free_port
+    from orchestrator.net import free_port
 
     cfg = yaml.safe_load((workdir / "mco.local.yaml").read_text())
     cfg["clouds"]["gcp"]["registry"]["url"] = f"127.0.0.1:{free_port()}"

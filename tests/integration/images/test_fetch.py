@@ -39,7 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, digits_bundle: Bundle) -> Pa
 def fetch_image(docker_engine: Any, digits_bundle: Bundle) -> Any:
     from orchestrator.packaging.build import build_image
 
-    return build_image(digits_bundle.path, show_progress=False,
+    return build_image(digits_bundle.path,
                        packaging=PackagingConfig(model_source="fetch", fetch_extras=[]))
 
 

@@ -29,7 +29,7 @@ def _registries(config_path: Path, **overrides: dict[str, Any]) -> dict[str, Any
 def first_push(built: Any, local_registries: Path) -> Any:
     from orchestrator.packaging.publish import push_image
 
-    return push_image(built.image, _registries(local_registries), image_id=built.image_id, show_progress=False)
+    return push_image(built.image, _registries(local_registries), image_id=built.image_id)
 
 
 def test_push_reaches_all_three_registries_by_digest(first_push: Any, built: Any, local_registries: Path) -> None:
@@ -72,9 +72,11 @@ def test_docker_pulls_the_pushed_digest_and_gets_the_built_image(first_push: Any
 
 def test_second_push_transfers_no_layer_and_says_so(first_push: Any, built: Any, local_registries: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli._common import ProgressLines
     from orchestrator.packaging.publish import push_image
 
-    again = push_image(built.image, _registries(local_registries), image_id=built.image_id, show_progress=True)
+    with ProgressLines() as progress:  # the CLI's drawing of what push_image reports
+        again = push_image(built.image, _registries(local_registries), image_id=built.image_id, progress=progress)
     err = " ".join(capsys.readouterr().err.split())
     assert not again.failed
     for cloud, pushed in again.results.items():
@@ -85,12 +87,11 @@ def test_second_push_transfers_no_layer_and_says_so(first_push: Any, built: Any,
 
 
 def test_one_registry_down_the_others_still_get_the_image(built: Any, local_registries: Path) -> None:
-    from orchestrator.local.processes import free_port
+    from orchestrator.net import free_port
     from orchestrator.packaging.publish import push_image
 
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
-    result = push_image(built.image, _registries(local_registries, gcp={"url": dead}), image_id=built.image_id,
-                        show_progress=False)
+    result = push_image(built.image, _registries(local_registries, gcp={"url": dead}), image_id=built.image_id)
     assert set(result.failed) == {"gcp"}
     error = result.failed["gcp"]
     assert isinstance(error, Unreachable)
@@ -106,7 +107,7 @@ def test_bad_credentials_are_refused_without_leaking_the_secret(built: Any, loca
 
     secret = "not-the-password-7f3a9c"
     monkeypatch.setenv("MCO_REGISTRY_AZURE_PASSWORD", secret)  # the env var wins over the file
-    result = push_image(built.image, _registries(local_registries), image_id=built.image_id, show_progress=False)
+    result = push_image(built.image, _registries(local_registries), image_id=built.image_id)
     assert set(result.failed) == {"azure"}
     error = result.failed["azure"]
     assert isinstance(error, AccessDenied)

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 
 CACHE = Path(os.environ.get("MCO_CACHE", Path.home() / ".cache" / "mco"))
 
@@ -71,7 +71,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
         stdout=etcd_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     procs = [etcd_proc]
     try:
-        from orchestrator.local.processes import wait_for_port
+        from orchestrator.net import wait_for_port
 
         wait_for_port("127.0.0.1", client_port, timeout=30, what="etcd")
         sa_key = root / "sa.key"
@@ -150,12 +150,20 @@ CRASHING_IMAGE = "sha256:" + "c" * 64
 UNPULLABLE_IMAGE = "sha256:" + "e" * 64
 
 
+# The namespaces the simulated node serves (the deploy-flow tests'); pods elsewhere stay
+# pending, as on the bare API server the apply tests expect.
+SIMULATED_NAMESPACES = ("flow",)
+
+
 class SimulatedNode:
     """Stands in for kubelet, which cannot run on this host without a working kind node.
 
     It does what a kubelet reports through the API and nothing else: binds pending pods to
     itself, writes their status (ready; or CrashLoopBackOff with the server's last words;
-    or ErrImageNeverPull), and finishes graceful deletions. The Deployment and ReplicaSet
+    or ErrImageNeverPull), and finishes graceful deletions. Images in ``absent`` are not on
+    the node yet: a pod created meanwhile stays in ErrImageNeverPull (its status is written
+    once, as a kubelet in back-off does not look again soon), while pods created after the
+    image is "loaded" (removed from ``absent``) start. The Deployment and ReplicaSet
     controllers, the API server and everything mco does are real.
     """
 
@@ -167,6 +175,7 @@ class SimulatedNode:
         self.api = client.CoreV1Api(config.new_client_from_config(config_file=str(apiserver["kubeconfig"]),
                                                                   context=str(apiserver["context"])))
         self.stop = threading.Event()
+        self.absent: set[str] = set()
         self.thread = threading.Thread(target=self._loop, name="simulated-node", daemon=True)
 
     def _status(self, pod: object) -> dict:
@@ -182,7 +191,7 @@ class SimulatedNode:
                                                "message": "mco model server: refusing to start: model.onnx has sha256 "
                                                           "1234…, but the card records 5678…"}}}
             ready = "False"
-        elif container.image == UNPULLABLE_IMAGE:
+        elif container.image == UNPULLABLE_IMAGE or container.image in self.absent:
             cs = {**base, "ready": False, "restartCount": 0, "started": False,
                   "state": {"waiting": {"reason": "ErrImageNeverPull",
                                         "message": f'Container image "{container.image}" is not present with pull policy of Never'}}}
@@ -204,6 +213,8 @@ class SimulatedNode:
             try:
                 for pod in self.api.list_pod_for_all_namespaces(_request_timeout=5).items:
                     meta = pod.metadata
+                    if not meta.namespace.startswith(SIMULATED_NAMESPACES):
+                        continue  # the apply tests' namespaces have no node, whichever test ran first
                     try:
                         if meta.deletion_timestamp is not None:
                             self.api.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
@@ -235,5 +246,5 @@ class SimulatedNode:
 
 @pytest.fixture(scope="session")
 def simulated_cluster(controllers: dict[str, object]) -> Iterator[dict[str, object]]:
-    with SimulatedNode(controllers):
-        yield controllers
+    with SimulatedNode(controllers) as node:
+        yield {**controllers, "node": node}

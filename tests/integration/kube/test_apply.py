@@ -11,7 +11,7 @@ from orchestrator.config import ClusterConfig
 from orchestrator.errors import ClusterError
 from orchestrator.kube.client import FIELD_MANAGER, KubeClient
 from orchestrator.kube.render import ReleaseValues, render_release
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 from orchestrator.releases.deployer import CloudTarget, DeploySettings, KubeTarget, deploy_release, plan_diff
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import ReleaseStore
@@ -24,6 +24,21 @@ MODEL = "c" * 64
 def _objs(namespace: str, image: str = IMAGE_A, replicas: int = 2) -> list[dict]:
     return render_release("kind", ReleaseValues(image=image, model_digest=MODEL, namespace=namespace, replicas=replicas,
                                                 node_port=None, cloud="aws", release=1))
+
+
+def _settled_version(client: KubeClient, namespace: str) -> str:
+    """The Deployment's resourceVersion once nothing else writes it: when another test started
+    the Deployment controller on this API server, it writes the status once after a change."""
+    last, since = "", time.monotonic()
+    deadline = since + 15
+    while time.monotonic() < deadline:
+        version = client.get("apps/v1", "Deployment", "mco-model", namespace)["metadata"]["resourceVersion"]
+        if version != last:
+            last, since = version, time.monotonic()
+        elif time.monotonic() - since >= 1.5:
+            break
+        time.sleep(0.3)
+    return last
 
 
 def _client(apiserver: dict) -> KubeClient:
@@ -53,7 +68,7 @@ def test_reapplying_the_same_objects_writes_nothing(apiserver: dict) -> None:
     with _client(apiserver) as client:
         for obj in objs:
             client.apply(obj, force=False, dry_run=False)
-        before = client.get("apps/v1", "Deployment", "mco-model", "apply-2")["metadata"]["resourceVersion"]
+        before = _settled_version(client, "apply-2")
         for obj in objs:
             client.apply(obj, force=False, dry_run=False)
         after = client.get("apps/v1", "Deployment", "mco-model", "apply-2")

@@ -11,8 +11,8 @@ import pytest
 
 from orchestrator.errors import RolloutFailed
 from orchestrator.kube.rollout import wait_for_endpoint
-from orchestrator.local.processes import free_port
-from orchestrator.serving.process import ModelServerProcess
+from orchestrator.net import free_port
+from orchestrator.testing.model_server import ModelServerProcess
 
 
 @pytest.fixture(scope="module")

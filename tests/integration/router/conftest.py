@@ -10,10 +10,10 @@ import pytest
 
 from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig, RouterRetryConfig,
                                  RouterTargetConfig)
-from orchestrator.local.processes import free_port
+from orchestrator.net import free_port
 from orchestrator.router.process import RouterProcess
-from orchestrator.router.faults import FaultProxy
-from orchestrator.serving.process import ModelServerProcess as ModelServer
+from orchestrator.testing.faults import FaultProxy
+from orchestrator.testing.model_server import ModelServerProcess as ModelServer
 
 MCO = str(Path(sys.executable).parent / "mco")
 TOKEN = "test-router-token"

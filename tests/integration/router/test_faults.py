@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from orchestrator.router.loadgen import run_load
+from orchestrator.router.headers import CLOUD_HEADER
+from orchestrator.testing.traffic import run_load
 from tests.integration.router.conftest import kinds, router_config
 
 # Timing on a shared 2-core machine: one rerun separates load noise from a real failure.
@@ -128,7 +129,7 @@ def test_every_cloud_down_gives_503_naming_the_tries_then_recovers(proxies, star
     wait_for(lambda: not router.status()["all_down"], timeout=10)
     assert ("recovered", "gcp") in kinds(router.events())
     resp = httpx.post(router.url + "/v1/predict", json={"instances": [[0.0] * 64]}, timeout=5)
-    assert resp.status_code == 200 and resp.headers["x-mco-cloud"] == "gcp"
+    assert resp.status_code == 200 and resp.headers[CLOUD_HEADER] == "gcp"
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ import httpx
 import pytest
 import yaml
 
-from orchestrator.local.processes import free_port, port_open
-from orchestrator.router.loadgen import run_load
+from orchestrator.net import free_port, port_open
+from orchestrator.router.headers import CLOUD_HEADER
+from orchestrator.testing.traffic import run_load
 from tests.integration.router.conftest import CLOUDS, MCO
 
 # Timing on a shared 2-core machine: one rerun separates load noise from a real failure.
@@ -67,7 +68,7 @@ def test_exported_haproxy_config_is_valid_and_fails_over(servers, haproxy_binary
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
         first = httpx.post(url + "/v1/predict", json={"instances": [[0.0] * 64]}, timeout=5)
-        assert first.status_code == 200 and first.headers["x-mco-cloud"] == "aws"
+        assert first.status_code == 200 and first.headers[CLOUD_HEADER] == "aws"
         too_big = httpx.post(url + "/v1/predict", content=b"x" * (2 << 20), timeout=5)
         assert too_big.status_code == 413
 

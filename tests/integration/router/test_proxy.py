@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from orchestrator.config import RouterRetryConfig, RouterTargetConfig
-from orchestrator.router.loadgen import predict_body, run_load
+from orchestrator.router.headers import CLOUD_HEADER
+from orchestrator.testing.traffic import predict_body, run_load
 from tests.integration.router.conftest import MCO, TOKEN, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -33,7 +34,7 @@ def test_prediction_is_passed_through_byte_for_byte(servers, start_router):
     direct = httpx.post(servers[0].url + "/v1/predict", content=body, headers={"content-type": "application/json"})
     via = httpx.post(router.url + "/v1/predict", content=body, headers={"content-type": "application/json"})
     assert via.status_code == 200 and via.content == direct.content
-    assert via.headers["x-mco-cloud"] == "aws"
+    assert via.headers[CLOUD_HEADER] == "aws"
     assert via.headers["content-type"] == direct.headers["content-type"]
 
 
@@ -107,7 +108,7 @@ def test_hot_reload_through_the_admin_api_and_sighup(servers, start_router):
     swapped = [RouterTargetConfig(name="gcp", url=servers[1].url, priority=0, pricing_key="gcp/us-central1"),
                RouterTargetConfig(name="aws", url=servers[0].url, priority=1, pricing_key="aws/us-east-1")]
     router.set_targets(swapped)
-    assert httpx.post(router.url + "/v1/predict", json=GOOD).headers["x-mco-cloud"] == "gcp"
+    assert httpx.post(router.url + "/v1/predict", json=GOOD).headers[CLOUD_HEADER] == "gcp"
     bad = httpx.put(router.url + "/admin/targets", headers=AUTH, json={"targets": [{"name": "x", "url": "ftp://x"}]})
     assert bad.status_code == 400 and "url" in bad.json()["error"]
     # SIGHUP: re-read the config file, now with azure alone
@@ -119,7 +120,7 @@ def test_hot_reload_through_the_admin_api_and_sighup(servers, start_router):
             break
         time.sleep(0.05)
     assert names == ["azure"]
-    assert httpx.post(router.url + "/v1/predict", json=GOOD).headers["x-mco-cloud"] == "azure"
+    assert httpx.post(router.url + "/v1/predict", json=GOOD).headers[CLOUD_HEADER] == "azure"
     reloads = [e for e in router.events() if e["kind"] == "targets_reloaded"]
     assert [e["detail"]["targets"] for e in reloads] == [["gcp", "aws"], ["azure"]]
 
@@ -206,8 +207,8 @@ def test_router_runs_in_process_too(servers):
     cfg = router_config([s.url for s in servers], port=0)
     with RouterServer(cfg, token=TOKEN) as server:
         resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
-        assert resp.status_code == 200 and resp.headers["x-mco-cloud"] == "aws"
+        assert resp.status_code == 200 and resp.headers[CLOUD_HEADER] == "aws"
         server.set_targets([RouterTargetConfig(name="azure", url=servers[2].url)])
         resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
-        assert resp.headers["x-mco-cloud"] == "azure"
+        assert resp.headers[CLOUD_HEADER] == "azure"
         assert server.router.status()["targets"][0]["name"] == "azure"

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from orchestrator.local.processes import free_port, port_open
+from orchestrator.net import free_port, port_open
 from orchestrator.model.export import OnnxModel
 from orchestrator.model.evaluate import read_labelled_csv
 

@@ -12,8 +12,8 @@ from orchestrator.drills.objectives import (
     measure,
     recovery_time,
 )
-from orchestrator.drills.traffic import RequestRecord
 from orchestrator.errors import ConfigError
+from orchestrator.testing.traffic import RequestRecord
 
 FAULT = 100.0
 REPAIR = 105.0
@@ -154,7 +154,7 @@ def test_error_samples_keep_the_first_answer_of_each_kind() -> None:
 
 def test_settled_needs_recent_good_answers_and_a_client_that_is_still_sending() -> None:
     from orchestrator.drills.objectives import settled
-    from orchestrator.drills.traffic import RequestRecord
+    from orchestrator.testing.traffic import RequestRecord
 
     now = 100.0
     good = [RequestRecord(sent=now - 0.9 + i * 0.1, latency=0.005, status=200, cloud="gcp") for i in range(6)]

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from orchestrator.drills.report import health_intervals, markers_from, per_second, write_report
-from orchestrator.drills.traffic import RequestRecord, _model_digest
+from orchestrator.testing.traffic import RequestRecord, _model_digest
 
 CLOUDS = ("aws", "gcp", "azure")
 

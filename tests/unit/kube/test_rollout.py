@@ -12,6 +12,7 @@ from orchestrator.kube.rollout import (
     deployment_progress,
     diagnose_pods,
     new_replicaset_hash,
+    stale_pull_failures,
     wait_for_rollout,
 )
 
@@ -185,3 +186,13 @@ def test_a_spec_the_controller_never_sees_names_a_crashing_controller_manager() 
 def test_a_healthy_or_invisible_controller_manager_adds_nothing() -> None:
     assert controller_manager_trouble([]) is None
     assert controller_manager_trouble([_pod(ready=True, restartCount=2)]) is None
+
+
+def test_only_an_earlier_tries_pods_waiting_for_an_image_are_stale() -> None:
+    never = {"state": {"waiting": {"reason": "ErrImageNeverPull"}}}
+    old_waiting = {**_pod(**never), "metadata": {"name": "old", "uid": "u-old"}}
+    old_running = {**_pod(state={"running": {}}, ready=True), "metadata": {"name": "ok", "uid": "u-ok"}}
+    new_waiting = {**_pod(**never), "metadata": {"name": "new", "uid": "u-new"}}
+    pods = [old_waiting, old_running, new_waiting]
+    assert stale_pull_failures(pods, {"u-old", "u-ok"}) == [old_waiting]
+    assert stale_pull_failures(pods, set()) == []  # a pod of this rollout is judged, not excused

@@ -1,6 +1,6 @@
 """A fault-injecting HTTP/1.1 proxy that sits in front of a real model server (loopback only).
 
-For tests, the router benchmark and drills: it breaks a target in the ways clouds break.
+For tests and the router benchmark: it breaks a target in the ways clouds break.
 
 It understands just enough HTTP (Content-Length bodies, keep-alive) to break things at
 the right moment:
@@ -13,7 +13,7 @@ the right moment:
     reset_mid  forward; for paths other than /readyz send the headers and half the
                body, then reset the connection (RST), so health checks stay green
 
-``FaultProxy`` runs it in a child process (``python -m orchestrator.router.faults``)
+``FaultProxy`` runs it in a child process (``python -m orchestrator.testing.faults``)
 so it never competes for the test process's GIL with the load generator; ``set_mode``
 writes a command line to the child's stdin and waits for its acknowledgement.
 ``last_request_head()`` returns what the upstream was last sent, for header tests.
@@ -29,17 +29,13 @@ import subprocess
 import sys
 import threading
 
+from orchestrator.net import free_port
+
 __all__ = ["FaultProxy", "MODES"]
 
 
 MODES = ("pass", "refuse", "hang", "http503", "slow", "reset_mid")
 _MAX_HEAD = 64 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _content_length(head: bytes) -> int:
@@ -53,7 +49,7 @@ def _content_length(head: bytes) -> int:
 class _ProxyCore:
     def __init__(self, upstream_port: int, *, port: int | None = None) -> None:
         self.upstream_port = upstream_port
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.mode = "pass"
         self.delay = 2.0
         self.last_request_head: bytes = b""
@@ -178,7 +174,7 @@ class FaultProxy:
 
     def __init__(self, upstream_port: int, *, port: int | None = None) -> None:
         self.upstream_port = upstream_port
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.mode = "pass"
         self._proc: subprocess.Popen[str] | None = None
 
@@ -188,7 +184,7 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.router.faults", str(self.upstream_port), str(self.port)],
+            [sys.executable, "-m", "orchestrator.testing.faults", str(self.upstream_port), str(self.port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         assert self._read() == "ready"
         return self

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.local.clusters import NODE_PORT, ClusterSpec
-from orchestrator.local.hostcompat import (
+from orchestrator.kube.kind_host import (
     KUBELET_SYSCTLS,
     PRIVILEGED_SUBSTITUTE,
     HostProfile,
     SysctlGuard,
     docker_wrapper_dir,
 )
+from orchestrator.local.clusters import NODE_PORT, ClusterSpec
 
 REPO = Path(__file__).resolve().parents[3]
 

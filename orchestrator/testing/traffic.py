@@ -1,8 +1,14 @@
-"""Steady client traffic for drills, recorded request by request.
+"""The open-loop load generator for drills, tests and benchmarks, recorded request by request.
 
 Open loop: requests start on a fixed schedule whatever the answers do, the way real
 clients keep arriving during an outage (a closed loop would slow down and hide the
-damage). Bounded in rate, duration and concurrency, loopback or configured URLs only.
+damage, exactly the stalls a failover drill is looking for). Bounded in rate, duration and
+concurrency, loopback or configured URLs only.
+
+    TrafficGenerator   start() ... stop(): its own event loop in a background thread, so a
+                       drill acts (kill, sleep, call the router) in blocking code meanwhile
+    run_load           a fixed rate for a fixed time in the caller's event loop, with callables
+                       run at set offsets (e.g. ``kill -9`` the primary at 1.5 s); a LoadResult
 
 aiohttp is used because it keeps a steady schedule at hundreds of requests per second
 where httpx's async client was measured to stall (see benchmarks/drill_traffic_bench.py).
@@ -13,17 +19,16 @@ the latency, the cloud that answered (the router's ``x-mco-cloud`` header) and t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator.errors import ConfigError, MissingExtraError
+from orchestrator.router.headers import CLOUD_HEADER
 
-__all__ = ["RequestRecord", "TrafficConfig", "TrafficGenerator", "CLOUD_HEADER"]
-
-CLOUD_HEADER = "x-mco-cloud"
-
+__all__ = ["LoadResult", "RequestRecord", "TrafficConfig", "TrafficGenerator", "predict_body", "run_load"]
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -56,6 +61,7 @@ class TrafficConfig:
     max_in_flight: int = 512  # beyond this a scheduled request is counted as an error, not queued
     body: bytes = field(default=b'{"instances": [[0.0]]}', repr=False)
     max_duration: float = 600.0
+    count: int | None = None  # stop by itself after sending this many
 
     def __post_init__(self) -> None:
         if not 0 < self.rate <= 5000:
@@ -64,10 +70,13 @@ class TrafficConfig:
             raise ConfigError("the client timeout must be positive", hint="e.g. 5 seconds")
 
 
-def predict_body(n_features: int, rows: list[list[float]] | None = None) -> bytes:
+def predict_body(n_features: int = 64, rows: list[list[float]] | None = None) -> bytes:
     """A valid predict request for a model with ``n_features`` inputs."""
     instances = rows or [[float((i * 7) % 17) for i in range(n_features)]]
     return json.dumps({"instances": instances}).encode()
+
+
+_STOP_CHECK_S = 0.05  # how soon a sleeping generator notices stop()
 
 
 class TrafficGenerator:
@@ -153,15 +162,13 @@ class TrafficGenerator:
             if self._ready is not None:
                 self._ready.set()
             n = 0
-            while not self._stop.is_set():
+            while not self._stop.is_set() and (cfg.count is None or n < cfg.count):
                 due = t0 + n * interval
                 delay = due - time.perf_counter()
                 if delay > 0:
-                    try:
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                        break
-                    except TimeoutError:
-                        pass
+                    # a plain sleep (a wait on the stop event per request costs a task each)
+                    await asyncio.sleep(min(delay, _STOP_CHECK_S))
+                    continue
                 if time.perf_counter() - t0 > cfg.max_duration:
                     break
                 sent_wall = wall0 + (time.perf_counter() - t0)
@@ -222,3 +229,84 @@ def _model_digest(body: bytes) -> str | None:
     if start < 0 or end < 0 or end - start > 80:
         return None
     return body[start + 1:end].decode("ascii", "replace")
+
+
+# ---------------------------------------------------------------- a fixed run, for tests and benchmarks
+
+
+@dataclass
+class LoadResult:
+    """What ``run_load`` saw. Its ``samples`` are the records with ``sent`` counted in
+    seconds from the start of the run (``started_at``, unix time)."""
+
+    rate: float
+    duration: float
+    samples: list[RequestRecord] = field(default_factory=list)
+    started_at: float = 0.0
+
+    @property
+    def errors(self) -> list[RequestRecord]:
+        return [s for s in self.samples if s.status != 200]
+
+    def slower_than(self, seconds: float) -> int:
+        return sum(1 for s in self.samples if s.latency > seconds)
+
+    def percentile_ms(self, q: float, *, ok_only: bool = True) -> float | None:
+        values = sorted(s.latency for s in self.samples if (s.status == 200 or not ok_only))
+        if not values:
+            return None
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+    def by_cloud(self) -> dict[str | None, int]:
+        out: dict[str | None, int] = {}
+        for s in self.samples:
+            out[s.cloud] = out.get(s.cloud, 0) + 1
+        return out
+
+    def moved_after(self, t0: float, away_from: str, *, window: int = 20) -> float | None:
+        """Seconds after ``t0`` from which ``window`` answers in a row came from elsewhere."""
+        after = sorted((s for s in self.samples if s.sent >= t0), key=lambda s: s.sent)
+        run = 0
+        for i, s in enumerate(after):
+            if s.status == 200 and s.cloud is not None and s.cloud != away_from:
+                run += 1
+                if run >= window:
+                    return max(0.0, after[i - window + 1].done - t0)
+            else:
+                run = 0
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {"rate": self.rate, "duration_s": self.duration, "requests": len(self.samples),
+                "errors": len(self.errors), "slower_than_1s": self.slower_than(1.0),
+                "p50_ms": self.percentile_ms(0.5), "p99_ms": self.percentile_ms(0.99),
+                "max_ms": max((s.latency for s in self.samples), default=0) * 1000, "by_cloud": self.by_cloud()}
+
+
+async def run_load(url: str, *, rate: float, duration: float, body: bytes | None = None,
+                   timeout: float = 10.0, events: dict[float, Callable[[], Any]] | None = None,
+                   max_connections: int = 512) -> LoadResult:
+    """POST ``body`` (default: ``predict_body()``) to ``url`` ``rate`` times a second for
+    ``duration`` seconds, in the running event loop.
+
+    ``events`` maps a time offset to a callable run then (e.g. ``kill -9`` the primary),
+    so a fault lands at a known moment of the run; offsets past the end run at the end.
+    """
+    count = int(rate * duration)
+    generator = TrafficGenerator(TrafficConfig(
+        url=url, rate=rate, timeout=timeout, max_in_flight=max_connections, count=count,
+        body=body if body is not None else predict_body(), max_duration=duration + timeout))
+    sending = asyncio.ensure_future(generator.run())
+    while generator.started_at is None and not sending.done():
+        await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for offset, fn in sorted((events or {}).items()):
+        delay = start + min(offset, count / rate) - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        fn()
+    records = await sending
+    started = generator.started_at or time.time()
+    return LoadResult(rate=rate, duration=duration, started_at=started,
+                      samples=[dataclasses.replace(r, sent=r.sent - started) for r in records])

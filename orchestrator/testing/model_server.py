@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator.errors import Unreachable
-from orchestrator.local.processes import free_port, port_open
+from orchestrator.net import free_port, port_open
 
 __all__ = ["ModelServerProcess"]
 

@@ -164,7 +164,7 @@ def detect(*, kind_default_image: str | None = None) -> HostProfile:
 
 
 _WRAPPER = """#!/bin/sh
-# Written by mco (orchestrator/local/hostcompat.py). kind runs its nodes (and its execs)
+# Written by mco (orchestrator/kube/kind_host.py). kind runs its nodes (and its execs)
 # with --privileged, which this Docker host refuses. `docker run`/`create` get an
 # equivalent the host can grant instead; `docker exec` needs nothing extra, since it
 # inherits the node's capabilities. Everything else passes through unchanged.

@@ -1,0 +1,10 @@
+"""Headers the router adds to what it forwards; their names are used by drills and tests too."""
+
+from __future__ import annotations
+
+__all__ = ["CLOUD_HEADER", "CLOUD_HEADER_BYTES"]
+
+# Which cloud answered: set by the router (and by the HAProxy/Envoy configs it exports) on
+# every forwarded answer; an upstream's own value is dropped. Lower case, as HTTP/2 wants it.
+CLOUD_HEADER = "x-mco-cloud"
+CLOUD_HEADER_BYTES = CLOUD_HEADER.encode()

@@ -1,0 +1,130 @@
+"""What the data plane, the admin API and ``/metrics`` share: the ``Router`` state.
+
+It holds the balancer and its targets, the health checkers that report to it, the
+retry budget, the upstream client, the overall counters, the event log and the
+sampler, starts and stops the work that runs beside the hot path, and replaces the
+targets on a hot reload. Reports are built from it in ``report.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import RouterConfig, RouterTargetConfig
+from orchestrator.errors import ConfigError
+from orchestrator.router.accounting import CostModel, TargetStats
+from orchestrator.router.balancer import Balancer, TargetState
+from orchestrator.router.events import EventLog
+from orchestrator.router.health.active import ActiveChecker
+from orchestrator.router.health.passive import OutlierDetector
+from orchestrator.router.retries import RetryBudget
+from orchestrator.router.sampler import Sampler
+from orchestrator.router.upstream import make_upstream
+
+__all__ = ["Router"]
+
+
+class Router:
+    """Everything the data plane and the admin API share."""
+
+    def __init__(self, cfg: RouterConfig, *, token: str | None = None, config_path: Path | None = None,
+                 client: str = "aiohttp") -> None:
+        self.cfg = cfg
+        self.token = token.encode() if token else None
+        self.config_path = config_path
+        self.started = time.time()
+        self.events = EventLog(path=cfg.events_file)
+        self.balancer = Balancer([self._state(t, i) for i, t in enumerate(cfg.targets)], cfg.policy, self.events,
+                                 slo_p95_s=cfg.slo_p95_ms / 1000)
+        self._check_unique(cfg.targets)
+        self.active = ActiveChecker(cfg.health, self.balancer.sink("active"), self.events)
+        self.passive = OutlierDetector(cfg.outlier, self.balancer.sink("passive"), self.events)
+        self.passive.update([t.name for t in cfg.targets])
+        self.budget = RetryBudget(ratio=cfg.retries.budget_ratio, min_per_s=cfg.retries.budget_min_per_s)
+        self.upstream = make_upstream(client, per_try_timeout_s=cfg.retries.per_try_timeout_s,
+                                      connect_timeout_s=cfg.retries.connect_timeout_s)
+        self.overall = TargetStats()  # what clients saw, retries included
+        self.client_errors = {"body_too_large": 0, "all_failed": 0, "no_target": 0}
+        self.sampler = Sampler(self.balancer, self.overall)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.handle_sighup = False
+
+    @staticmethod
+    def _check_unique(targets: list[RouterTargetConfig]) -> None:
+        names = [t.name for t in targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"router targets must have unique names; repeated: {', '.join(dupes)}",
+                              hint="rename the targets so each cloud appears once")
+
+    @staticmethod
+    def _state(t: RouterTargetConfig, index: int) -> TargetState:
+        return TargetState(cfg=t, index=index,
+                           cost=CostModel.for_target(t.pricing_key, vcpu=t.vcpu, memory_gb=t.memory_gb,
+                                                     replicas=t.replicas))
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def startup(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.upstream.start()
+        await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
+        self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
+        if self.handle_sighup and threading.current_thread() is threading.main_thread():
+            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload_from_file()
+        except Exception as exc:  # noqa: BLE001 -- a bad edit must not kill a serving router
+            self.events.emit("targets_reloaded", None, error=str(exc))
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.passive.stop()
+        await self.active.stop()
+        await self.upstream.close()
+
+    # -- hot reload -----------------------------------------------------------------
+    def set_targets(self, targets: list[RouterTargetConfig]) -> None:
+        """Replace the targets; ones with the same name and URL keep their stats and health."""
+        self._check_unique(targets)
+        old = self.balancer.targets
+        states: list[TargetState] = []
+        for i, t in enumerate(targets):
+            prev = old.get(t.name)
+            if prev is not None and prev.cfg.url == t.url:
+                prev.cfg, prev.index = t, i
+                prev.cost = self._state(t, i).cost
+                states.append(prev)
+            else:
+                states.append(self._state(t, i))
+        self.passive.update([t.name for t in targets])
+        self.balancer.replace_targets(states)
+        if self.loop is not None:
+            self.active.update({t.name: t.url for t in targets})
+        self.events.emit("targets_reloaded", None, targets=[t.name for t in targets])
+
+    def reload_from_file(self) -> None:
+        if self.config_path is None:
+            raise ConfigError("this router was not started from a config file, so there is nothing to re-read",
+                              hint="use PUT /admin/targets instead")
+        from orchestrator.config import load_config
+        from orchestrator.router.settings import targets_from_config
+
+        self.set_targets(targets_from_config(load_config(self.config_path)))
+
+    # -- reports (built in report.py) --------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What ``GET /admin/status`` answers, for in-process callers."""
+        from orchestrator.router.report import status_report
+
+        return status_report(self)
