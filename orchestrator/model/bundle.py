@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ __all__ = [
     "list_bundle_files",
     "load_bundle",
     "member_path",
+    "staged_bundle",
     "verify_bundle",
     "write_card",
 ]
@@ -186,3 +191,26 @@ def verify_bundle(bundle: Bundle) -> None:
                 "the file was changed or corrupted",
                 hint="refusing to use a tampered model; pull or train the bundle again",
             )
+
+
+@contextmanager
+def staged_bundle(out: Path) -> Iterator[Path]:
+    """A staging directory beside ``out`` that replaces it when the block succeeds.
+
+    A half-written bundle never exists under ``out``, and a directory that is not a
+    bundle (no card) is never deleted.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CARD_FILE).is_file())):
+        raise ModelError(f"{out} exists and is not an mco model bundle",
+                         hint="choose an empty or new --out directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mco-bundle-", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -4,6 +4,7 @@ on the predictions of the exported ONNX model (what ships is what is judged)."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from orchestrator.errors import MissingExtraError, ModelError
 
-__all__ = ["evaluation_report", "flatten_metrics", "read_labelled_csv"]
+__all__ = ["LabelledData", "evaluation_report", "flatten_metrics", "read_labelled_csv", "read_labelled_data"]
 
 
 def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]:
@@ -57,7 +58,8 @@ def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
         report["roc_auc_ovr_macro"] = None
         report["roc_auc_note"] = "classes missing from the data: " + ", ".join(
             str(lbl) for lbl in labels if lbl not in present)
-    report["log_loss"] = float(skm.log_loss(y_true, proba, labels=labels))
+    # float32 sums can exceed 1 by an ulp (tree ensembles); sklearn refuses those outright
+    report["log_loss"] = float(skm.log_loss(y_true, np.clip(proba, 0.0, 1.0), labels=labels))
     report["confusion_matrix"] = {
         "labels": [str(lbl) for lbl in labels],
         "matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),
@@ -129,3 +131,46 @@ def read_labelled_csv(path: Path, *, label_column: str, n_features: int, feature
     if not np.all(np.isfinite(X)):
         raise ModelError(f"{path} contains NaN or infinite feature values")
     return X, np.asarray(y)
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Rows a bundle's model can read, with their labels as the bundle's classes."""
+
+    arrays: list[np.ndarray]  # one per schema column
+    feeds: dict[str, np.ndarray]
+    y: np.ndarray
+    table: Any  # the Table read (None for the reference models' positional CSVs)
+
+
+def read_labelled_data(card: dict[str, Any], path: Path, *, label_column: str | None = None,
+                       input_name: str | None = None) -> LabelledData:
+    """Read ``path`` as the card's input schema expects it, plus the label column.
+
+    Reference-model bundles (no ``layout`` in their schema) keep their positional CSVs.
+    """
+    from orchestrator.model.schema import InputSchema
+    from orchestrator.model.table import read_table, split_labels
+
+    schema_card = card["input_schema"]
+    label = label_column or card.get("evaluation", {}).get("label_column") or "label"
+    schema = InputSchema.from_card(card, input_name=input_name)
+    if "layout" not in schema_card:
+        X, labels = read_labelled_csv(path, label_column=label, n_features=int(schema_card["n_features"]),
+                                      feature_names=schema_card.get("feature_names"), classes=card["classes"])
+        columns = [X[:, j] for j in range(X.shape[1])]
+        return LabelledData(columns, schema.feeds(columns), labels, None)
+    labelled = split_labels(read_table(path), label)
+    if labelled.dropped:
+        first = labelled.dropped[0]
+        raise ModelError(f"{path}: {first['reason']} in {first['count']} rows (line {first['rows'][0]} first)",
+                         hint="evaluation needs a label on every row")
+    class_by_text = {str(c): c for c in card["classes"]}
+    y: list[Any] = []
+    for line, value in zip(labelled.features.row_numbers, labelled.labels.tolist()):
+        if str(value) not in class_by_text:
+            raise ModelError(f"{path}:{line} has label '{value}', which is not one of the model's classes",
+                             hint=f"classes: {', '.join(class_by_text)}")
+        y.append(class_by_text[str(value)])
+    arrays = schema.arrays_from_table(labelled.features)
+    return LabelledData(arrays, schema.feeds(arrays), np.asarray(y), labelled.features)

@@ -73,10 +73,13 @@ class OnnxModel:
             raise ModelError(f"the ONNX model cannot be loaded: {exc}",
                              hint="the file is not a valid ONNX model; retrain or pull the bundle again") from exc
         inputs = self._session.get_inputs()
+        self.input_names = [i.name for i in inputs]
         self.input_name = inputs[0].name
         self.n_features = inputs[0].shape[1] if len(inputs[0].shape) > 1 else None
         self.output_names = [o.name for o in self._session.get_outputs()]
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        labels, probabilities = self._session.run(self.output_names[:2], {self.input_name: X})
+    def predict(self, X: np.ndarray | dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``X``: one ``[N, F]`` array for a one-input model, or a feed per input (tables)."""
+        feeds = X if isinstance(X, dict) else {self.input_name: X}
+        labels, probabilities = self._session.run(self.output_names[:2], feeds)
         return np.asarray(labels).reshape(-1), np.asarray(probabilities)

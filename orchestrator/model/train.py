@@ -11,8 +11,6 @@ split, and written as a bundle. Nothing is pickled.
 from __future__ import annotations
 
 import csv
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,13 @@ import numpy as np
 
 from orchestrator import __version__
 from orchestrator.errors import MissingExtraError, ModelError
-from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, write_card
+from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, staged_bundle, write_card
 from orchestrator.model.datasets import load_dataset, make_imbalanced
 from orchestrator.model.evaluate import evaluation_report
 from orchestrator.model.export import OnnxModel, export_onnx
 from orchestrator.model.plots import write_evaluation_plots
 
-__all__ = ["STRATEGIES", "TrainSpec", "train_bundle"]
+__all__ = ["HOLDOUT_FILE", "STRATEGIES", "TrainSpec", "classifier", "train_bundle"]
 
 STRATEGIES = ("multinomial", "ovr", "ovo")
 HOLDOUT_FILE = "data/holdout.csv"
@@ -46,25 +44,30 @@ class TrainSpec:
     version: str = "1"
 
 
-def _estimator(spec: TrainSpec) -> Any:
+def classifier(strategy: str, *, class_weight: bool, max_iter: int, seed: int) -> Any:
+    """The logistic regression in one of the three multiclass strategies (unfitted)."""
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
     except ImportError as exc:
         raise MissingExtraError("scikit-learn", "train", purpose="training") from exc
-    base = LogisticRegression(max_iter=spec.max_iter, class_weight="balanced" if spec.class_weight else None,
-                              random_state=spec.seed)
-    if spec.strategy == "multinomial":
-        clf: Any = base  # lbfgs fits a multinomial (softmax) model for multiclass targets
-    elif spec.strategy == "ovr":
-        clf = OneVsRestClassifier(base)
-    elif spec.strategy == "ovo":
-        clf = OneVsOneClassifier(base)
-    else:
-        raise ModelError(f"unknown strategy '{spec.strategy}'", hint=f"choose one of: {', '.join(STRATEGIES)}")
-    return make_pipeline(StandardScaler(), clf)
+    base = LogisticRegression(max_iter=max_iter, class_weight="balanced" if class_weight else None,
+                              random_state=seed)
+    if strategy == "multinomial":
+        return base  # lbfgs fits a multinomial (softmax) model for multiclass targets
+    if strategy == "ovr":
+        return OneVsRestClassifier(base)
+    if strategy == "ovo":
+        return OneVsOneClassifier(base)
+    raise ModelError(f"unknown strategy '{strategy}'", hint=f"choose one of: {', '.join(STRATEGIES)}")
+
+
+def _estimator(spec: TrainSpec) -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), classifier(spec.strategy, class_weight=spec.class_weight,
+                                                      max_iter=spec.max_iter, seed=spec.seed))
 
 
 def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
@@ -85,14 +88,7 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
     classes = [int(c) for c in pipeline.classes_]
     report = evaluation_report(y_test, y_pred, proba, classes)
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "card.json").is_file():
-        # Never delete a directory that is not a bundle we wrote.
-        raise ModelError(f"{out} exists and is not an mco model bundle",
-                         hint="choose an empty or new --out directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mco-train-", dir=out.parent))
-    try:
+    with staged_bundle(Path(out)) as staging:
         (staging / MODEL_FILE).write_bytes(model_bytes)
         write_evaluation_plots(staging / "plots", report, y_test, proba, classes)
         _write_holdout(staging / HOLDOUT_FILE, X_test, y_test, ds.feature_names)
@@ -117,12 +113,6 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
             "mco_version": __version__,
         }
         write_card(staging, card)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.replace(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return load_bundle(out)
 
 

@@ -1,6 +1,7 @@
 """ASGI model server.
 
     POST /v1/predict   {"instances": [[...], ...]} -> {"predictions", "probabilities", "model_digest"}
+                       rows may also be objects naming each column: {"instances": [{"age": 41, ...}]}
     GET  /healthz      liveness: the process answers
     GET  /readyz       readiness: the model is loaded and its sha256 verified
     GET  /v1/model     the model card
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from orchestrator.model.bundle import Bundle
 from orchestrator.model.export import OnnxModel
+from orchestrator.model.schema import InputSchema, RowError
 from orchestrator.serving.body import BadBody, parse_json
 
 __all__ = ["ServerSettings", "build_app"]
@@ -73,7 +75,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_instances(raw: bytes, n_features: int, max_instances: int) -> np.ndarray:
+def _parse_instances(raw: bytes, n_features: int, max_instances: int,
+                     schema: InputSchema | None = None) -> np.ndarray | dict[str, np.ndarray]:
     try:
         payload = parse_json(raw)
     except BadBody as exc:
@@ -85,6 +88,13 @@ def _parse_instances(raw: bytes, n_features: int, max_instances: int) -> np.ndar
         raise _BadInput('"instances" must be a non-empty list of rows')
     if len(instances) > max_instances:
         raise _BadInput(f'"instances" has {len(instances)} rows; at most {max_instances} per request')
+    if schema is not None and (schema.layout == "columns" or schema.tensor_dtype != "float32"
+                               or any(isinstance(row, dict) for row in instances)):
+        # Named columns, or a table model's mixed types: the schema checks every row and value.
+        try:
+            return schema.feeds_from_rows(instances)
+        except RowError as exc:
+            raise _BadInput(str(exc)) from None
     if b"true" not in raw and b"false" not in raw:  # bools would pass numpy as 0/1
         # Fast path: numpy does the type and shape check for well-formed batches.
         # Strings, nulls and ragged rows give a non-numeric dtype or raise; those take the slow path.
@@ -122,6 +132,7 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
     """The app for one verified bundle. ``loader.load_verified`` makes the arguments."""
     settings = settings or ServerSettings()
     n_features = int(bundle.card["input_schema"]["n_features"])
+    schema = InputSchema.from_card(bundle.card, input_name=model.input_name)
     classes = list(bundle.card["classes"])
     digest = bundle.digest
     card_bytes = json.dumps(bundle.card).encode()
@@ -140,7 +151,7 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
         started = time.perf_counter()
         try:
             raw = await _read_body(request, settings.max_body_bytes)
-            X = _parse_instances(raw, n_features, settings.max_instances)
+            X = _parse_instances(raw, n_features, settings.max_instances, schema)
         except _PayloadTooLarge:
             requests.labels("/v1/predict", "413").inc()
             return _error(413, f"body is larger than {settings.max_body_bytes} bytes")
