@@ -22,8 +22,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.router.headers import CLOUD_HEADER
 from orchestrator.testing.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body

@@ -30,15 +30,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.config import PackagingConfig  # noqa: E402
-from orchestrator.local.base import LocalContext, update_local_config  # noqa: E402
-from orchestrator.local.registries import RegistryStandIn  # noqa: E402
-from orchestrator.model.bundle import load_bundle  # noqa: E402
-from orchestrator.packaging.build import build_image  # noqa: E402
-from orchestrator.packaging.engine import docker_client  # noqa: E402
-from orchestrator.packaging.oci import export_image  # noqa: E402
-from orchestrator.packaging.publish import configured_registries, split_image_name  # noqa: E402
-from orchestrator.packaging.wheelhouse import prepare_wheels  # noqa: E402
+from orchestrator.config import PackagingConfig
+from orchestrator.local.base import LocalContext, update_local_config
+from orchestrator.local.registries import RegistryStandIn
+from orchestrator.model.bundle import load_bundle
+from orchestrator.packaging.build import build_image
+from orchestrator.packaging.engine import docker_client
+from orchestrator.packaging.oci import export_image
+from orchestrator.packaging.publish import configured_registries, split_image_name
+from orchestrator.packaging.wheelhouse import prepare_wheels
 
 
 def med(values: list[float]) -> float:
@@ -165,16 +165,16 @@ def main() -> None:
                 full_times[kind].append(full(targets, f"full{i}-{kind}", par))
 
         for i in range(args.rounds):
-            def single() -> None:
+            def single(i: int = i) -> None:
                 singles.append(push_one(first, layout, f"{name}-r{i}-single", tag))
 
-            def parallel() -> None:
+            def parallel(i: int = i) -> None:
                 t0 = time.perf_counter()
                 with ThreadPoolExecutor(len(registries)) as pool:
                     list(pool.map(lambda r: push_one(r, layout, f"{name}-r{i}-par", tag), registries.values()))
                 parallels.append(time.perf_counter() - t0)
 
-            def sequential() -> None:
+            def sequential(i: int = i) -> None:
                 t0 = time.perf_counter()
                 for reg in registries.values():
                     push_one(reg, layout, f"{name}-r{i}-seq", tag)

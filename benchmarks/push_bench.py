@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -197,8 +198,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print(f"| bundle | cloud | mco s | bare SDK s | mco MiB/s | bare MiB/s | mco/bare throughput |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| bundle | cloud | mco s | bare SDK s | mco MiB/s | bare MiB/s | mco/bare throughput |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size_mib']} MiB | {r['cloud']} | {r['mco_s']:.2f} | {r['bare_s']:.2f} | {r['mco_mib_s']:.1f} | "
               f"{r['bare_mib_s']:.1f} | {r['ratio']:.2f} |")

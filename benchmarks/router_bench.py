@@ -37,14 +37,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig,  # noqa: E402
-                                 RouterRetryConfig, RouterTargetConfig)
-from orchestrator.net import free_port, port_open  # noqa: E402
-from orchestrator.router.export import render  # noqa: E402
-from orchestrator.router.process import RouterProcess  # noqa: E402
-from orchestrator.testing.faults import FaultProxy  # noqa: E402
-from orchestrator.testing.model_server import ModelServerProcess  # noqa: E402
-from orchestrator.testing.traffic import LoadResult, predict_body, run_load  # noqa: E402
+from orchestrator.config import (
+    RouterConfig,
+    RouterHealthConfig,
+    RouterOutlierConfig,
+    RouterRetryConfig,
+    RouterTargetConfig,
+)
+from orchestrator.net import free_port, port_open
+from orchestrator.router.export import render
+from orchestrator.router.process import RouterProcess
+from orchestrator.testing.faults import FaultProxy
+from orchestrator.testing.model_server import ModelServerProcess
+from orchestrator.testing.traffic import LoadResult, predict_body, run_load
 
 CLOUDS = (("aws", "aws/us-east-1"), ("gcp", "gcp/us-central1"), ("azure", "azure/eastus"))
 TOKEN = "bench-token"

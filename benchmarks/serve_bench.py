@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.model.export import OnnxModel  # noqa: E402
-from orchestrator.model.train import TrainSpec, train_bundle  # noqa: E402
-from orchestrator.net import free_port, wait_for_port  # noqa: E402
+from orchestrator.model.export import OnnxModel
+from orchestrator.model.train import TrainSpec, train_bundle
+from orchestrator.net import free_port, wait_for_port
 
 
 def pct(values: list[float], q: float) -> float:

@@ -275,7 +275,11 @@ if deployment_cfg and targets:
     mco_cfg = mco_config()
     images: dict[str, str] = deployment_cfg.get("images") or {}
     default_image = deployment_cfg.get("image")
-    missing = [t[0] for t in targets if not images.get(t[0], default_image)]
+    image_of: dict[str, str] = {}
+    for name, *_ in targets:
+        if image := images.get(name, default_image):
+            image_of[name] = image
+    missing = [t[0] for t in targets if t[0] not in image_of]
     if missing:
         raise pulumi.RunError(
             f"deployment: no image for {', '.join(missing)}. fix: set mco-infra:deployment.image (or .images.CLOUD) "
@@ -290,12 +294,10 @@ if deployment_cfg and targets:
         targets=tuple(
             DeploymentTarget(
                 cloud=name, overlay=overlay, provider=cluster.provider,
-                image=resolve_local_image(images.get(name, default_image)) if overlay == "kind"
-                else images.get(name, default_image),
+                image=resolve_local_image(image_of[name]) if overlay == "kind" else image_of[name],
                 namespace=namespace, node_port=node_port, endpoint=cluster.endpoint,
                 kind_cluster=getattr(cluster, "cluster_name", None),
-                image_ref=images.get(name, default_image) if overlay == "kind"
-                and not images.get(name, default_image).startswith("sha256:") else None,
+                image_ref=image_of[name] if overlay == "kind" and not image_of[name].startswith("sha256:") else None,
                 context=getattr(cluster, "context_name", None),
                 kubeconfig=kubeconfig,
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,17 +31,17 @@ from orchestrator.errors import ConfigError
 __all__ = [
     "CloudConfig",
     "ClusterConfig",
+    "DeployConfig",
+    "GateConfig",
+    "MCOConfig",
+    "PackagingConfig",
+    "ProjectConfig",
     "RegistryConfig",
     "RouterConfig",
     "RouterHealthConfig",
     "RouterOutlierConfig",
     "RouterRetryConfig",
     "RouterTargetConfig",
-    "DeployConfig",
-    "GateConfig",
-    "MCOConfig",
-    "PackagingConfig",
-    "ProjectConfig",
     "StorageConfig",
     "StrictModel",
     "load_config",
@@ -142,7 +143,7 @@ class StorageConfig(StrictModel):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _emulator_credentials_stay_local(self) -> "StorageConfig":
+    def _emulator_credentials_stay_local(self) -> StorageConfig:
         if self.credentials == "emulator":
             from urllib.parse import urlparse
 
@@ -413,7 +414,7 @@ def _error_location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def _hint_for(err: dict[str, Any]) -> str:
+def _hint_for(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "remove or rename this key; see the config reference in README.md"
@@ -449,7 +450,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _value in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *anchor` merges, and a key given beside it overrides it on purpose
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             try:
                 hash(key)
             except TypeError:

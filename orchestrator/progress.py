@@ -9,7 +9,7 @@ hand in ``quiet`` or collect the messages.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["ProgressFn", "quiet"]
 

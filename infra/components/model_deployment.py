@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 
@@ -201,7 +201,8 @@ class ModelDeployment(pulumi.ComponentResource):
 
         self.release = release_out
         self.model_digest = pulumi.Output.from_input(plan.model_digest)
-        self.endpoints = pulumi.Output.from_input(endpoints)
+        # from_input resolves the Outputs nested in the dict, which its signature cannot say.
+        self.endpoints = cast("pulumi.Output[dict[str, str | None]]", pulumi.Output.from_input(endpoints))
         self.manifests = pulumi.Output.from_input(plan.objects)
         self.register_outputs({
             "release": self.release, "model_digest": self.model_digest, "endpoints": self.endpoints,

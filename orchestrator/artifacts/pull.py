@@ -137,5 +137,5 @@ def pull_from_storage(provider: str, storage: StorageConfig, ref: str, dest: Pat
     from orchestrator.providers.loader import get_provider
 
     name, digest = parse_ref(ref)
-    prov = get_provider(cloud or provider, CloudConfig(provider=provider, storage=storage))  # type: ignore[arg-type]
+    prov = get_provider(cloud or provider, CloudConfig(provider=provider, storage=storage))
     return pull_from_provider(prov, name, digest, Path(dest)).path

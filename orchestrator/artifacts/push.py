@@ -22,7 +22,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -243,7 +243,7 @@ def _add_to_index(store: Any, layout: BundleLayout, bundle: Bundle) -> int:
     versions = index.get("versions", [])
     if any(isinstance(v, dict) and v.get("digest") == bundle.digest for v in versions):
         return 0
-    versions.append({"digest": bundle.digest, "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    versions.append({"digest": bundle.digest, "pushed_at": datetime.now(UTC).isoformat(timespec="seconds")})
     body = json.dumps({"name": bundle.name, "versions": versions}, indent=1).encode()
     store.put_bytes(key, body)
     return len(body)

@@ -10,8 +10,9 @@ import enum
 import json
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable
+from typing import Annotated, Any, Self
 
 import typer
 from rich.console import Console
@@ -61,7 +62,7 @@ class ProgressLines:
             else:
                 self._progress.update(task, description=escape(message))
 
-    def __enter__(self) -> ProgressLines:
+    def __enter__(self) -> Self:
         self._progress.start()
         return self
 

@@ -13,10 +13,11 @@ and the clusters are there; otherwise the demo says why it fell back to local.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -45,7 +46,7 @@ def demo(
     people = output == OutputFormat.table
     if fallback and people:
         err_console.print(f"[yellow]falling back to the local runtime:[/] {fallback}")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     demo_dir = runs_dir / "demo" / stamp
     steps: list[dict[str, Any]] = []
 

@@ -14,8 +14,8 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import demo as demo_cmds
 from orchestrator.cli import config_cmd as config_cmds
+from orchestrator.cli import demo as demo_cmds
 from orchestrator.cli import deploy as deploy_cmds
 from orchestrator.cli import drill as drill_cmds
 from orchestrator.cli import local as local_cmds

@@ -176,7 +176,7 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", help="also write compare.html to this directory")] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Two bundles side by side on the same hold-out, with B − A for every metric."""
+    """Two bundles side by side on the same hold-out, with B - A for every metric."""
     from orchestrator.model.bundle import load_bundle
     from orchestrator.model.report import compare_bundles, write_compare_page
 

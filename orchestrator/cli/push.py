@@ -14,7 +14,16 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, ProgressLines, compact_table, console, emit, err_console
+from orchestrator.cli._common import (
+    ConfigOpt,
+    OutputFormat,
+    OutputOpt,
+    ProgressLines,
+    compact_table,
+    console,
+    emit,
+    err_console,
+)
 
 __all__ = ["RichPushProgress", "pull", "push", "register"]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from orchestrator.config import MCOConfig
 from orchestrator.drills.fleet import LocalFleet

@@ -130,7 +130,7 @@ class LocalFleet:
         for store in (self.rt.store_dir(cloud), _parked(self.rt.store_dir(cloud))):
             bundles = store / "bundles"
             if bundles.is_dir():
-                return sorted(p.name for p in bundles.iterdir() if digest in p.name and p.name != digest
+                return sorted(p.name for p in bundles.iterdir() if (digest in p.name and p.name != digest)
                               or (p.name == digest and not (p / "card.json").is_file()))
         return []
 

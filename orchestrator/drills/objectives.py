@@ -16,13 +16,14 @@ unix seconds on this machine's clock, the same clock the router stamps its event
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.testing.traffic import RequestRecord
 
-__all__ = ["Check", "Measures", "Objectives", "check_objectives", "first_return", "measure", "settled", "SETTLE_ANSWERS"]
+__all__ = ["SETTLE_ANSWERS", "Check", "Measures", "Objectives", "check_objectives", "first_return", "measure", "settled"]
 
 READMIT_KINDS = ("readmission", "health_up", "failback", "recovered")
 SETTLE_ANSWERS = 5  # requests that must have been answered well before a drill stops its traffic
@@ -94,7 +95,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[idx]
 
 

@@ -16,13 +16,14 @@ import csv
 import html
 import json
 import math
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from orchestrator.testing.traffic import RequestRecord
 
-__all__ = ["MARKER_KINDS", "per_second", "health_intervals", "write_report", "markers_from"]
+__all__ = ["MARKER_KINDS", "health_intervals", "markers_from", "per_second", "write_report"]
 
 # Router event kinds drawn as markers, with the drill's own "fault" and "repair".
 MARKER_KINDS = ("fault", "ejection", "health_down", "failover", "repair", "repaired", "readmission", "health_up",
@@ -48,7 +49,7 @@ def _color(cloud: str, clouds: Sequence[str]) -> str:
 
 def per_second(records: Sequence[RequestRecord], start: float, end: float, clouds: Sequence[str]) -> dict[str, Any]:
     """Bucket records by the second they were sent in (relative to ``start``)."""
-    n = max(1, int(math.ceil(end - start)))
+    n = max(1, math.ceil(end - start))
     rps = {c: [0] * n for c in clouds}
     errors = [0] * n
     lat: list[list[float]] = [[] for _ in range(n)]
@@ -67,7 +68,7 @@ def per_second(records: Sequence[RequestRecord], start: float, end: float, cloud
         if not values:
             return None
         values = sorted(values)
-        return round(values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))], 3)
+        return round(values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))], 3)
 
     # The last bucket is usually a fraction of a second: its width turns counts into rates.
     width = [1.0] * n
@@ -208,7 +209,7 @@ def _html(report: dict[str, Any], png: Path, marks: Sequence[dict[str, Any]], st
         f"<td style='color:{'#2ca02c' if c['passed'] else '#d62728'}'>{'pass' if c['passed'] else 'MISSED'}</td>"
         f"<td>{esc(c['message'])}</td></tr>" for c in report["checks"])
     ev_rows = "".join(
-        f"<tr><td>{float(m['ts']) - start:+.3f} s</td><td>{esc(datetime.fromtimestamp(float(m['ts']), timezone.utc).isoformat(timespec='milliseconds'))}</td>"
+        f"<tr><td>{float(m['ts']) - start:+.3f} s</td><td>{esc(datetime.fromtimestamp(float(m['ts']), UTC).isoformat(timespec='milliseconds'))}</td>"
         f"<td>{esc(str(m['kind']))}</td><td>{esc(str(m.get('target') or ''))}</td>"
         f"<td>{esc(json.dumps(m.get('detail')) if m.get('detail') else '')}</td></tr>" for m in marks)
     meas = report["measures"]

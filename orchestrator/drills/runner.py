@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from orchestrator.drills.fleet import Fleet
 from orchestrator.drills.objectives import (
@@ -32,7 +33,7 @@ from orchestrator.errors import ConfigError, DrillFailed, Unreachable
 from orchestrator.model.bundle import Bundle
 from orchestrator.testing.traffic import RequestRecord, TrafficConfig, TrafficGenerator, predict_body
 
-__all__ = ["DrillContext", "DrillSpec", "DrillTiming", "run_drill", "new_run_dir"]
+__all__ = ["DrillContext", "DrillSpec", "DrillTiming", "new_run_dir", "run_drill"]
 
 T = TypeVar("T")
 
@@ -67,7 +68,7 @@ class DrillSpec:
 
 
 def new_run_dir(runs_dir: Path, scenario: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
     path = Path(runs_dir) / f"{stamp}-{scenario}"
     path.mkdir(parents=True, exist_ok=False)
     return path
@@ -308,7 +309,7 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
         # what counted as a failed try or a failed check in this run
         "router": {"per_try_timeout_s": cfg.retries.per_try_timeout_s, "attempts": cfg.retries.attempts,
                    "health_timeout_s": cfg.health.timeout_s},
-        "started": datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="milliseconds"),
+        "started": datetime.fromtimestamp(start, UTC).isoformat(timespec="milliseconds"),
         "duration_s": round(end - start, 3),
     }
     say("writing the report")

@@ -94,7 +94,7 @@ class KubeClient:
         self._dynamic: Any = None
 
     @classmethod
-    def for_cluster(cls, cluster: Any, *, name: str | None = None) -> "KubeClient":
+    def for_cluster(cls, cluster: Any, *, name: str | None = None) -> KubeClient:
         """From a ``ClusterConfig`` (context, optional kubeconfig)."""
         return cls(context=cluster.context, kubeconfig=cluster.kubeconfig, name=name or cluster.context)
 
@@ -104,6 +104,7 @@ class KubeClient:
         if self._dynamic is not None:
             return self._dynamic
         k8s = _import_kubernetes()
+        from kubernetes.client import ApiClient
         from kubernetes.dynamic import DynamicClient
 
         configuration = k8s.client.Configuration()
@@ -125,10 +126,11 @@ class KubeClient:
         configuration.retries = Retry(total=2, connect=1, read=0, status=0, redirect=0, other=0)
         timeout = self._timeout
 
-        class _TimedApiClient(k8s.client.ApiClient):  # type: ignore[misc, name-defined]
+        class _TimedApiClient(ApiClient):
             # Discovery calls pass no timeout; give every request one so a dead cluster fails fast.
-            def call_api(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-                return super().call_api(*args, _request_timeout=_request_timeout or timeout, **kwargs)
+            def call_api(self, *args: Any, **kwargs: Any) -> Any:
+                kwargs["_request_timeout"] = kwargs.get("_request_timeout") or timeout
+                return super().call_api(*args, **kwargs)
 
         self._api_client = _TimedApiClient(configuration=configuration)
         try:
@@ -153,7 +155,7 @@ class KubeClient:
         self._api_client = None
         self._dynamic = None
 
-    def __enter__(self) -> "KubeClient":
+    def __enter__(self) -> KubeClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

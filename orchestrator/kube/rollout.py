@@ -26,9 +26,10 @@ several times in a row.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.errors import RolloutFailed
 
@@ -209,7 +210,7 @@ def wait_for_rollout(
     fetch_deployment: Callable[[], Obj | None],
     fetch_pods: Callable[[Obj], list[Obj]],
     *,
-    fetch_controller_pods: Callable[[], list[Obj]] = lambda: [],
+    fetch_controller_pods: Callable[[], list[Obj]] = list,
     timeout_s: float = 300.0,
     poll_s: float = 1.0,
     readiness_grace_s: float = 60.0,

@@ -21,10 +21,11 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from orchestrator.errors import ClusterError, ConfigError, MCOError
 from orchestrator.kube.kind import KIND_DEFAULT_IMAGE, Kind, cluster_name, kubectl_binary, node_container, run

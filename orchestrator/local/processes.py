@@ -10,9 +10,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from orchestrator.errors import Unreachable
 from orchestrator.net import port_open

@@ -141,7 +141,7 @@ class RegistryStandIn:
             port = self._state(ctx, cloud).get("port")
             proc = self.process(ctx, cloud)
             pid = proc.pid()
-            up = pid is not None and bool(port) and port_open(HOST, int(port))
+            up = pid is not None and bool(port and port_open(HOST, int(port)))
             rows.append({"name": f"registry-{cloud}", "cloud": cloud, "state": "running" if up else "stopped",
                          "url": f"{HOST}:{port}" if port else "", "auth": "basic" if cloud == AUTH_CLOUD else "none",
                          "pid": pid or ""})

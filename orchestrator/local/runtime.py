@@ -25,10 +25,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import httpx
 
@@ -176,7 +177,7 @@ class LocalRuntime:
             for cloud, fut in futures.items():
                 try:
                     fut.result()
-                except Exception as exc:  # noqa: BLE001 - collected and reported together below
+                except Exception as exc:  # collected and reported together below
                     errors.append(f"{cloud}: {exc}")
         for cloud in self.clouds:
             state[cloud] = {"port": ports[cloud], "digest": bundle.digest}

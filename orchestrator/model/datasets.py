@@ -49,7 +49,7 @@ def make_imbalanced(ds: Dataset, *, ratio: float, seed: int) -> Dataset:
     keep: list[np.ndarray] = []
     for rank, label in enumerate(np.unique(ds.y)):
         idx = np.flatnonzero(ds.y == label)
-        n = max(8, int(round(len(idx) * ratio**rank)))
+        n = max(8, round(len(idx) * ratio**rank))
         keep.append(np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False)))
     rows = np.sort(np.concatenate(keep))
     return Dataset(ds.name, ds.X[rows], ds.y[rows], ds.feature_names,

@@ -31,7 +31,7 @@ def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
     proba = proba / proba.sum(axis=1, keepdims=True)
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     report: dict[str, Any] = {
-        "n_samples": int(len(y_true)),
+        "n_samples": len(y_true),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "per_class": {
             str(lbl): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.model.evaluate import flatten_metrics

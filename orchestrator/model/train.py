@@ -102,8 +102,8 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
                              "feature_names": ds.feature_names},
             "training_data": {
                 "dataset": spec.dataset, "description": ds.description, "seed": spec.seed,
-                "test_size": spec.test_size, "split": "stratified", "n_train": int(len(y_train)),
-                "n_test": int(len(y_test)), "imbalance_ratio": spec.imbalance,
+                "test_size": spec.test_size, "split": "stratified", "n_train": len(y_train),
+                "n_test": len(y_test), "imbalance_ratio": spec.imbalance,
                 "class_weight": "balanced" if spec.class_weight else None,
                 "class_counts": {str(c): int((ds.y == c).sum()) for c in classes},
             },

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["APP_DIR", "MODEL_DIR", "FETCH_MODEL_DIR", "VENV_DIR", "DockerfileSpec", "render_dockerfile"]
+__all__ = ["APP_DIR", "FETCH_MODEL_DIR", "MODEL_DIR", "VENV_DIR", "DockerfileSpec", "render_dockerfile"]
 
 APP_DIR = "/opt/mco"
 VENV_DIR = f"{APP_DIR}/venv"

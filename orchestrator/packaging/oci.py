@@ -25,7 +25,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from orchestrator.errors import MCOError, NotFound
 
@@ -105,7 +105,15 @@ class _HashingWriter:
         self.fh.flush()
 
 
-def _compress_layer(root: Path, source: BinaryIO, diff_id: str) -> Blob:
+def _export_member(tar: tarfile.TarFile, name: str, image: str) -> IO[bytes]:
+    """A file of ``docker save``'s tar, or MCOError naming what the export lacks."""
+    member = tar.extractfile(name)
+    if member is None:
+        raise MCOError(f"{image}: {name} is missing from the export")
+    return member
+
+
+def _compress_layer(root: Path, source: IO[bytes], diff_id: str) -> Blob:
     """gzip one layer tar into the blob store; check it really has ``diff_id``."""
     fd, tmp = tempfile.mkstemp(dir=root / "blobs" / "sha256", prefix=".tmp-")
     plain = hashlib.sha256()
@@ -113,7 +121,7 @@ def _compress_layer(root: Path, source: BinaryIO, diff_id: str) -> Blob:
         with os.fdopen(fd, "wb") as raw:
             out = _HashingWriter(raw)
             # mtime=0 and no file name: the same layer always compresses to the same digest.
-            with gzip.GzipFile(filename="", fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
                 while chunk := source.read(_CHUNK):
                     plain.update(chunk)
                     gz.write(chunk)
@@ -190,9 +198,9 @@ def export_image(client: Any, image: str) -> ImageLayout:
             raise MCOError(f"the Docker engine could not export {image}: {exc}",
                            hint="check `docker info` and free disk space") from exc
         with tarfile.open(saved) as tar:
-            entries = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+            entries = json.load(_export_member(tar, "manifest.json", image))
             entry = entries[0]
-            config_bytes = tar.extractfile(entry["Config"]).read()  # type: ignore[union-attr]
+            config_bytes = _export_member(tar, entry["Config"], image).read()
             config = _store_bytes(root, config_bytes)
             if config.digest != image_id:
                 raise MCOError(f"the exported config of {image} does not hash to its image ID",
@@ -209,10 +217,7 @@ def export_image(client: Any, image: str) -> ImageLayout:
             # Straight from the saved tar (one handle per thread): no extracted copy on disk.
             diff_id, member_name = item
             with tarfile.open(saved) as own:
-                member = own.extractfile(member_name)
-                if member is None:
-                    raise MCOError(f"{image}: layer {member_name} is missing from the export")
-                return _compress_layer(root, member, diff_id)
+                return _compress_layer(root, _export_member(own, member_name, image), diff_id)
 
         # Two at a time: zlib releases the GIL, and the big layers (base, venv) overlap.
         with ThreadPoolExecutor(max_workers=2) as pool:

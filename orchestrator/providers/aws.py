@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.errors import (
     AccessDenied,
@@ -72,7 +73,7 @@ class AwsProvider(Provider):
     registry_auth = "ecr"
     registry_auth_hint = "check the AWS identity can push to ECR (ecr:*Layer*, ecr:PutImage)"
     color = "#ff9900"
-    unsupported: Mapping[Capability, str] = {}
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
     upload_digests = frozenset({DigestKind.CRC32})
 
     def emulator_gaps(self) -> Mapping[Capability, str]:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.errors import (
     AccessDenied,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from orchestrator.config import RegistryConfig
     from orchestrator.providers.registry import RegistryCredentials
 
-__all__ = ["AZURITE_ACCOUNT", "AzureProvider", "AzureBlobStore"]
+__all__ = ["AZURITE_ACCOUNT", "AzureBlobStore", "AzureProvider"]
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 # Azurite's fixed development account (public, documented by Microsoft; works only against Azurite).
@@ -80,7 +81,7 @@ class AzureProvider(Provider):
     registry_auth = "acr"
     registry_auth_hint = "check the Azure identity has AcrPush on the registry"
     color = "#008ad7"
-    unsupported: Mapping[Capability, str] = {}
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
 
     def upload_digests_for(self, size: int) -> frozenset[DigestKind]:
         # One Put Blob: compared with the MD5 the service computes. Blocks: checked per request.
@@ -157,7 +158,7 @@ class AzureBlobStore(ArtifactStore):
                                        "https://ACCOUNT.blob.core.windows.net (signed in with DefaultAzureCredential)")
         except MCOError:
             raise
-        except ValueError as exc:  # a malformed connection string; never echo it (it holds the key)
+        except ValueError:  # a malformed connection string; never echo it (it holds the key)
             raise ConfigError(f"cloud '{cloud}': {CONNECTION_STRING_ENV} is not a valid connection string",
                               hint="copy it again from the portal (Access keys) or `az storage account "
                                    "show-connection-string`") from None

@@ -24,9 +24,10 @@ import base64
 import enum
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from orchestrator.config import CloudConfig, StorageConfig
 from orchestrator.errors import CapabilityError, ConfigError, IntegrityError

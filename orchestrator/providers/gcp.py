@@ -14,8 +14,9 @@ Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, gcloud, metadata server) are us
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.errors import (
     AccessDenied,
@@ -27,8 +28,8 @@ from orchestrator.errors import (
     Throttled,
     Unreachable,
 )
-from orchestrator.providers._io import ProgressReader, ProgressWriter
 from orchestrator.extras import require_extra
+from orchestrator.providers._io import ProgressReader, ProgressWriter
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
@@ -66,7 +67,7 @@ class GcpProvider(Provider):
     registry_auth = "gcp"
     registry_auth_hint = "check the Google identity has Artifact Registry Writer on the repository"
     color = "#4285f4"
-    unsupported: Mapping[Capability, str] = {}
+    unsupported: ClassVar[Mapping[Capability, str]] = {}
     upload_digests = frozenset({DigestKind.CRC32C})
 
     @classmethod

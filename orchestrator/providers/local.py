@@ -12,8 +12,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 from orchestrator.errors import IntegrityError, MCOError, NotFound, ProviderError, Unreachable
 from orchestrator.providers.base import (
@@ -36,7 +37,7 @@ class LocalProvider(Provider):
     name = "local"
     display_name = "local filesystem"
     overlay = "kind"  # a local "cloud" runs its model on a kind cluster
-    unsupported: Mapping[Capability, str] = {
+    unsupported: ClassVar[Mapping[Capability, str]] = {
         Capability.SERVER_VERIFIED_UPLOAD: "a directory has no server; mco re-reads each written file and compares sha256s",
         Capability.MULTIPART_UPLOAD: "files are copied whole; a failed copy leaves only a temporary file behind",
     }

@@ -19,16 +19,15 @@ import base64
 import os
 import re
 import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from orchestrator.config import RegistryConfig
-from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
-from orchestrator.secret_files import read_secret_file
 from orchestrator.errors import (
     AccessDenied,
     ConfigError,
@@ -37,6 +36,8 @@ from orchestrator.errors import (
     Throttled,
     Unreachable,
 )
+from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
+from orchestrator.secret_files import read_secret_file
 
 __all__ = [
     "ContainerRegistry",

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.config import ClusterConfig
 from orchestrator.errors import ClusterError, ClusterUnreachable, MCOError, ReleaseError, RolloutFailed

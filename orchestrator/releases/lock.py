@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ class DeployLock:
                     ) from None
                 time.sleep(self.poll_s)
         info = {"service": self.service, "purpose": self.purpose, "by": current_user(), "pid": os.getpid(),
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
@@ -112,7 +112,7 @@ class DeployLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self) -> "DeployLock":
+    def __enter__(self) -> DeployLock:
         if self._depth == 0:
             self.acquire()
         self._depth += 1

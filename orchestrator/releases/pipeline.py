@@ -29,6 +29,7 @@ from orchestrator.config import CloudConfig, MCOConfig
 from orchestrator.errors import ConfigError, GateError, MCOError, ReleaseError
 from orchestrator.kube.render import Resources, fetch_sources
 from orchestrator.model.bundle import Bundle
+from orchestrator.progress import ProgressFn, quiet
 from orchestrator.releases.deployer import (
     CloudTarget,
     DeployResult,
@@ -41,7 +42,6 @@ from orchestrator.releases.deployer import (
 from orchestrator.releases.images import LocalImage
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.publish import Published, destinations, publish
-from orchestrator.progress import ProgressFn, quiet
 
 __all__ = [
     "QUIET",
@@ -73,7 +73,7 @@ PLACEHOLDER_DIGEST = "0" * 64
 class DeployProgress(Protocol):
     """What a caller shows while the pipeline works."""
 
-    def __call__(self, cloud: str, message: str) -> None: ...  # one cloud's current step
+    def __call__(self, cloud: str, message: str, /) -> None: ...  # one cloud's current step
 
     def note(self, text: str) -> None: ...  # a remark for the person deploying
 
@@ -332,7 +332,9 @@ def cloud_status(cfg: MCOConfig, chosen: dict[str, CloudConfig]) -> dict[str, di
         cur = current.get(name)
         row: dict[str, Any] = {"release": cur.release if cur else None, "image_digest": cur.image_digest if cur else None,
                                "model_digest": cur.model_digest if cur else None,
-                               "endpoint": (cur.endpoint if cur else None) or cluster.endpoint}
+                               # where clients come in now: the config's, over the one recorded at deploy
+                               # time (a cluster made anew, e.g. by `mco local up`, may have moved)
+                               "endpoint": cluster.endpoint or (cur.endpoint if cur else None)}
         kube = KubeTarget(name, cluster)
         try:
             live = kube.live_summary(cluster.namespace, APP_NAME)

@@ -29,8 +29,8 @@ from orchestrator.config import MCOConfig
 from orchestrator.errors import ConfigError, MCOError
 from orchestrator.model.bundle import Bundle
 from orchestrator.packaging.publish import ImagePushes
-from orchestrator.releases.images import LocalImage
 from orchestrator.progress import ProgressFn, quiet
+from orchestrator.releases.images import LocalImage
 
 __all__ = ["Published", "destinations", "publish"]
 
@@ -109,7 +109,7 @@ def _publish_image(cfg: MCOConfig, bundle: Bundle, clouds: list[str], image: Loc
         try:
             image = image_for_bundle(cfg, bundle, progress=progress)
         except MCOError as exc:  # no image for anyone; the bundle pushes still report their own results
-            return ImagePushes(str(bundle.path), {cloud: exc for cloud in clouds})
+            return ImagePushes(str(bundle.path), dict.fromkeys(clouds, exc))
     if image.name.startswith("sha256:") or ":" not in image.name.rsplit("/", 1)[-1]:
         notes.append(f"{image.name} has no name:tag, so it is not pushed to registries")
         return None

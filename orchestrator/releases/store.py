@@ -25,10 +25,11 @@ import json
 import socket
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from orchestrator.config import MCOConfig
 from orchestrator.errors import ReleaseError
@@ -88,7 +89,7 @@ CREATE TABLE IF NOT EXISTS release_clouds (
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def current_user() -> str:
@@ -250,7 +251,7 @@ class ReleaseStore:
             finally:
                 self.mutex.release()
 
-    def _tx(self) -> "ReleaseStore._Tx":
+    def _tx(self) -> ReleaseStore._Tx:
         return ReleaseStore._Tx(self._db, self._mutex)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -260,7 +261,7 @@ class ReleaseStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ReleaseStore":
+    def __enter__(self) -> ReleaseStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -87,7 +87,7 @@ class RouterApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.router.startup()
-                except Exception as exc:  # noqa: BLE001  -- reported to uvicorn, which exits
+                except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

@@ -12,11 +12,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Event", "EventLog", "EVENT_KINDS"]
+__all__ = ["EVENT_KINDS", "Event", "EventLog"]
 
 EVENT_KINDS = (
     "health_down", "health_up",        # active checks crossed a threshold
@@ -37,7 +37,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["time"] = datetime.fromtimestamp(self.ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+        out["time"] = datetime.fromtimestamp(self.ts, tz=UTC).isoformat(timespec="milliseconds")
         return out
 
 

@@ -5,7 +5,8 @@ Nothing here runs per request; the collector reads the accounting state when scr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from orchestrator.router.accounting import BOUNDS_S, percentile
 

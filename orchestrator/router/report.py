@@ -13,7 +13,7 @@ import html
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +140,7 @@ def write_report(series: dict[str, Any], events: list[dict[str, Any]], out_dir: 
     ax_cost_k.set_xlabel("seconds since the first sample")
     for ax in axes:
         ax.grid(alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
+        handles, _labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(fontsize=8, loc="upper left", ncol=3)
     ax_lat.set_title("mco router: latency, traffic and cost per cloud")
@@ -164,7 +164,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def _html(targets: dict[str, list[list[Any]]], cols: list[str], events: list[dict[str, Any]],
           status: dict[str, Any] | None, png: str) -> str:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     rows = []
     for t in (status or {}).get("targets", []):
         rows.append("<tr>" + "".join(f"<td>{_fmt(t.get(k))}</td>" for k in (

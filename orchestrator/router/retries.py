@@ -57,7 +57,11 @@ class RetryBudget:
                 "denied_total": self.denied}
 
 
-def backoff(attempt: int, *, base_s: float, max_s: float, rng: random.Random = random.Random()) -> float:
+# Callers that bring no generator share this one.
+_RNG = random.Random()
+
+
+def backoff(attempt: int, *, base_s: float, max_s: float, rng: random.Random = _RNG) -> float:
     """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
     cap = min(max_s, base_s * (2 ** (attempt - 1)))
     return rng.uniform(0, cap)

@@ -64,7 +64,7 @@ class Sampler:
             await asyncio.sleep(STEP_S / 2)
             try:
                 self.sample()
-            except Exception:  # never let accounting kill the router  # noqa: BLE001
+            except Exception:  # never let accounting kill the router
                 pass
 
     def sample(self) -> None:

@@ -11,15 +11,19 @@ import importlib.util
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.config import RouterConfig, RouterTargetConfig
 from orchestrator.errors import Unreachable
 from orchestrator.router.app import RouterApp, build_router
 
+if TYPE_CHECKING:
+    import uvicorn
+
 __all__ = ["RouterServer", "serve"]
 
 
-def _uvicorn_config(app: RouterApp, cfg: RouterConfig, *, log_level: str = "warning"):  # noqa: ANN202
+def _uvicorn_config(app: RouterApp, cfg: RouterConfig, *, log_level: str = "warning") -> uvicorn.Config:
     import uvicorn
 
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -49,7 +53,7 @@ class RouterServer:
             cfg = cfg.model_copy(update={"port": free_port(cfg.host)})
         self.cfg = cfg
         self.app, self.router = build_router(cfg, token=token, client=client)
-        self._server = None
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -59,11 +63,11 @@ class RouterServer:
     def start(self, timeout: float = 15.0) -> RouterServer:
         import uvicorn
 
-        self._server = uvicorn.Server(_uvicorn_config(self.app, self.cfg))
-        self._thread = threading.Thread(target=self._server.run, name="mco-router", daemon=True)
+        server = self._server = uvicorn.Server(_uvicorn_config(self.app, self.cfg))
+        self._thread = threading.Thread(target=server.run, name="mco-router", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self._server.started:
+        while not server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise Unreachable(f"the router did not start on {self.url}")
             time.sleep(0.02)

@@ -33,7 +33,7 @@ def _released_endpoints(cfg: MCOConfig) -> dict[str, str]:
             return {}
         with store:
             found = {name: getattr(store.current(name), "endpoint", None) for name in cfg.clouds}
-    except Exception:  # noqa: BLE001 -- no history (or an unreadable one) just means config endpoints
+    except Exception:  # no history (or an unreadable one) just means config endpoints
         return {}
     return {name: url for name, url in found.items() if url}
 

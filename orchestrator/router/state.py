@@ -81,7 +81,7 @@ class Router:
     def _on_sighup(self) -> None:
         try:
             self.reload_from_file()
-        except Exception as exc:  # noqa: BLE001 -- a bad edit must not kill a serving router
+        except Exception as exc:
             self.events.emit("targets_reloaded", None, error=str(exc))
 
     async def shutdown(self) -> None:

@@ -76,7 +76,7 @@ class AiohttpUpstream:
                                        data=body or None, allow_redirects=False) as resp:
                 payload = await resp.read()
                 return resp.status, list(resp.raw_headers), payload
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise UpstreamError("timeout", "per-try timeout") from exc
         except self._connect_error as exc:
             # a connect that timed out is a timeout; refused/unreachable is a connect error

@@ -31,7 +31,7 @@ import threading
 
 from orchestrator.net import free_port
 
-__all__ = ["FaultProxy", "MODES"]
+__all__ = ["MODES", "FaultProxy"]
 
 
 MODES = ("pass", "refuse", "hang", "http503", "slow", "reset_mid")
@@ -64,7 +64,7 @@ class _ProxyCore:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _call(self, coro):  # noqa: ANN001, ANN202
+    def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     def start(self) -> _ProxyCore:

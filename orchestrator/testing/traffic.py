@@ -22,8 +22,9 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.errors import ConfigError, MissingExtraError
 from orchestrator.router.headers import CLOUD_HEADER
@@ -137,7 +138,7 @@ class TrafficGenerator:
                 runner = asyncio.Runner()
             with runner:
                 runner.run(self.run())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+        except BaseException as exc:
             self._failure = exc
             if self._ready is not None:
                 self._ready.set()

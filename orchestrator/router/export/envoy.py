@@ -24,7 +24,7 @@ from orchestrator.router.headers import CLOUD_HEADER
 if TYPE_CHECKING:
     from orchestrator.config import RouterConfig
 
-__all__ = ["render_envoy", "envoy_config"]
+__all__ = ["envoy_config", "render_envoy"]
 
 
 def _d(seconds: float) -> str:

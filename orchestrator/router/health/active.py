@@ -104,12 +104,12 @@ class ActiveChecker:
     async def _check_once(self, state: _CheckState) -> bool:
         try:
             return await asyncio.wait_for(self._probe(state), self.cfg.timeout_s * 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             state.last_error = "timeout"
             return False
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a checker that dies would leave a target down forever
+        except Exception as exc:  # a checker that dies would leave a target down forever
             state.last_error = type(exc).__name__
             return False
 

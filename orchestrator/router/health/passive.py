@@ -26,7 +26,7 @@ from orchestrator.router.health import StatusSink
 if TYPE_CHECKING:
     from orchestrator.config import RouterOutlierConfig
 
-__all__ = ["OutlierDetector", "LOCAL_ORIGIN"]
+__all__ = ["LOCAL_ORIGIN", "OutlierDetector"]
 
 LOCAL_ORIGIN = frozenset({"connect", "timeout", "reset"})
 

@@ -1,8 +1,10 @@
 """`mco deploy`, `mco rollback`, `mco history`, `mco status` on the three local kind clusters.
 
-The tests run in order and share one history (one session config): deploy model A, no-op
-redeploy, dry-run of model B, deploy B, roll back to A, a lock race, a release that cannot
-start (rolled back automatically), and a cluster paused in the middle of a deploy.
+One story, one test: each step starts from the history and the clusters the step before
+left (one session config): deploy model A, no-op redeploy, dry-run of model B, deploy B,
+roll back to A, a lock race, a release that cannot start (rolled back automatically), and
+a cluster paused in the middle of a deploy. As one test it runs alone or in any order
+among the others; a failing step names itself in the traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +29,22 @@ CLOUDS = ("aws", "gcp", "azure")
 DIGITS_ROW = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0,
               0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]
 
-STATE: dict[str, Any] = {}
+
+
+@dataclass
+class Story:
+    """What the steps hand on: the first release and where each cloud serves."""
+
+    first: int = 0
+    endpoints: dict[str, str] = field(default_factory=dict)
+    rollback_seconds: float = 0.0
 
 
 def _history(config: Path) -> list[dict[str, Any]]:
     return mco_json("history", config=config)["releases"]
 
 
-def test_deploy_serves_the_model_on_every_cloud(deploy_config: Path, digits_bundle: Any) -> None:
+def _deploy_serves_the_model_on_every_cloud(story: Story, deploy_config: Path, digits_bundle: Any) -> None:
     out = mco_json("deploy", str(digits_bundle.path), config=deploy_config)
     assert set(out["clouds"]) == set(CLOUDS)
     assert out["status"] == "deployed" and isinstance(out["release"], int)
@@ -45,20 +56,20 @@ def test_deploy_serves_the_model_on_every_cloud(deploy_config: Path, digits_bund
         assert resp.status_code == 200, resp.text
         assert resp.json()["model_digest"].removeprefix("sha256:") == digits_bundle.digest
         assert resp.json()["predictions"] == [0]
-    STATE["first"] = out["release"]
-    STATE["endpoints"] = {c: i["endpoint"] for c, i in out["clouds"].items()}
+    story.first = out["release"]
+    story.endpoints = {c: i["endpoint"] for c, i in out["clouds"].items()}
 
 
-def test_a_noop_redeploy_records_nothing_and_is_quick(deploy_config: Path, digits_bundle: Any) -> None:
+def _a_noop_redeploy_records_nothing_and_is_quick(story: Story, deploy_config: Path, digits_bundle: Any) -> None:
     t0 = time.monotonic()
     out = mco_json("deploy", str(digits_bundle.path), config=deploy_config)
     elapsed = time.monotonic() - t0
-    assert out["unchanged"] is True and out["release"] == STATE["first"]
+    assert out["unchanged"] is True and out["release"] == story.first
     assert len(_history(deploy_config)) == 1
     assert elapsed < 30, f"no-op redeploy took {elapsed:.1f} s"
 
 
-def test_dry_run_prints_a_diff_and_changes_nothing(deploy_config: Path, digits_bundle: Any, second_bundle: Any) -> None:
+def _dry_run_prints_a_diff_and_changes_nothing(story: Story, deploy_config: Path, digits_bundle: Any, second_bundle: Any) -> None:
     out = mco_json("deploy", str(second_bundle.path), "--dry-run", config=deploy_config)
     assert out["dry_run"] is True
     for cloud in CLOUDS:
@@ -69,27 +80,27 @@ def test_dry_run_prints_a_diff_and_changes_nothing(deploy_config: Path, digits_b
     proc = mco("deploy", str(second_bundle.path), "--dry-run", config=deploy_config)
     assert proc.returncode == 0 and "dry run: nothing was changed" in proc.stdout
     assert len(_history(deploy_config)) == 1
-    for endpoint in STATE["endpoints"].values():
+    for endpoint in story.endpoints.values():
         assert model_digest_at(endpoint) == digits_bundle.digest
 
 
-def test_second_model_then_rollback_brings_every_cloud_back(deploy_config: Path, digits_bundle: Any,
+def _second_model_then_rollback_brings_every_cloud_back(story: Story, deploy_config: Path, digits_bundle: Any,
                                                             second_bundle: Any) -> None:
     out = mco_json("deploy", str(second_bundle.path), config=deploy_config)
     assert out["status"] == "deployed"
-    for endpoint in STATE["endpoints"].values():
+    for endpoint in story.endpoints.values():
         wait_serving(endpoint, second_bundle.digest)
     t0 = time.monotonic()
     back = mco_json("rollback", config=deploy_config)
-    STATE["rollback_seconds"] = time.monotonic() - t0
-    assert back["kind"] == "rollback" and back["rollback_of"] == STATE["first"]
+    story.rollback_seconds = time.monotonic() - t0
+    assert back["kind"] == "rollback" and back["rollback_of"] == story.first
     assert back["status"] == "deployed"
-    for cloud, endpoint in STATE["endpoints"].items():
+    for cloud, endpoint in story.endpoints.items():
         assert back["clouds"][cloud]["model_digest"] == digits_bundle.digest
         wait_serving(endpoint, digits_bundle.digest)
 
 
-def test_history_lists_the_releases_and_the_rollback(deploy_config: Path, digits_bundle: Any,
+def _history_lists_the_releases_and_the_rollback(story: Story, deploy_config: Path, digits_bundle: Any,
                                                     second_bundle: Any) -> None:
     releases = _history(deploy_config)
     assert [r["kind"] for r in releases] == ["rollback", "deploy", "deploy"]
@@ -106,7 +117,7 @@ def test_history_lists_the_releases_and_the_rollback(deploy_config: Path, digits
         assert status[cloud]["ready_replicas"] == 1 and status[cloud]["state"] == "running"
 
 
-def test_two_deploys_at_once_one_proceeds_the_other_reports_the_lock(deploy_config: Path, second_bundle: Any) -> None:
+def _two_deploys_at_once_one_proceeds_the_other_reports_the_lock(story: Story, deploy_config: Path, second_bundle: Any) -> None:
     argv = [*MCO, "deploy", str(second_bundle.path), "--config", str(deploy_config), "--output", "json"]
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
@@ -143,7 +154,7 @@ def _tampered_image(bundle: Any) -> str:
     return str(image.id)
 
 
-def test_a_release_that_cannot_start_fails_named_and_rolls_back(deploy_config: Path, digits_bundle: Any,
+def _a_release_that_cannot_start_fails_named_and_rolls_back(story: Story, deploy_config: Path, digits_bundle: Any,
                                                                second_bundle: Any) -> None:
     before = _history(deploy_config)[0]
     tampered = _tampered_image(digits_bundle)
@@ -155,13 +166,13 @@ def test_a_release_that_cannot_start_fails_named_and_rolls_back(deploy_config: P
         assert info["reason"] == "CrashLoopBackOff", info
         assert "refusing" in info["detail"] or "sha256" in info["detail"], info["detail"]
         assert info["rolled_back_to"] == before["release"]
-        assert model_digest_at(STATE["endpoints"][cloud]) == second_bundle.digest
+        assert model_digest_at(story.endpoints[cloud]) == second_bundle.digest
     latest = _history(deploy_config)[0]
     assert latest["release"] == out["release"] and latest["status"] == "rolled_back"
     assert all(c["reason"] == "CrashLoopBackOff" for c in latest["clouds"].values())
 
 
-def test_a_cluster_paused_mid_deploy_fails_alone(deploy_config: Path, digits_bundle: Any, second_bundle: Any,
+def _a_cluster_paused_mid_deploy_fails_alone(story: Story, deploy_config: Path, digits_bundle: Any, second_bundle: Any,
                                                  paused_node: list[str]) -> None:
     from orchestrator.config import load_config
     from orchestrator.kube.client import KubeClient
@@ -185,7 +196,7 @@ def test_a_cluster_paused_mid_deploy_fails_alone(deploy_config: Path, digits_bun
     assert proc.poll() is None, "the deploy finished before the cluster could be paused"
     subprocess.run(["docker", "pause", node], check=True, capture_output=True, timeout=60)
     paused_node.append(node)
-    out_text, err_text = proc.communicate(timeout=900)
+    out_text, _ = proc.communicate(timeout=900)
     out = json.loads(out_text)
     assert out["status"] == "partial", out
     assert out["clouds"]["aws"]["status"] == "deployed" and out["clouds"]["azure"]["status"] == "deployed"
@@ -198,4 +209,20 @@ def test_a_cluster_paused_mid_deploy_fails_alone(deploy_config: Path, digits_bun
     assert latest["release"] == out["release"] and latest["status"] == "partial" and latest["finished_at"]
     assert latest["clouds"]["gcp"]["status"] == "failed"
     for cloud in ("aws", "azure"):
-        assert model_digest_at(STATE["endpoints"][cloud]) == digits_bundle.digest
+        assert model_digest_at(story.endpoints[cloud]) == digits_bundle.digest
+
+
+# The steps had 600 s each as separate tests; together they get the sum.
+@pytest.mark.timeout(8 * 600)
+def test_deploy_noop_dry_run_rollback_lock_crash_and_paused_cluster(deploy_config: Path, digits_bundle: Any,
+                                                                    second_bundle: Any,
+                                                                    paused_node: list[str]) -> None:
+    story = Story()
+    _deploy_serves_the_model_on_every_cloud(story, deploy_config, digits_bundle)
+    _a_noop_redeploy_records_nothing_and_is_quick(story, deploy_config, digits_bundle)
+    _dry_run_prints_a_diff_and_changes_nothing(story, deploy_config, digits_bundle, second_bundle)
+    _second_model_then_rollback_brings_every_cloud_back(story, deploy_config, digits_bundle, second_bundle)
+    _history_lists_the_releases_and_the_rollback(story, deploy_config, digits_bundle, second_bundle)
+    _two_deploys_at_once_one_proceeds_the_other_reports_the_lock(story, deploy_config, second_bundle)
+    _a_release_that_cannot_start_fails_named_and_rolls_back(story, deploy_config, digits_bundle, second_bundle)
+    _a_cluster_paused_mid_deploy_fails_alone(story, deploy_config, digits_bundle, second_bundle, paused_node)

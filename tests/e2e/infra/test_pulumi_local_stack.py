@@ -1,6 +1,6 @@
 """`pulumi up` of infra/'s local stack deploys the model to the kind clusters and records it.
 
-Needs the optional engine (`MCO_BUILD_PULUMI=1 bash scripts/setup/60-pulumi.sh`): skipped,
+Needs the engine that `make setup` builds (`scripts/setup/60-pulumi.sh`): skipped,
 with that reason, without it. No Kubernetes resource plugin can be had on this machine, so
 the stack uses ``deployment.applier: mco`` (the same rendered objects, applied by a Python
 dynamic resource with mco's own client); the image is loaded with `kind load` by the stack.
@@ -33,7 +33,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1200),
     pytest.mark.skipif(not (PULUMI.exists() and (VENV_BIN / "pulumi-language-python").exists()),
-                       reason="the Pulumi engine is not built (optional: MCO_BUILD_PULUMI=1 bash scripts/setup/60-pulumi.sh)"),
+                       reason="the Pulumi engine is not built (make setup builds it; bash scripts/setup/60-pulumi.sh alone)"),
 ]
 
 

@@ -86,7 +86,9 @@ def test_second_push_transfers_no_layer_and_says_so(first_push: Any, built: Any,
     assert err.count("no layer transferred") == 3
 
 
-def test_one_registry_down_the_others_still_get_the_image(built: Any, local_registries: Path) -> None:
+# The pushes below come after `first_push` (their fixture), which must be the first push into
+# the fresh registries to see layers transferred, whatever order the tests run in.
+def test_one_registry_down_the_others_still_get_the_image(first_push: Any, built: Any, local_registries: Path) -> None:
     from orchestrator.net import free_port
     from orchestrator.packaging.publish import push_image
 
@@ -101,7 +103,7 @@ def test_one_registry_down_the_others_still_get_the_image(built: Any, local_regi
     assert result.results["azure"].digest.startswith("sha256:")
 
 
-def test_bad_credentials_are_refused_without_leaking_the_secret(built: Any, local_registries: Path,
+def test_bad_credentials_are_refused_without_leaking_the_secret(first_push: Any, built: Any, local_registries: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.packaging.publish import push_image
 

@@ -1,7 +1,7 @@
-"""The real Pulumi engine on infra/, when `scripts/setup/60-pulumi.sh` could build it.
+"""The real Pulumi engine on infra/, which `make setup` builds (`scripts/setup/60-pulumi.sh`).
 
-The engine is optional (see that script): these tests are skipped, with the reason, when
-it is not installed in .venv/bin. They use a local file backend in a temporary
+These tests are skipped, with the reason, only when the engine is not installed in
+.venv/bin (`MCO_BUILD_PULUMI=0`). They use a local file backend in a temporary
 directory and never touch a cloud: the stacks below fail at preview before any
 resource provider is needed, which is exactly what they check.
 """
@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
     pytest.mark.skipif(not (PULUMI.exists() and (VENV_BIN / "pulumi-language-python").exists()),
-                       reason="the Pulumi engine is not built (optional: MCO_BUILD_PULUMI=1 bash scripts/setup/60-pulumi.sh)"),
+                       reason="the Pulumi engine is not built (make setup builds it; bash scripts/setup/60-pulumi.sh alone)"),
 ]
 
 

@@ -9,13 +9,14 @@ the tests are skipped with that reason.
 from __future__ import annotations
 
 import glob
-import ssl
 import os
 import shutil
+import ssl
 import subprocess
 import time
+from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -179,9 +180,9 @@ class SimulatedNode:
         self.thread = threading.Thread(target=self._loop, name="simulated-node", daemon=True)
 
     def _status(self, pod: object) -> dict:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         container = pod.spec.containers[0]  # type: ignore[attr-defined]
         base = {"name": container.name, "image": container.image, "imageID": container.image}
         if container.image == CRASHING_IMAGE:
@@ -235,7 +236,7 @@ class SimulatedNode:
                 pass
             self.stop.wait(0.3)
 
-    def __enter__(self) -> "SimulatedNode":
+    def __enter__(self) -> SimulatedNode:
         self.thread.start()
         return self
 

@@ -12,7 +12,7 @@ from orchestrator.errors import ClusterError
 from orchestrator.kube.client import FIELD_MANAGER, KubeClient
 from orchestrator.kube.render import ReleaseValues, render_release
 from orchestrator.net import free_port
-from orchestrator.releases.deployer import CloudTarget, DeploySettings, KubeTarget, deploy_release, plan_diff
+from orchestrator.releases.deployer import CloudTarget, DeploySettings, deploy_release, plan_diff
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import ReleaseStore
 

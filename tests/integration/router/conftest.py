@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from orchestrator.config import (RouterConfig, RouterHealthConfig, RouterOutlierConfig, RouterRetryConfig,
-                                 RouterTargetConfig)
+from orchestrator.config import (
+    RouterConfig,
+    RouterHealthConfig,
+    RouterOutlierConfig,
+    RouterRetryConfig,
+    RouterTargetConfig,
+)
 from orchestrator.net import free_port
 from orchestrator.router.process import RouterProcess
 from orchestrator.testing.faults import FaultProxy

@@ -8,6 +8,7 @@ must tell the story. After the fault clears, traffic comes back (failback).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -153,7 +154,7 @@ def test_a_flapping_target_does_not_make_the_router_oscillate(proxies, start_rou
     h = cfg.health
     fastest = min(h.unhealthy_threshold, h.healthy_threshold) * h.fast_recheck_s
     assert len(health) <= 4.5 / fastest
-    gaps = [b["ts"] - a["ts"] for a, b in zip(health, health[1:])]
+    gaps = [b["ts"] - a["ts"] for a, b in itertools.pairwise(health)]
     assert all(g >= fastest * 0.9 for g in gaps), gaps
     preferred_changes = [e for e in events if e["kind"] in ("failover", "failback")]
     assert len(preferred_changes) <= 2 * (len(ejections) + len(health))

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from orchestrator.net import free_port, port_open
-from orchestrator.model.export import OnnxModel
 from orchestrator.model.evaluate import read_labelled_csv
+from orchestrator.model.export import OnnxModel
+from orchestrator.net import free_port, port_open
 
 MCO = [sys.executable, "-m", "orchestrator.cli.main"]
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -187,7 +187,7 @@ def test_manifest_escaping_the_prefix_is_refused(cloud: str, emulators: Emulator
         store.put_bytes(mkey, json.dumps(manifest).encode())
         with pytest.raises(IntegrityError, match="could escape"):
             store.put_bytes("mco/../escaped.json", b"{}")
-    with pytest.raises(IntegrityError, match="refusing file name in the manifest '../../../outside.txt'"):
+    with pytest.raises(IntegrityError, match=r"refusing file name in the manifest '../../../outside.txt'"):
         pull_from_provider(provider, bundle.name, bundle.digest, tmp_path / "x" / "out")
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "x" / "out").exists()
 

@@ -86,7 +86,7 @@ def test_local_stack_applies_exactly_what_mco_render_renders(
 
     for cloud in ("aws", "gcp", "azure"):
         applied = _applied(run, "model", cloud)
-        assert [o["kind"] for o in applied][0] == "Namespace"
+        assert applied[0]["kind"] == "Namespace"
         rendered = _mco("render", "--cloud", cloud, "--model", str(digits_bundle.path), "--image", KIND_IMAGE,
                         "--config", str(local_project))
         assert rendered["overlay"] == "kind"

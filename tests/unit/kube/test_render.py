@@ -159,7 +159,7 @@ def test_unsupported_kustomize_features_are_errors_not_ignored(tmp_path: Path) -
     shutil.copytree(default_manifests_dir(), root)
     kfile = root / "overlays" / "gcp" / "kustomization.yaml"
     kfile.write_text(kfile.read_text() + "namePrefix: prod-\n")
-    with pytest.raises(ConfigError, match="unsupported kustomization key.*namePrefix"):
+    with pytest.raises(ConfigError, match=r"unsupported kustomization key.*namePrefix"):
         render_release("gcp", _values(), manifests_dir=root)
 
 

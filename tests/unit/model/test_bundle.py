@@ -49,7 +49,7 @@ def test_edited_card_is_detected(digits_bundle, tmp_path):
 
 
 def test_not_a_bundle(tmp_path):
-    with pytest.raises(ModelError, match="no card.json"):
+    with pytest.raises(ModelError, match=r"no card.json"):
         load_bundle(tmp_path)
     (tmp_path / "card.json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):

@@ -8,9 +8,10 @@ DIGEST = "ab" * 32
 
 
 def spec(**kw: object) -> DockerfileSpec:
-    base = dict(base_image="mco-base/bookworm:latest", python="/usr/bin/python3", uid=10001,
-                mco_wheel_name="mco-0.1.0-py3-none-any.whl", bundle_digest=DIGEST, model_name="digits",
-                mco_version="0.1.0", labels={"dev.mco.bundle.digest": f"sha256:{DIGEST}"})
+    base: dict[str, object] = {
+        "base_image": "mco-base/bookworm:latest", "python": "/usr/bin/python3", "uid": 10001,
+        "mco_wheel_name": "mco-0.1.0-py3-none-any.whl", "bundle_digest": DIGEST, "model_name": "digits",
+        "mco_version": "0.1.0", "labels": {"dev.mco.bundle.digest": f"sha256:{DIGEST}"}}
     base.update(kw)
     return DockerfileSpec(**base)  # type: ignore[arg-type]
 

@@ -24,7 +24,7 @@ PASSWORD = "registry-password-" + "x" * 20
 
 @pytest.mark.parametrize("url", ["registry.example.com:5000", "10.0.0.5:5000", "192.168.1.2", "mco-registry:5000"])
 def test_plain_http_is_refused_for_a_registry_not_on_loopback(url):
-    with pytest.raises(ConfigError, match="clouds.aws.registry.*insecure_http.*only for a loopback registry"):
+    with pytest.raises(ConfigError, match=r"clouds\.aws\.registry.*insecure_http.*only for a loopback registry"):
         parse_config({"clouds": {"aws": {"provider": "aws", "registry": {"url": url, "insecure_http": True}}}})
 
 

@@ -35,7 +35,7 @@ def test_layout_builds_content_addressed_keys() -> None:
 
 def test_layout_refuses_escaping_file_names_and_the_reserved_manifest_name() -> None:
     layout = BundleLayout("mco")
-    with pytest.raises(IntegrityError, match="'../../etc/x'"):
+    with pytest.raises(IntegrityError, match=r"'../../etc/x'"):
         layout.file_key("digits", DIGEST, "../../etc/x")
     with pytest.raises(IntegrityError, match="reserved"):
         layout.file_key("digits", DIGEST, "manifest.json")

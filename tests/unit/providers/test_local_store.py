@@ -53,7 +53,7 @@ def test_corrupted_object_is_detected_on_pull_and_nothing_appears(digits_bundle:
     data[100] ^= 0xFF
     stored.write_bytes(bytes(data))
     provider = get_provider("disk", cfg.clouds["disk"])
-    with pytest.raises(IntegrityError, match="model.onnx has sha256 .* the stored object is corrupted"):
+    with pytest.raises(IntegrityError, match=r"model.onnx has sha256 .* the stored object is corrupted"):
         pull_from_provider(provider, digits_bundle.name, digits_bundle.digest, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out.pull-*"))
@@ -71,7 +71,7 @@ def test_manifest_naming_a_file_outside_the_bundle_is_refused(digits_bundle: Bun
     manifest["files"]["../../../../evil.sh"] = {"sha256": "0" * 64, "size": 1}
     mpath.write_text(json.dumps(manifest))
     provider = get_provider("disk", cfg.clouds["disk"])
-    with pytest.raises(IntegrityError, match="refusing file name in the manifest '../../../../evil.sh'"):
+    with pytest.raises(IntegrityError, match=r"refusing file name in the manifest '../../../../evil.sh'"):
         pull_from_provider(provider, digits_bundle.name, digits_bundle.digest, tmp_path / "out")
     assert not (tmp_path / "evil.sh").exists() and not (tmp_path / "out").exists()
 

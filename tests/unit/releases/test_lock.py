@@ -50,7 +50,7 @@ def test_waiting_deploy_proceeds_when_the_holder_finishes(tmp_path: Path) -> Non
 def test_waiting_has_a_limit(tmp_path: Path) -> None:
     with DeployLock(tmp_path, "digits"):
         t0 = time.monotonic()
-        with pytest.raises(LockHeld, match="after waiting 0.3 s"):
+        with pytest.raises(LockHeld, match=r"after waiting 0.3 s"):
             DeployLock(tmp_path, "digits", wait_s=0.3).acquire()
         assert time.monotonic() - t0 >= 0.3
 
@@ -97,7 +97,7 @@ def test_a_lock_on_a_deleted_file_is_not_taken_as_held(tmp_path: Path) -> None:
         try:
             waiter.acquire()
             outcome.append("acquired")
-        except BaseException as exc:  # noqa: BLE001 -- reported to the test thread
+        except BaseException as exc:  # reported to the test thread
             outcome.append(exc)
 
     thread = threading.Thread(target=wait)

@@ -125,7 +125,7 @@ def test_numbers_stay_unique_under_concurrent_writers(tmp_path: Path) -> None:
             with ReleaseStore(path, "digits") as s:
                 for _ in range(10):
                     numbers.append(s.begin(kind="deploy", model_digest="a" * 64, clouds={"aws": _plan()}))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer) for _ in range(4)]

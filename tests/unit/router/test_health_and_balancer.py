@@ -5,12 +5,12 @@ import asyncio
 import pytest
 
 from orchestrator.config import RouterOutlierConfig, RouterTargetConfig
+from orchestrator.errors import ConfigError
 from orchestrator.router.accounting import CostModel
 from orchestrator.router.balancer import Balancer, TargetState
 from orchestrator.router.balancer.policies import make_policy
 from orchestrator.router.events import EventLog
 from orchestrator.router.health.passive import OutlierDetector
-from orchestrator.errors import ConfigError
 
 
 def states(*specs: tuple[str, int], **kw) -> list[TargetState]:
@@ -87,7 +87,7 @@ def test_outlier_ejections_grow_are_capped_and_readmit():
         det.stop()
         return log, bal
 
-    log, bal = asyncio.run(scenario())
+    log, _ = asyncio.run(scenario())
     ejections = [e for e in log.since(0) if e.kind == "ejection"]
     assert [e.detail["duration_s"] for e in ejections] == [0.1, 0.2, 0.25]
     assert all(e.target == "aws" for e in ejections)
