@@ -18,12 +18,13 @@ Shape (every section optional)::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
 
@@ -74,6 +75,20 @@ def _registry_auths() -> tuple[str, ...]:
     from orchestrator.providers.loader import registry_auths
 
     return ("none", "basic", *registry_auths())
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` (a name or address, no port) is this machine: localhost, 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class StrictModel(BaseModel):
@@ -133,7 +148,7 @@ class StorageConfig(StrictModel):
             from urllib.parse import urlparse
 
             host = urlparse(self.endpoint).hostname if self.endpoint else None
-            if host not in ("127.0.0.1", "localhost", "::1"):
+            if not is_loopback_host(host):
                 raise ValueError("credentials: emulator needs a loopback endpoint (http://127.0.0.1:PORT); "
                                  "for a real cloud use credentials: sdk")
         return self
@@ -159,7 +174,27 @@ class RegistryConfig(StrictModel):
     username_env: str | None = None
     password_env: str | None = None
     password_file: Path | None = Field(default=None, description="file (mode 0600) holding the basic-auth password")
-    insecure_http: bool = Field(default=False, description="plain HTTP (local registries only)")
+    insecure_http: bool = Field(default=False, description="plain HTTP (loopback registries only)")
+    # A registry's Bearer challenge names a token endpoint (realm) that receives the credentials.
+    # Only the registry's own host is trusted with them unless a host is listed here; a plain-HTTP
+    # realm is always refused.
+    token_realm_hosts: list[str] = Field(default_factory=list,
+                                         description="other hosts trusted to issue tokens, e.g. auth.docker.io")
+
+    @property
+    def hostname(self) -> str:
+        """The registry's host name or address, without scheme or port."""
+        from urllib.parse import urlsplit
+
+        return urlsplit("//" + self.url.removeprefix("https://").removeprefix("http://")).hostname or ""
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> RegistryConfig:
+        if self.insecure_http and not is_loopback_host(self.hostname):
+            raise ValueError(f"insecure_http: plain HTTP would send credentials and images to {self.url} in the "
+                             "clear; it is allowed only for a loopback registry (127.0.0.1:PORT). "
+                             "Serve this registry over TLS and remove insecure_http")
+        return self
 
     @field_validator("auth")
     @classmethod
@@ -176,6 +211,28 @@ class ClusterConfig(StrictModel):
     namespace: str = "mco"
     endpoint: str | None = Field(default=None, description="URL where clients reach the model Service")
     node_port: int | None = Field(default=None, ge=30000, le=32767)
+    ingress_cidrs: list[str] | None = Field(
+        default=None, description="address ranges that may reach the model pods besides mco's router pods "
+                                  "(the load balancer path, routers outside the cluster); default: the private ranges")
+    load_balancer_source_ranges: list[str] = Field(
+        default_factory=list, description="make the cloud load balancer public, limited to these ranges; "
+                                          "empty: an internal load balancer")
+    fetch_credentials_secret: str | None = Field(
+        default=None, description="model_source: fetch: a Secret in the namespace whose keys become the pod's "
+                                  "environment (e.g. AWS_ACCESS_KEY_ID); unset: the pod's cloud identity")
+
+
+    @field_validator("ingress_cidrs", "load_balancer_source_ranges")
+    @classmethod
+    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
+        import ipaddress
+
+        for cidr in value or []:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not an address range in CIDR notation (e.g. 10.0.0.0/16)") from None
+        return value
 
 
 class PackagingConfig(StrictModel):
@@ -300,6 +357,32 @@ class RouterConfig(StrictModel):
         return name
 
 
+# Kubernetes quantities: (pattern, examples) per resource.
+_QUANTITIES = {
+    "cpu": (re.compile(r"^\d+(\.\d+)?m?$"), "2, 0.5 or 500m"),
+    "memory": (re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"), "512Mi or 1Gi"),
+}
+
+
+class DeployResourcesConfig(StrictModel):
+    """The model container's CPU and memory, as Kubernetes quantities; unset keeps the overlay's.
+    Every overlay sets a CPU limit as well as a memory limit, so one busy pod cannot starve its node."""
+
+    cpu_request: str | None = Field(default=None, description="e.g. 500m")
+    cpu_limit: str | None = Field(default=None, description="e.g. 2 or 1500m")
+    memory_request: str | None = Field(default=None, description="e.g. 512Mi")
+    memory_limit: str | None = Field(default=None, description="e.g. 1Gi")
+
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @classmethod
+    def _quantity(cls, v: str | None, info: ValidationInfo) -> str | None:
+        resource = str(info.field_name).split("_")[0]
+        pattern, examples = _QUANTITIES[resource]
+        if v is not None and not pattern.match(v):
+            raise ValueError(f"'{v}' is not a {resource} quantity (e.g. {examples})")
+        return v
+
+
 class DeployConfig(StrictModel):
     """How `mco deploy` rolls a release out (see orchestrator/releases/pipeline.py)."""
 
@@ -307,6 +390,7 @@ class DeployConfig(StrictModel):
     auto_rollback: bool = Field(default=True, description="a cloud whose rollout fails goes back to its previous release")
     rollout_timeout_s: float = Field(default=300.0, gt=0, description="give up watching a rollout after this long")
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait this long for another deploy's lock, then fail")
+    resources: DeployResourcesConfig = Field(default_factory=DeployResourcesConfig)
 
 
 class MCOConfig(StrictModel):
@@ -357,6 +441,28 @@ def parse_config(data: Any, *, source: Path | None = None) -> MCOConfig:
     return cfg.model_copy(update={"source": source})
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping: YAML says keys are unique, and
+    PyYAML would silently keep the last one, so a setting could be overridden without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges, and a key given beside it overrides it on purpose
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader itself refuses an unhashable key, with its line
+            if key in seen:
+                first = seen[key].start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first given at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None, *, required: bool = False) -> MCOConfig:
     """Load ``path``, or ./mco.yaml if present, or the empty default config."""
     if path is None:
@@ -374,10 +480,15 @@ def load_config(path: str | Path | None = None, *, required: bool = False) -> MC
         raise ConfigError(f"config file {path} does not exist",
                           hint="check the --config path, or run `mco local up` to write mco.local.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          hint="save the config as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
-                          hint="fix the YAML syntax at that line") from None
+        problem = str(getattr(exc, "problem", exc))
+        if problem.startswith("duplicate key"):
+            raise ConfigError(f"{where}: {problem}", hint="give each key once; YAML would keep only one") from None
+        raise ConfigError(f"{where}: not valid YAML ({problem})", hint="fix the YAML syntax at that line") from None
     return parse_config(data, source=path)

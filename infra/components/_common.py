@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import warnings
+from types import ModuleType
 from typing import Any
 
 import pulumi
 
-__all__ = ["InsecureSettingError", "child", "refuse", "safe_name"]
+__all__ = ["InsecureSettingError", "child", "refuse", "safe_name", "sdk_module"]
+
+
+def sdk_module(name: str) -> ModuleType:
+    """Import a Pulumi SDK submodule (``pulumi_aws.s3``) without its import-time deprecation noise.
+
+    Importing ``pulumi_aws.s3`` defines every class in it, and the deprecated ones
+    (``BucketV2``, ``BucketAclV2``, ``BucketAccelerateConfigurationV2``, ...) warn as they are
+    *defined*, whether or not a program uses them. mco's components use only the current
+    resources (``Bucket``, ``BucketVersioning``, ...); ``tests/unit/infra/test_deprecations.py``
+    turns every deprecation warning raised while the stacks run into an error, so a deprecated
+    resource or argument used by a component still fails loudly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_")
+        module = importlib.import_module(name)
+        getattr(module, "__mco_load__", None)  # SDK submodules load lazily, on first attribute access
+    return module
 
 
 class InsecureSettingError(pulumi.RunError):

@@ -34,7 +34,7 @@ from orchestrator.artifacts.digests import DigestCache
 from orchestrator.artifacts.layout import MANIFEST_SCHEMA, BundleLayout
 from orchestrator.config import CloudConfig, MCOConfig, StorageConfig
 from orchestrator.errors import ConfigError, IntegrityError, MCOError, NotFound, ProviderError
-from orchestrator.model.bundle import CARD_FILE, Bundle, compute_bundle_digest
+from orchestrator.model.bundle import CARD_FILE, Bundle, compute_bundle_digest, member_path
 from orchestrator.model.digests import canonical_json, sha256_bytes, sha256_file
 from orchestrator.providers.base import Provider
 
@@ -111,12 +111,10 @@ def bundle_files(bundle: Bundle) -> list[BundleFile]:
     if compute_bundle_digest(bundle.card) != bundle.digest:
         raise IntegrityError(f"{bundle.path / CARD_FILE} was modified: it no longer matches its bundle digest",
                              hint="do not edit a bundle by hand; retrain it")
-    out = [BundleFile(CARD_FILE, bundle.path / CARD_FILE, sha256_file(bundle.path / CARD_FILE),
-                      (bundle.path / CARD_FILE).stat().st_size)]
+    card = member_path(bundle.path, CARD_FILE)
+    out = [BundleFile(CARD_FILE, card, sha256_file(card), card.stat().st_size)]
     for rel, sha in sorted(bundle.files().items()):
-        path = bundle.path / rel
-        if not path.is_file():
-            raise IntegrityError(f"bundle file {path} is missing", hint="train or pull the bundle again")
+        path = member_path(bundle.path, rel)  # never a file from outside the bundle (no symlinks, no '..')
         out.append(BundleFile(rel, path, sha, path.stat().st_size))
     return out
 
@@ -268,7 +266,10 @@ def push_bundle(config: MCOConfig, bundle: Bundle, clouds: list[str] | None = No
                 progress: PushProgress | None = None) -> dict[str, CloudPush]:
     """Push ``bundle`` to the chosen clouds (default: every cloud with storage), all at once."""
     providers = storage_providers(config, clouds)
-    files = bundle_files(bundle)
+    try:
+        files = bundle_files(bundle)
+    except IntegrityError as exc:  # a hostile or damaged bundle: refused for every cloud, nothing written
+        return {name: CloudPush(name, error=exc) for name in providers}
     kinds = {f.path: frozenset().union(*(p.upload_digests_for(f.size) for p in providers.values())) for f in files}
     with DigestCache(kinds) as digests, ThreadPoolExecutor(max_workers=len(providers),
                                                        thread_name_prefix="mco-push") as pool:

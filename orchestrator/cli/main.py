@@ -99,6 +99,9 @@ def main() -> None:
         if os.environ.get("MCO_DEBUG"):
             raise
         # Anything else is a bug in mco, not the user's mistake: one line, and how to learn more.
+        if _wants_json(argv):  # scripts still get one JSON object, never an empty stdout
+            sys.stdout.write(json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}",
+                                         "kind": "InternalError", "hint": "run again with MCO_DEBUG=1"}) + "\n")
         err_console.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc}", highlight=False)
         err_console.print("[bold]fix:[/] this is a bug in mco; run again with MCO_DEBUG=1 for the traceback "
                           "and report it", highlight=False)

@@ -37,13 +37,14 @@ def render_cmd(
     from orchestrator.releases.pipeline import render_cloud
 
     cfg = load_config(config)
-    digest = None
+    digest, bundle_bytes = None, 0
     if model is not None:
         from orchestrator.model.bundle import load_bundle
 
-        digest = load_bundle(model).digest
+        bundle = load_bundle(model)
+        digest, bundle_bytes = bundle.digest, bundle.total_bytes()
     rendered = render_cloud(cfg, cloud, model_digest=digest, image=image, replicas=replicas, overlay=overlay,
-                            manifests=manifests)
+                            manifests=manifests, bundle_bytes=bundle_bytes)
     for note in rendered.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     if output == OutputFormat.json:

@@ -27,20 +27,26 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from orchestrator.errors import ConfigError
 
+if TYPE_CHECKING:
+    from orchestrator.config import MCOConfig
+
 __all__ = [
     "APP_NAME",
     "MODEL_CONTAINER",
     "OVERLAYS",
+    "FetchSource",
     "ReleaseValues",
+    "Resources",
     "build_kustomization",
     "default_manifests_dir",
     "dump_yaml",
+    "fetch_sources",
     "overlay_for",
     "render_release",
     "sort_for_apply",
@@ -88,6 +94,126 @@ _HEX64 = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
+class Resources:
+    """The model container's requests and limits (Kubernetes quantities); None keeps the overlay's.
+    ``Resources(**config.deploy.resources.model_dump())`` makes one from mco.yaml."""
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+
+    def apply(self, container: Obj) -> None:
+        resources = container.setdefault("resources", {})
+        for section, resource, value in (("requests", "cpu", self.cpu_request), ("limits", "cpu", self.cpu_limit),
+                                         ("requests", "memory", self.memory_request),
+                                         ("limits", "memory", self.memory_limit)):
+            if value is not None:
+                resources.setdefault(section, {})[resource] = value
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# What makes each cloud's load balancer internal (manifests/overlays/*/service.yaml), and what a
+# public one limited by loadBalancerSourceRanges has instead (None: the annotation goes).
+_INTERNAL_LB = {
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": ("internal", "internet-facing"),
+    "networking.gke.io/load-balancer-type": ("Internal", None),
+    "service.beta.kubernetes.io/azure-load-balancer-internal": ("true", None),
+}
+
+
+def _check_cidr(cidr: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(cidr)
+    except ValueError:
+        raise ConfigError(f"'{cidr}' is not an address range", hint="use CIDR notation, e.g. 10.0.0.0/16") from None
+_TMP_MIN_MIB = 64  # what a baked-model pod's /tmp gets
+
+
+@dataclass(frozen=True)
+class FetchSource:
+    """What a ``model_source: fetch`` pod needs to pull its bundle at startup.
+
+    ``storage`` is the cloud's storage section as plain values (``StorageConfig.model_dump()``):
+    it holds no secret, and it is what the pod gets as ``MCO_STORAGE``. Credentials come from the
+    pod's identity (IRSA, workload identity, managed identity) or, with ``credentials_secret``,
+    from a Secret whose keys become environment variables (``AWS_ACCESS_KEY_ID``, ...), never
+    from the manifest's text. ``bundle_bytes`` sizes the scratch volume the bundle lands in.
+
+    Cases that cannot work are refused here, before anything is applied: a directory store
+    (``provider: local``) is on this machine, not in the cluster, and a loopback endpoint or
+    emulator credentials name this machine's loopback, which no pod can reach."""
+
+    provider: str
+    storage: dict[str, Any]
+    bundle_bytes: int
+    cloud: str | None = None
+    credentials_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        who = f"cloud '{self.cloud}'" if self.cloud else "this cloud"
+        if self.provider == "local":
+            raise ConfigError(f"{who} keeps bundles in a directory on this machine; a fetch-mode pod cannot read it",
+                              hint="use packaging.model_source: baked for this cloud, or a cloud object store")
+        endpoint = self.storage.get("endpoint")
+        host = urlsplit(endpoint).hostname if endpoint else None
+        if self.storage.get("credentials") == "emulator" or (host is not None and host in _LOOPBACK_HOSTS):
+            raise ConfigError(f"{who}'s store is at {endpoint or 'a loopback emulator'}, on this machine's loopback; "
+                              "a fetch-mode pod cannot reach it",
+                              hint="bake the model into the image (packaging.model_source: baked) for local "
+                                   "clusters, or point storage.endpoint at an address the cluster can reach")
+        if self.bundle_bytes < 0:
+            raise ConfigError("bundle size must be positive")
+        if self.credentials_secret is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                                                                  self.credentials_secret):
+            raise ConfigError(f"'{self.credentials_secret}' is not a valid Secret name")
+
+    @property
+    def egress_port(self) -> int:
+        """The store's port: 443 for the clouds' HTTPS endpoints, or the configured endpoint's."""
+        from urllib.parse import urlsplit
+
+        endpoint = self.storage.get("endpoint")
+        if not endpoint:
+            return 443
+        parsed = urlsplit(endpoint)
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+    @property
+    def scratch_mib(self) -> int:
+        """/tmp holds the bundle twice while a pull moves it into place, plus what Python needs."""
+        return _TMP_MIN_MIB + -(-2 * self.bundle_bytes // (1 << 20))
+
+    def storage_json(self) -> str:
+        import json
+
+        spec: dict[str, Any] = {"provider": self.provider, "storage": self.storage}
+        if self.cloud:
+            spec["cloud"] = self.cloud
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def fetch_sources(config: MCOConfig, clouds: Iterable[str], bundle_bytes: int) -> dict[str, FetchSource]:
+    """The ``FetchSource`` of every cloud in ``clouds`` for a fetch-mode deploy; a ``ConfigError``
+    up front for a cloud whose pods could not fetch (no storage section, or see ``FetchSource``)."""
+    out: dict[str, FetchSource] = {}
+    for cloud in clouds:
+        cloud_cfg = config.cloud(cloud)
+        if cloud_cfg.storage is None:
+            raise ConfigError(f"packaging.model_source is fetch, but cloud '{cloud}' has no storage section: "
+                              "its pods would have nowhere to fetch the bundle from",
+                              hint=f"add clouds.{cloud}.storage, or use packaging.model_source: baked")
+        secret = cloud_cfg.cluster.fetch_credentials_secret if cloud_cfg.cluster else None
+        out[cloud] = FetchSource(provider=cloud_cfg.provider, storage=cloud_cfg.storage.model_dump(mode="json"),
+                                 bundle_bytes=bundle_bytes, cloud=cloud, credentials_secret=secret)
+    return out
+
+
+@dataclass(frozen=True)
 class ReleaseValues:
     """What one release sets on one cluster's objects.
 
@@ -105,6 +231,13 @@ class ReleaseValues:
     cloud: str | None = None
     release: int | None = None
     run_as_user: int | None = None  # the image's non-root uid (config packaging.uid); None keeps the manifest's
+    resources: Resources | None = None  # config deploy.resources; None keeps the overlay's
+    fetch: FetchSource | None = None  # model_source: fetch; None for an image with the model baked in
+    # Who may reach the model pods besides router pods (cluster.ingress_cidrs); None keeps the
+    # manifest's (the private ranges).
+    ingress_cidrs: tuple[str, ...] | None = None
+    # cluster.load_balancer_source_ranges: a public load balancer limited to these; empty: internal.
+    load_balancer_source_ranges: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _DIGEST_REF.match(self.image):
@@ -119,6 +252,8 @@ class ReleaseValues:
             raise ConfigError(f"replicas must be at least 1, not {self.replicas}")
         if self.run_as_user is not None and self.run_as_user < 1:
             raise ConfigError("the model server must run as a non-root uid (>= 1)")
+        for cidr in (*(self.ingress_cidrs or ()), *self.load_balancer_source_ranges):
+            _check_cidr(cidr)
         if self.node_port is not None and not 30000 <= self.node_port <= 32767:
             raise ConfigError(f"node port {self.node_port} is outside the NodePort range 30000-32767")
         if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", self.namespace):
@@ -293,13 +428,29 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
             pod_security.update(runAsUser=values.run_as_user, runAsGroup=values.run_as_user, fsGroup=values.run_as_user)
         container = _model_container(obj)
         container["image"] = values.image
+        if values.resources is not None:
+            values.resources.apply(container)
+        limits = container.get("resources", {}).get("limits", {})
+        if "cpu" not in limits or "memory" not in limits:
+            raise ConfigError(f"the model container in {values.cloud or 'this'} overlay has no "
+                              f"{'CPU' if 'cpu' not in limits else 'memory'} limit",
+                              hint="set resources.limits in the overlay, or deploy.resources in mco.yaml")
         env = container.setdefault("env", [])
-        entry = next((e for e in env if e.get("name") == "MCO_MODEL_DIGEST"), None)
-        if entry is None:
-            env.append({"name": "MCO_MODEL_DIGEST", "value": f"sha256:{digest}"})
-        else:
-            entry.clear()
-            entry.update({"name": "MCO_MODEL_DIGEST", "value": f"sha256:{digest}"})
+        _set_env(env, "MCO_MODEL_DIGEST", f"sha256:{digest}")
+        if values.fetch is not None:
+            _fetch_mode(spec["template"]["spec"], container, values.fetch)
+    elif kind == "NetworkPolicy":
+        if values.ingress_cidrs is not None:
+            for rule in obj["spec"].get("ingress", []):
+                peers = [p for p in rule.get("from", []) if "ipBlock" not in p]
+                rule["from"] = peers + [{"ipBlock": {"cidr": c}} for c in values.ingress_cidrs]
+        if values.fetch is not None:
+            # The pod pulls its bundle at startup: egress to the store's port, to any address
+            # (object stores have no fixed addresses), and nothing else beyond DNS.
+            obj["spec"].setdefault("egress", []).append(
+                {"ports": [{"port": values.fetch.egress_port, "protocol": "TCP"}]})
+    elif kind == "Service" and obj["spec"].get("type") == "LoadBalancer":
+        _load_balancer(obj, values.load_balancer_source_ranges)
     elif kind == "HorizontalPodAutoscaler":
         obj["spec"]["minReplicas"] = values.replicas
         obj["spec"]["maxReplicas"] = max(obj["spec"].get("maxReplicas", 0), values.replicas * 3)
@@ -309,6 +460,49 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
                 port.pop("nodePort", None)  # let the cluster choose
             else:
                 port["nodePort"] = values.node_port
+
+
+def _load_balancer(service: Obj, source_ranges: tuple[str, ...]) -> None:
+    """Internal, as the overlays make it; or public and limited to ``source_ranges``. A load
+    balancer that is neither would let anyone reach the model servers around the router."""
+    annotations = service["metadata"].setdefault("annotations", {})
+    if source_ranges:
+        for key, (_internal, public) in _INTERNAL_LB.items():
+            if key in annotations:
+                if public is None:
+                    del annotations[key]
+                else:
+                    annotations[key] = public
+        service["spec"]["loadBalancerSourceRanges"] = list(source_ranges)
+    elif not any(annotations.get(key) == internal for key, (internal, _public) in _INTERNAL_LB.items()) \
+            and not service["spec"].get("loadBalancerSourceRanges"):
+        raise ConfigError(f"the Service {service['metadata']['name']} is a load balancer open to anyone",
+                          hint="keep the overlay's internal-load-balancer annotation, or set "
+                               "cluster.load_balancer_source_ranges in mco.yaml")
+
+
+def _set_env(env: list[Obj], name: str, value: str) -> None:
+    entry = next((e for e in env if e.get("name") == name), None)
+    if entry is None:
+        env.append({"name": name, "value": value})
+    else:
+        entry.clear()
+        entry.update({"name": name, "value": value})
+
+
+def _fetch_mode(pod: Obj, container: Obj, fetch: FetchSource) -> None:
+    env = container.setdefault("env", [])
+    _set_env(env, "MCO_MODEL_SOURCE", "fetch")
+    _set_env(env, "MCO_STORAGE", fetch.storage_json())
+    if fetch.credentials_secret:
+        refs = container.setdefault("envFrom", [])
+        if not any(r.get("secretRef", {}).get("name") == fetch.credentials_secret for r in refs):
+            refs.append({"secretRef": {"name": fetch.credentials_secret}})
+    tmp = next((v for v in pod.get("volumes", []) if v.get("name") == "tmp"), None)
+    if tmp is None:
+        raise ConfigError("the model Deployment has no 'tmp' volume for the fetched bundle",
+                          hint="keep the base manifest's tmp emptyDir")
+    tmp["emptyDir"] = {**tmp.get("emptyDir", {}), "sizeLimit": f"{fetch.scratch_mib}Mi"}
 
 
 def _order(kind: str) -> int:

@@ -3,6 +3,13 @@
 The card lists every other file with its sha256. The bundle digest is the sha256 of
 the canonical card without its own ``bundle_digest`` field, so it covers every file
 and every word of the card; change one byte anywhere and the digest changes.
+
+A digest proves that bytes are unchanged, not where they come from: a card may list
+``plots/x.png`` as a symlink to ``/etc/passwd`` with the digest recomputed. So every name a
+card lists must be a plain relative path (no leading ``/``, no ``..``, ``.`` or empty segment,
+no backslash or NUL), and every path component must be, by ``lstat``, a real directory or, last,
+a regular file: no symlinks anywhere. ``member_path`` is the one way in; files the card does not
+list are ignored (nothing reads, hashes, pushes or packages them).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +27,7 @@ from typing import Any
 
 from orchestrator.errors import IntegrityError, ModelError
 from orchestrator.model.digests import canonical_json, sha256_bytes, sha256_file
+from orchestrator.names import unsafe_name_reason
 
 __all__ = [
     "CARD_FILE",
@@ -27,6 +36,7 @@ __all__ = [
     "compute_bundle_digest",
     "list_bundle_files",
     "load_bundle",
+    "member_path",
     "staged_bundle",
     "verify_bundle",
     "write_card",
@@ -66,13 +76,51 @@ class Bundle:
         """Relative path -> sha256, card excluded."""
         return dict(self.card["files"])
 
+    def total_bytes(self) -> int:
+        """The size of the card and every file it lists."""
+        return sum(member_path(self.path, rel).stat().st_size for rel in [CARD_FILE, *self.files()])
+
+
+def member_path(root: Path, rel: str) -> Path:
+    """``root / rel`` once ``rel`` is a plain relative name whose every component is, by ``lstat``,
+    a directory and, last, a regular file; ``IntegrityError`` otherwise (``ModelError`` if missing)."""
+    reason = unsafe_name_reason(rel)
+    if reason is not None:
+        raise IntegrityError(f"the bundle card lists '{rel}', which {reason}, so it could name a file "
+                             f"outside the bundle {root}",
+                             hint="a bundle lists only plain relative paths inside it; retrain or pull it again")
+    path = root
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise IntegrityError(f"bundle file {path} is missing", hint="pull or train the bundle again") from None
+        last = i == len(parts) - 1
+        if stat.S_ISLNK(mode):
+            raise IntegrityError(f"bundle file {root / rel}: {path} is a symlink; a bundle holds only regular files",
+                                 hint="copy the file into the bundle instead of linking it, then retrain")
+        if not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):
+            what = "a regular file" if last else "a directory"
+            raise IntegrityError(f"bundle file {root / rel}: {path} is not {what}",
+                                 hint="a bundle holds only regular files in plain directories")
+    return path
+
 
 def list_bundle_files(root: Path) -> list[str]:
-    """Every regular file below ``root`` except the card, as sorted POSIX paths."""
+    """Every regular file below ``root`` except the card, as sorted POSIX paths.
+
+    A symlink or other special file anywhere below ``root`` is refused, not followed."""
     out: list[str] = []
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        for dname in dirs:  # os.walk lists a symlinked directory here but does not enter it
+            if (Path(dirpath) / dname).is_symlink():
+                raise IntegrityError(f"{Path(dirpath) / dname} is a symlink; a bundle holds only regular files",
+                                     hint="copy the files into the bundle instead of linking them")
         for fname in files:
             rel = (Path(dirpath) / fname).relative_to(root).as_posix()
+            member_path(root, rel)
             if rel != CARD_FILE:
                 out.append(rel)
     return sorted(out)
@@ -105,6 +153,7 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     if not card_path.is_file():
         raise ModelError(f"{root} has no {CARD_FILE}; it is not an mco model bundle",
                          hint="train one with `mco model train --out DIR`")
+    member_path(root, CARD_FILE)  # a regular file, not a symlink to some other card
     try:
         card = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -128,10 +177,13 @@ def verify_bundle(bundle: Bundle) -> None:
             f"not the recorded bundle digest {bundle.digest[:12]}…",
             hint="do not edit a bundle by hand; retrain or pull it again",
         )
-    for rel, want in bundle.files().items():
-        file_path = root / rel
-        if not file_path.is_file():
-            raise IntegrityError(f"bundle file {file_path} is missing", hint="pull or train the bundle again")
+    files = bundle.files()
+    for rel in (MODEL_FILE, bundle.card.get("evaluation", {}).get("data")):
+        if rel is not None and rel not in files:  # what serve and evaluate read must be covered by a digest
+            raise IntegrityError(f"{root / CARD_FILE} names '{rel}' but does not list it among its files",
+                                 hint="the bundle is damaged; retrain or pull it again")
+    for rel, want in files.items():
+        file_path = member_path(root, rel)
         got = sha256_file(file_path)
         if got != want:
             raise IntegrityError(

@@ -23,6 +23,12 @@ def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
     labels = list(classes)
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    # The model answers in float32. scikit-learn clips log loss at the input dtype's epsilon
+    # (1.2e-7 for float32), which understates the loss of confident mistakes: every metric is
+    # computed on float64. Rows are renormalised there: float32 rounding leaves sums 1e-7 off,
+    # which scikit-learn's float64 check (1.5e-8) would warn about.
+    proba = np.asarray(proba, dtype=np.float64)
+    proba = proba / proba.sum(axis=1, keepdims=True)
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     report: dict[str, Any] = {
         "n_samples": len(y_true),

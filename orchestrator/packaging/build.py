@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator.config import PackagingConfig
 from orchestrator.errors import ConfigError, MCOError, NotFound
-from orchestrator.model.bundle import Bundle, load_bundle
+from orchestrator.model.bundle import Bundle, load_bundle, member_path
 from orchestrator.packaging.dockerfile import CTX_DEPS, CTX_MCO, CTX_MODEL, DockerfileSpec, render_dockerfile
 from orchestrator.packaging.wheelhouse import Wheels
 from orchestrator.progress import ProgressFn, quiet
@@ -86,7 +86,7 @@ def _stage_context(ctx: Path, bundle: Bundle, deps_dir: Path, mco_wheel: Path, d
         for rel in [*bundle.files(), "card.json"]:
             target = model / rel
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            shutil.copyfile(bundle.path / rel, target)
+            shutil.copyfile(member_path(bundle.path, rel), target)
             target.chmod(0o644)
         for dirpath, _dirs, _files in os.walk(model):
             Path(dirpath).chmod(0o755)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from orchestrator.config import CloudConfig, StorageConfig
 from orchestrator.errors import CapabilityError, ConfigError, IntegrityError
+from orchestrator.names import unsafe_name_reason
 
 if TYPE_CHECKING:
     from orchestrator.config import RegistryConfig
@@ -106,15 +107,7 @@ DigestSource = Callable[[], FileDigests]
 
 def check_relative_key(key: str, *, what: str = "object name") -> str:
     """``key`` if it is a plain relative path; otherwise ``IntegrityError`` naming the problem."""
-    bad = None
-    if not key:
-        bad = "is empty"
-    elif key.startswith("/"):
-        bad = "is absolute"
-    elif "\\" in key or "\0" in key:
-        bad = "contains a backslash or NUL"
-    elif any(part in ("", ".", "..") for part in key.split("/")):
-        bad = "has an empty, '.' or '..' segment"
+    bad = unsafe_name_reason(key)
     if bad:
         raise IntegrityError(f"refusing {what} '{key}': it {bad}, so it could escape its directory",
                              hint="bundle file names must be plain relative paths inside the bundle")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -36,6 +37,7 @@ from orchestrator.errors import (
     Unreachable,
 )
 from orchestrator.packaging.oci import MANIFEST_MEDIA_TYPE, Blob, ImageLayout
+from orchestrator.secret_files import read_secret_file
 
 __all__ = [
     "ContainerRegistry",
@@ -109,25 +111,13 @@ class ContainerRegistry(Protocol):
 
 # ---------------------------------------------------------------- auth adapters
 
-def _read_secret_file(path: Path, cloud: str) -> str:
-    try:
-        mode = path.stat().st_mode & 0o777
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{cloud}: the registry password file {path} cannot be read ({exc.strerror})",
-                          hint="run `mco local up registries`, or fix clouds.<cloud>.registry.password_file") from None
-    if mode & 0o077:
-        raise ConfigError(f"{cloud}: the registry password file {path} is readable by others (mode {mode:o})",
-                          hint=f"chmod 600 {path}")
-    return value
-
-
 def basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials | None:
     username = (os.environ.get(cfg.username_env) if cfg.username_env else None) or cfg.username
     password = os.environ.get(cfg.password_env) if cfg.password_env else None
     if not password and cfg.password_file is not None:
         path = cfg.password_file if cfg.password_file.is_absolute() or base_dir is None else base_dir / cfg.password_file
-        password = _read_secret_file(path, cloud)
+        password = read_secret_file(path, what=f"{cloud}: the registry password file",
+                                    hint="run `mco local up registries`, or fix clouds.<cloud>.registry.password_file")
     if not username or not password:
         where = " or ".join(filter(None, [f"${cfg.password_env}" if cfg.password_env else None,
                                           "password_file" if cfg.password_file else None])) or "password_env"
@@ -142,10 +132,28 @@ def basic_credentials(cloud: str, cfg: RegistryConfig, base_dir: Path | None) ->
 class _RegistryAuth(httpx.Auth):
     """Answer a registry's challenge: Basic, or the Bearer token flow (token endpoint with Basic)."""
 
-    def __init__(self, credentials: RegistryCredentials | None, verify: bool) -> None:
+    def __init__(self, credentials: RegistryCredentials | None, verify: bool, *, cloud: str, cfg: RegistryConfig) -> None:
         self._creds = credentials
         self._verify = verify
+        self._cloud = cloud
+        self._cfg = cfg
         self._header: str | None = None
+
+    def _check_realm(self, realm: str) -> None:
+        """The token endpoint gets the credentials: only over TLS, and only on the registry's own
+        host or one the config names (``token_realm_hosts``)."""
+        parsed = urlsplit(realm)
+        where = f"clouds.{self._cloud}.registry"
+        if parsed.scheme != "https":
+            raise AccessDenied(f"{self._cloud}: the registry {self._cfg.url} asks for credentials at {realm}, "
+                               "which is not HTTPS; refusing to send them in the clear", cloud=self._cloud,
+                               hint="the registry's token service must use https")
+        host = parsed.hostname or ""
+        if host != self._cfg.hostname and host not in self._cfg.token_realm_hosts:
+            raise AccessDenied(f"{self._cloud}: the registry {self._cfg.url} asks for credentials at another host, "
+                               f"{host}; refusing to send them there", cloud=self._cloud,
+                               hint=f"if {host} is the registry's own token service, add it to "
+                                    f"{where}.token_realm_hosts")
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._header:
@@ -163,6 +171,7 @@ class _RegistryAuth(httpx.Auth):
         if scheme.lower() == "basic" and basic:
             self._header = basic
         elif scheme.lower() == "bearer" and fields.get("realm"):
+            self._check_realm(fields["realm"])
             query = {k: v for k, v in fields.items() if k in ("service", "scope")}
             headers = {"Authorization": basic} if basic else {}
             token_resp = httpx.get(fields["realm"], params=query, headers=headers, timeout=30, verify=self._verify)
@@ -266,7 +275,7 @@ class OCIRegistry:
     def _api(self) -> httpx.Client:
         scheme = "http" if self.cfg.insecure_http else "https"
         return httpx.Client(base_url=f"{scheme}://{self.host}", timeout=30, verify=True,
-                            auth=_RegistryAuth(self.credentials(), verify=True))
+                            auth=_RegistryAuth(self.credentials(), verify=True, cloud=self.cloud, cfg=self.cfg))
 
     def _get(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

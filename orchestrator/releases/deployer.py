@@ -27,7 +27,14 @@ from typing import Any
 
 from orchestrator.config import ClusterConfig
 from orchestrator.errors import ClusterError, ClusterUnreachable, MCOError, ReleaseError, RolloutFailed
-from orchestrator.kube.render import ANNOTATION_MODEL_DIGEST, ANNOTATION_RELEASE, ReleaseValues, render_release
+from orchestrator.kube.render import (
+    ANNOTATION_MODEL_DIGEST,
+    ANNOTATION_RELEASE,
+    FetchSource,
+    ReleaseValues,
+    Resources,
+    render_release,
+)
 from orchestrator.kube.rollout import (
     RolloutStatus,
     new_replicaset_hash,
@@ -81,6 +88,8 @@ class DeploySettings:
     # mco owns these objects; taking over a field someone changed by hand is the point of a deploy.
     force_conflicts: bool = True
     run_as_user: int | None = None
+    resources: Resources | None = None  # config deploy.resources; None keeps the overlay's
+    fetch_sources: dict[str, FetchSource] = field(default_factory=dict)  # per cloud, model_source: fetch
 
 
 @dataclass
@@ -308,7 +317,10 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
     values = ReleaseValues(
         image=target.image_ref, model_digest=model_digest, replicas=settings.replicas,
         namespace=target.cluster.namespace, node_port=target.cluster.node_port, cloud=target.cloud,
-        release=release, run_as_user=settings.run_as_user,
+        release=release, run_as_user=settings.run_as_user, resources=settings.resources,
+        fetch=settings.fetch_sources.get(target.cloud),
+        ingress_cidrs=tuple(target.cluster.ingress_cidrs) if target.cluster.ingress_cidrs is not None else None,
+        load_balancer_source_ranges=tuple(target.cluster.load_balancer_source_ranges),
     )
     return render_release(target.overlay, values, manifests_dir=manifests_dir)
 

@@ -22,6 +22,16 @@ from orchestrator.errors import LockHeld, ReleaseError
 __all__ = ["DeployLock"]
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (same device and inode)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
 class DeployLock:
     """``with DeployLock(state_dir, "digits", wait_s=0, purpose="deploy"):`` -- or LockHeld."""
 
@@ -61,7 +71,13 @@ class DeployLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(fd, self.path):
+                    break
+                # The file we locked was deleted (or replaced) after we opened it: a lock on it
+                # excludes nobody. Lock whatever is at the path now.
+                os.close(fd)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                continue
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)

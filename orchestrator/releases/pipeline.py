@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.config import CloudConfig, MCOConfig
 from orchestrator.errors import ConfigError, GateError, MCOError, ReleaseError
+from orchestrator.kube.render import Resources, fetch_sources
 from orchestrator.model.bundle import Bundle
 from orchestrator.progress import ProgressFn, quiet
 from orchestrator.releases.deployer import (
@@ -131,6 +132,7 @@ def settings_for(cfg: MCOConfig, *, replicas: int | None = None, timeout: float 
         readiness_grace_s=min(60.0, rollout_timeout / 2),
         lock_wait_s=d.lock_wait_s if wait is None else wait,
         run_as_user=cfg.packaging.uid,
+        resources=Resources(**d.resources.model_dump()),
     )
 
 
@@ -243,6 +245,8 @@ def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], setti
     """Gate, lock, image, publish, stage, apply, watch, record (see the module's docstring)."""
     from orchestrator.releases.store import open_store
 
+    if cfg.packaging.model_source == "fetch":  # refused here, before any build, if a pod could not fetch
+        settings = replace(settings, fetch_sources=fetch_sources(cfg, list(chosen), bundle.total_bytes()))
     gate = decide_gate(cfg, bundle, require, force=force)
     if gate.forced:
         progress.note(f"gate forced: {gate.summary}")
@@ -361,9 +365,10 @@ class RenderedCloud:
 
 def render_cloud(cfg: MCOConfig, cloud: str, *, model_digest: str | None = None, image: str | None = None,
                  replicas: int | None = None, overlay: str | None = None,
-                 manifests: Path | None = None) -> RenderedCloud:
+                 manifests: Path | None = None, bundle_bytes: int = 0) -> RenderedCloud:
     """The objects one cloud's cluster gets; values not given come from the cloud's current
-    release, else placeholders (named in ``notes``)."""
+    release, else placeholders (named in ``notes``). ``bundle_bytes`` sizes a fetch-mode pod's
+    scratch volume (0: its minimum)."""
     from orchestrator.kube.render import OVERLAYS, ReleaseValues, overlay_for, render_release
     from orchestrator.releases.store import open_store
 
@@ -390,5 +395,10 @@ def render_cloud(cfg: MCOConfig, cloud: str, *, model_digest: str | None = None,
         image=image_ref, model_digest=digest, replicas=replicas or current.get("replicas") or cfg.deploy.replicas,
         namespace=cluster.namespace if cluster else "mco", node_port=cluster.node_port if cluster else None,
         cloud=cloud, release=current.get("release"), run_as_user=cfg.packaging.uid,
+        resources=Resources(**cfg.deploy.resources.model_dump()),
+        fetch=(fetch_sources(cfg, [cloud], bundle_bytes)[cloud]
+               if cfg.packaging.model_source == "fetch" and cloud_cfg is not None else None),
+        ingress_cidrs=tuple(cluster.ingress_cidrs) if cluster and cluster.ingress_cidrs is not None else None,
+        load_balancer_source_ranges=tuple(cluster.load_balancer_source_ranges) if cluster else (),
     )
     return RenderedCloud(chosen_overlay, render_release(chosen_overlay, values, manifests_dir=manifests), notes)

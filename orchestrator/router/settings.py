@@ -5,7 +5,8 @@ has an ``endpoint`` (the cloud's ``priority`` and ``pricing_key`` carry over). A
 ``router.targets`` wins over the cloud of the same name.
 
 Token: ``$MCO_ROUTER_TOKEN`` (or the variable ``router.token_env`` names), else the file
-``router.token_file``. It is compared in constant time and never printed or logged.
+``router.token_file``, which must be mode 600 (no group or other bits) and hold at least 32
+bytes. It is compared in constant time and never printed or logged.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import secrets
 from pathlib import Path
 
 from orchestrator.config import MCOConfig, RouterConfig, RouterTargetConfig
-from orchestrator.errors import ConfigError
+from orchestrator.secret_files import read_secret_file
 
-__all__ = ["ensure_token_file", "read_token", "router_config_with_targets", "targets_from_config"]
+__all__ = ["MIN_TOKEN_BYTES", "ensure_token_file", "read_token", "router_config_with_targets", "targets_from_config"]
 
 
 def _released_endpoints(cfg: MCOConfig) -> dict[str, str]:
@@ -56,26 +57,25 @@ def router_config_with_targets(cfg: MCOConfig) -> RouterConfig:
     return cfg.router.model_copy(update={"targets": targets_from_config(cfg)})
 
 
+MIN_TOKEN_BYTES = 32  # a token file holding less is refused: short tokens can be guessed
+
+
 def read_token(cfg: RouterConfig, *, base: Path | None = None) -> str | None:
     value = os.environ.get(cfg.token_env)
     if value:
         return value.strip()
     if cfg.token_file is not None:
         path = cfg.token_file if cfg.token_file.is_absolute() or base is None else base / cfg.token_file
-        try:
-            return path.read_text().strip() or None
-        except OSError as exc:
-            raise ConfigError(f"cannot read the router token file {path}: {exc.strerror}",
-                              hint=f"create it, or set ${cfg.token_env}") from None
+        return read_secret_file(path, what="the router token file", hint=f"create it, or set ${cfg.token_env}",
+                                min_bytes=MIN_TOKEN_BYTES)
     return None
 
 
 def ensure_token_file(path: Path) -> str:
     """Return the token in ``path``, creating a random one (mode 0600) if it is missing."""
-    if path.is_file():
-        token = path.read_text().strip()
-        if token:
-            return token
+    if path.is_file() and path.read_bytes().strip():
+        return read_secret_file(path, what="the router token file", hint="delete it to have a new one made",
+                                min_bytes=MIN_TOKEN_BYTES)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

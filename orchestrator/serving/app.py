@@ -30,6 +30,7 @@ from starlette.routing import Route
 from orchestrator.model.bundle import Bundle
 from orchestrator.model.export import OnnxModel
 from orchestrator.model.schema import InputSchema, RowError
+from orchestrator.serving.body import BadBody, parse_json
 
 __all__ = ["ServerSettings", "build_app"]
 
@@ -74,16 +75,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _reject_constant(name: str) -> Any:
-    raise _BadInput(f"{name} is not a finite number")
-
-
 def _parse_instances(raw: bytes, n_features: int, max_instances: int,
                      schema: InputSchema | None = None) -> np.ndarray | dict[str, np.ndarray]:
     try:
-        payload = json.loads(raw, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _BadInput(f"body is not valid JSON: {exc}") from None
+        payload = parse_json(raw)
+    except BadBody as exc:
+        raise _BadInput(str(exc)) from None
     if not isinstance(payload, dict) or "instances" not in payload:
         raise _BadInput('body must be a JSON object with an "instances" list')
     instances = payload["instances"]

@@ -9,6 +9,11 @@ import os
 from pathlib import Path
 
 from orchestrator.serving.app import ServerSettings, build_app
+from orchestrator.serving.limits import (
+    ConnectionLimits,
+    guarded_protocol,
+    limit_requests,
+)
 from orchestrator.serving.loader import load_verified
 
 __all__ = ["run_server"]
@@ -16,15 +21,20 @@ __all__ = ["run_server"]
 
 def run_server(bundle_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080,
                expected_digest: str | None = None, max_body_bytes: int = 1 << 20,
-               log_level: str = "warning") -> None:
+               limits: ConnectionLimits | None = None, log_level: str = "warning") -> None:
+    import asyncio
+
     import uvicorn
 
+    limits = limits or ConnectionLimits()
     bundle, model = load_verified(bundle_dir, expected_digest=expected_digest)
-    app = build_app(bundle, model, ServerSettings(max_body_bytes=max_body_bytes))
+    app = limit_requests(build_app(bundle, model, ServerSettings(max_body_bytes=max_body_bytes)), limits)
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    # httptools is in the serve extra; h11 (without it) caps headers but has no read deadlines.
+    http: type[asyncio.Protocol] | str = guarded_protocol(limits) if _has("httptools") else "h11"
     uvicorn.run(app, host=host, port=port, loop=loop, http=http, log_level=log_level,
-                access_log=False, server_header=False, timeout_keep_alive=30)
+                access_log=False, server_header=False, timeout_keep_alive=limits.keep_alive,
+                limit_concurrency=limits.max_connections, h11_max_incomplete_event_size=limits.max_header_bytes)
 
 
 def _has(module: str) -> bool:

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components._common import child, refuse
+from components._common import child, refuse, sdk_module
+
+# Loaded once, quietly: the module defines deprecated classes mco does not use (see sdk_module).
+sdk_module("pulumi_aws.s3")
 
 __all__ = ["S3ArtifactStore", "S3ArtifactStoreArgs"]
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from components._common import child, refuse
+from components._common import child, refuse, sdk_module
+
+# Loaded once, quietly: the module defines deprecated classes mco does not use (see sdk_module).
+sdk_module("pulumi_gcp.storage")
 
 __all__ = ["GcsArtifactStore", "GcsArtifactStoreArgs"]
 

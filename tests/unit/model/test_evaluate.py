@@ -62,3 +62,16 @@ def test_class_weighting_helps_the_rare_class(bundle_factory):
     assert weighted.card["training_data"]["class_weight"] == "balanced"
     rare = lambda b: b.card["evaluation"]["report"]["per_class"]["9"]["recall"]  # noqa: E731
     assert rare(weighted) >= rare(plain)
+
+
+def test_log_loss_is_computed_on_float64_so_confident_mistakes_count_in_full():
+    # The model's probabilities are float32; a confident mistake gives the true class 1e-10.
+    y = np.array([0, 1, 2, 0])
+    proba = np.array([[1e-10, 1 - 2e-10, 1e-10], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1]],
+                     dtype=np.float32)
+    report = evaluation_report(y, np.array([1, 1, 2, 0]), proba, [0, 1, 2])
+    as64 = proba.astype(np.float64)
+    expected = skm.log_loss(y, as64 / as64.sum(axis=1, keepdims=True), labels=[0, 1, 2])
+    assert report["log_loss"] == pytest.approx(expected)
+    # float32 clipping (at 1.2e-7) would understate it by (23.0 - 15.9) / 4, about 1.8
+    assert report["log_loss"] > skm.log_loss(y, proba, labels=[0, 1, 2]) + 1.0

@@ -31,7 +31,9 @@ def test_bearer_challenge_fetches_a_token_with_basic_credentials(monkeypatch: py
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",'
                                             'service="reg.example",scope="repository:mco/m:pull,push"'})
 
-    auth = _RegistryAuth(RegistryCredentials("u", "p"), verify=True)
+    # auth.example is another host than the registry: trusted only because the config names it
+    cfg = RegistryConfig(url="reg.example", token_realm_hosts=["auth.example"])
+    auth = _RegistryAuth(RegistryCredentials("u", "p"), verify=True, cloud="aws", cfg=cfg)
     with httpx.Client(transport=httpx.MockTransport(registry), auth=auth) as client:
         assert client.get("https://reg.example/v2/_catalog").json() == {"repositories": ["mco/m"]}
     assert seen == ["Basic " + base64.b64encode(b"u:p").decode()]

@@ -82,3 +82,33 @@ def test_reentering_a_held_lock_is_a_no_op_until_the_outer_exit(tmp_path: Path) 
         with pytest.raises(LockHeld):
             DeployLock(tmp_path, "digits").acquire()
     assert not lock.held
+
+
+def test_a_lock_on_a_deleted_file_is_not_taken_as_held(tmp_path: Path) -> None:
+    """A deploy waiting on the lock file keeps it open; the file is deleted and a newcomer locks
+    a new file at the same path. When the first holder finishes, the waiter must not take the
+    orphaned file's lock and run beside the newcomer: it checks the inode after flock."""
+    first = DeployLock(tmp_path, "digits")
+    first.acquire()
+    waiter = DeployLock(tmp_path, "digits", wait_s=3, poll_s=0.02)
+    outcome: list[BaseException | str] = []
+
+    def wait() -> None:
+        try:
+            waiter.acquire()
+            outcome.append("acquired")
+        except BaseException as exc:  # reported to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)  # the waiter has opened the original file and is polling it
+    first.path.unlink()
+    newcomer = DeployLock(tmp_path, "digits")
+    newcomer.acquire()  # a new file at the same path
+    first.release()  # the orphaned file's lock is free now
+    thread.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], LockHeld), outcome
+    newcomer.release()
+    with DeployLock(tmp_path, "digits", wait_s=1):
+        pass

@@ -44,8 +44,9 @@ def test_token_from_env_then_file(tmp_path, monkeypatch):
     monkeypatch.delenv("MCO_ROUTER_TOKEN", raising=False)
     with pytest.raises(ConfigError):
         read_token(cfg)
-    (tmp_path / "tok").write_text("from-file\n")
-    assert read_token(cfg) == "from-file"
+    (tmp_path / "tok").write_text("from-file-" + "x" * 32 + "\n")
+    (tmp_path / "tok").chmod(0o600)  # a token file others can read is refused (test_secret_files.py)
+    assert read_token(cfg) == "from-file-" + "x" * 32
     monkeypatch.setenv("MCO_ROUTER_TOKEN", "from-env")
     assert read_token(cfg) == "from-env"
 
