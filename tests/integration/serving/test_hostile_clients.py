@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
-from tests.integration.serving.test_model_server import _start
+from tests.integration.serving.test_model_server import served
 
 ROW = ", ".join(["0"] * 63)
 
 
 @pytest.fixture(scope="module")
 def server(digits_bundle):
-    proc, port = _start(digits_bundle.path)
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with served(digits_bundle.path) as client:
         yield client
-    proc.terminate()
-    proc.wait(10)
 
 
 POISON = {

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -28,14 +30,23 @@ def _start(bundle_path, *extra: str) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
+@contextmanager
+def served(bundle_path, *extra: str) -> Iterator[httpx.Client]:
+    """`mco serve` on a free port for the block, and a client of it."""
+    proc, port = _start(bundle_path, *extra)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def server(digits_bundle):
-    proc, port = _start(digits_bundle.path, "--max-body-bytes", "65536")
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with served(digits_bundle.path, "--max-body-bytes", "65536") as client:
         yield client
-    proc.terminate()
-    proc.wait(10)
 
 
 def _holdout(bundle):

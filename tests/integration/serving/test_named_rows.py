@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 
 from orchestrator.model.evaluate import read_labelled_data
 from orchestrator.model.export import OnnxModel
-from tests.integration.serving.test_model_server import _start
+from tests.integration.serving.test_model_server import served
 
 
 @pytest.fixture(scope="module")
 def table_server(table_bundle):
-    proc, port = _start(table_bundle.path)
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with served(table_bundle.path) as client:
         yield client
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_named_rows_get_the_bundles_own_answers(table_server, table_bundle):
@@ -73,15 +68,10 @@ def test_missing_or_unknown_columns_are_422_naming_them(table_server, rows, frag
 
 def test_named_rows_work_for_a_reference_bundle_too(digits_bundle):
     names = digits_bundle.card["input_schema"]["feature_names"]
-    proc, port = _start(digits_bundle.path)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            row = [float(i % 16) for i in range(64)]
-            named = client.post("/v1/predict", json={"instances": [dict(zip(names, row))]})
-            plain = client.post("/v1/predict", json={"instances": [row]})
-            assert named.status_code == 200 and named.json() == plain.json()
-            missing = client.post("/v1/predict", json={"instances": [dict(zip(names[1:], row[1:]))]})
-            assert missing.status_code == 422 and f'no column "{names[0]}"' in missing.json()["error"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with served(digits_bundle.path) as client:
+        row = [float(i % 16) for i in range(64)]
+        named = client.post("/v1/predict", json={"instances": [dict(zip(names, row))]})
+        plain = client.post("/v1/predict", json={"instances": [row]})
+        assert named.status_code == 200 and named.json() == plain.json()
+        missing = client.post("/v1/predict", json={"instances": [dict(zip(names[1:], row[1:]))]})
+        assert missing.status_code == 422 and f'no column "{names[0]}"' in missing.json()["error"]
