@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.router")
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
+    parser.add_argument("--client", choices=("dataplane", "aiohttp", "httpx"), default="dataplane")
     args = parser.parse_args(argv)
     try:
         mco = load_config(args.config, required=True)

@@ -25,7 +25,7 @@ __all__ = ["RouterProcess"]
 
 
 class RouterProcess:
-    def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path, client: str = "aiohttp") -> None:
+    def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path, client: str = "dataplane") -> None:
         from orchestrator.local.processes import free_port
 
         if cfg.port == 0:

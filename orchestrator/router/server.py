@@ -1,4 +1,5 @@
-"""Run the router with uvicorn (uvloop + httptools when installed).
+"""Run the router: the data plane (``orchestrator/router/dataplane/``, the default) or the
+old ASGI app on uvicorn (``client="aiohttp"`` or ``"httpx"``, kept for comparison).
 
 ``serve`` blocks (``mco router serve``, ``python -m orchestrator.router``) and re-reads
 the config file on SIGHUP. ``RouterServer`` runs it in a background thread of this
@@ -29,9 +30,14 @@ def _uvicorn_config(app: RouterApp, cfg: RouterConfig, *, log_level: str = "warn
                           timeout_keep_alive=30, backlog=2048)
 
 
-def serve(cfg: RouterConfig, *, token: str | None, config_path: Path | None = None, client: str = "aiohttp",
+def serve(cfg: RouterConfig, *, token: str | None, config_path: Path | None = None, client: str = "dataplane",
           log_level: str = "warning") -> None:
     """Serve until SIGINT/SIGTERM. With ``config_path``, SIGHUP re-reads the targets from it."""
+    if client == "dataplane":
+        from orchestrator.router.dataplane import serve as serve_dataplane
+
+        serve_dataplane(cfg, token=token, config_path=config_path)
+        return
     import uvicorn
 
     app, router = build_router(cfg, token=token, config_path=config_path, client=client)
@@ -42,13 +48,21 @@ def serve(cfg: RouterConfig, *, token: str | None, config_path: Path | None = No
 class RouterServer:
     """The router on a background thread of this process. ``start()`` waits until it listens."""
 
-    def __init__(self, cfg: RouterConfig, *, token: str | None = None, client: str = "aiohttp") -> None:
+    def __init__(self, cfg: RouterConfig, *, token: str | None = None, client: str = "dataplane") -> None:
         if cfg.port == 0:
             from orchestrator.local.processes import free_port
 
             cfg = cfg.model_copy(update={"port": free_port(cfg.host)})
         self.cfg = cfg
-        self.app, self.router = build_router(cfg, token=token, client=client)
+        self._plane = None
+        if client == "dataplane":
+            from orchestrator.router.dataplane import DataPlaneThread
+            from orchestrator.router.state import Router
+
+            self.router = Router(cfg, token=token)
+            self._plane = DataPlaneThread(self.router)
+        else:
+            self.app, self.router = build_router(cfg, token=token, client=client)
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -57,6 +71,12 @@ class RouterServer:
         return f"http://{self.cfg.host}:{self.cfg.port}"
 
     def start(self, timeout: float = 15.0) -> RouterServer:
+        if self._plane is not None:
+            try:
+                self._plane.start(timeout)
+            except RuntimeError as exc:
+                raise Unreachable(f"the router did not start on {self.url}: {exc}") from None
+            return self
         import uvicorn
 
         self._server = uvicorn.Server(_uvicorn_config(self.app, self.cfg))
@@ -70,6 +90,9 @@ class RouterServer:
         return self
 
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:
+        if self._plane is not None:
+            self._plane.set_targets(targets)
+            return
         loop = self.router.loop
         assert loop is not None, "start() first"
         done = threading.Event()
@@ -84,6 +107,8 @@ class RouterServer:
         done.wait(5)
 
     def stop(self) -> None:
+        if self._plane is not None:
+            self._plane.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

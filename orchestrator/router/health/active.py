@@ -51,6 +51,11 @@ class ActiveChecker:
     def state(self, name: str) -> _CheckState | None:
         return self._states.get(name)
 
+    def failing(self, name: str) -> bool:
+        """Did the last active check of ``name`` fail (or is it down)? False when not checked."""
+        state = self._states.get(name)
+        return state is not None and (not state.up or state.fail_run > 0)
+
     async def start(self, targets: dict[str, str]) -> None:
         import httpx
 
