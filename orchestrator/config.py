@@ -256,10 +256,9 @@ class RouterLimitsConfig(StrictModel):
     idle_timeout_s: float = Field(default=30.0, gt=0, description="a kept-alive client connection with no request")
     max_concurrency: int = Field(default=1024, ge=1, description="requests in flight; more get 503 + Retry-After")
     max_response_bytes: int = Field(default=16 << 20, gt=0, description="a larger upstream answer is a 502")
-    # The event loop's lag, sampled every 50 ms: over this the router sheds new requests with
-    # 503 until it catches up; timeouts of tries that a stall of at least a quarter of the
-    # per-try timeout overlapped are the router's own fault and are not held against a cloud.
-    shed_lag_s: float = Field(default=0.25, gt=0)
+    # The event loop's lag, sampled every 50 ms: over this for half a second and the router
+    # sheds new requests with 503 until it catches up (router/dataplane/overload.py).
+    shed_lag_s: float = Field(default=0.1, gt=0)
 
 
 class RouterConfig(StrictModel):

@@ -3,9 +3,11 @@
 A timer ticks every ``TICK_S``; how late it fires is the loop's lag (the queue time of
 everything else that is ready to run). Two decisions read it:
 
-* **shedding**: while the last measured lag, or the lateness of the tick that is due,
-  is over ``shed_lag_s``, new requests get 503 + ``Retry-After`` at once instead of
-  waiting in a queue the router cannot drain;
+* **shedding**: once every tick for ``SUSTAIN_S`` has been over ``shed_lag_s`` late, the
+  router is saturated, and new requests get 503 + ``Retry-After`` at once instead of
+  waiting in a queue it cannot drain, until a tick is on time again. One stall (a
+  garbage collection, the machine busy for a moment) is not saturation: what queued
+  behind it is served;
 * **blame**: a try that timed out while the loop stalled for at least ``stall_s`` (a
   quarter of the per-try timeout) was the router's fault, not the cloud's: it is
   counted (``own_stall_timeouts``) but not fed to outlier detection.
@@ -20,6 +22,7 @@ import asyncio
 __all__ = ["LoopMonitor"]
 
 TICK_S = 0.05
+SUSTAIN_S = 0.5
 
 
 class LoopMonitor:
@@ -29,6 +32,7 @@ class LoopMonitor:
         self.lag_s = 0.0             # lateness of the last tick
         self.max_lag_s = 0.0         # since start, for the status report
         self.stall_ended_at = float("-inf")  # loop time when the last stall of >= stall_s ended
+        self.late_since: float | None = None  # loop time of the first of the current run of late ticks
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
@@ -52,6 +56,11 @@ class LoopMonitor:
             self.max_lag_s = lag
         if lag >= self.stall_s:
             self.stall_ended_at = now
+        if lag > self.shed_lag_s:
+            if self.late_since is None:
+                self.late_since = now - lag
+        else:
+            self.late_since = None
         self._due = now + TICK_S
         self._handle = self._loop.call_at(self._due, self._tick)
 
@@ -62,7 +71,8 @@ class LoopMonitor:
         return max(self.lag_s, self._loop.time() - self._due)
 
     def saturated(self) -> bool:
-        return self.current_lag() > self.shed_lag_s
+        assert self._loop is not None
+        return self.late_since is not None and self._loop.time() - self.late_since >= SUSTAIN_S
 
     def stalled_since(self, started: float) -> bool:
         """Did the loop stall (for ``stall_s`` or more) after loop time ``started``?"""
