@@ -47,6 +47,7 @@ _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forward
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"x-mco-cloud"}
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _SWEEP_S = 0.25
+_LINGER_S = 2.0  # after refusing a request, read and drop what the client still sends, then close
 _IDLE, _HEAD, _BODY, _DONE = range(4)  # where the parser is in the current request
 
 
@@ -86,6 +87,7 @@ class ClientConnection(asyncio.Protocol):
         self.busy = False  # a request is being answered
         self.queue: list[_Request] = []  # complete requests behind it (pipelining)
         self.closed = False
+        self.draining = False
         self.reject: _Reject | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
@@ -99,10 +101,14 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.plane.connections.discard(self)
+        if self.draining:
+            return
         if self.phase == _BODY or (self.phase == _HEAD and self.head_bytes):
             self.plane.router.client_errors["client_gone"] += 1  # what it sent is dropped, never forwarded
 
     def data_received(self, data: bytes) -> None:
+        if self.draining:
+            return
         if self.phase == _IDLE:
             self.phase = _HEAD
             self.deadline = self.plane.loop.time() + self.limits.header_timeout_s
@@ -185,8 +191,25 @@ class ClientConnection(asyncio.Protocol):
         raise reject  # llhttp stops; data_received answers it
 
     def _refuse(self, reject: _Reject) -> None:
-        self.plane.router.client_errors[reject.counter] = self.plane.router.client_errors.get(reject.counter, 0) + 1
-        self.write(json_reply(reject.status, {"error": reject.error}), close=True)
+        """Answer ``reject`` and end the connection without losing the answer.
+
+        Closing at once with unread bytes in the socket would send a reset that can destroy
+        the answer before the client reads it; so the write side is shut and what the
+        client still sends is read and dropped until it closes, or for ``_LINGER_S``."""
+        errors = self.plane.router.client_errors
+        errors[reject.counter] = errors.get(reject.counter, 0) + 1
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing() or self.draining:
+            return
+        self.write(json_reply(reject.status, {"error": reject.error}, (b"connection", b"close")), close=False)
+        self.draining = True
+        self.phase = _IDLE
+        self.deadline = self.plane.loop.time() + _LINGER_S
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            self.closed = True
+            transport.close()
 
     def write(self, reply: Reply, *, close: bool, cloud: str | None = None, head_only: bool = False,
               upstream_connection: set[bytes] | None = None) -> None:
@@ -233,7 +256,11 @@ class ClientConnection(asyncio.Protocol):
 
     def expire(self) -> None:
         """The sweep found this connection past its deadline."""
-        if self.phase == _HEAD:
+        if self.draining:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+        elif self.phase == _HEAD:
             self._refuse(_Reject(408, f"request headers not received within {self.limits.header_timeout_s} s",
                                  "header_timeout"))
         elif self.phase == _BODY:
