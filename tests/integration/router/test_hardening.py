@@ -70,8 +70,14 @@ class Upstream:
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024  # (the default, 5, drops connects under a burst)
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client (the router) that gave up on an answer is not news here
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -265,7 +271,7 @@ def test_a_query_of_death_among_good_traffic_ejects_no_cloud(upstreams, start_ro
         return good, codes
 
     good, codes = asyncio.run(drive())
-    assert good.errors == [], good.summary()
+    assert good.errors == [], (good.summary(), [(s.status, s.error) for s in good.errors[:5]], router.events())
     assert codes == [500] * 100  # answered with the upstream's own error, after two clouds at most
     story = kinds(router.events())
     assert not [k for k in story if k[0] in ("ejection", "health_down", "failover")], story
@@ -315,7 +321,7 @@ def test_a_stall_of_the_router_itself_is_not_blamed_on_a_cloud(upstreams, start_
     result = asyncio.run(run_load(router.url + "/v1/predict", rate=300, duration=3.0, events={1.0: freeze}))
     time.sleep(0.5)
     story = kinds(router.events())
-    assert ("ejection", "aws") not in story, story
+    assert ("ejection", "aws") not in story, ([e["detail"] for e in router.events()], router.status()["saturation"])
     assert all(s.status in (200, 503) for s in result.samples), result.summary()
     status = router.status()
     assert status["saturation"]["own_stall_timeouts"] >= 1
