@@ -3,11 +3,13 @@
 A timer ticks every ``TICK_S``; how late it fires is the loop's lag (the queue time of
 everything else that is ready to run). Two decisions read it:
 
-* **shedding**: once every tick for ``SUSTAIN_S`` has been over ``shed_lag_s`` late, the
+* **shedding**: once every tick for ``SUSTAIN_S`` has been over ``shed_lag_s`` late
+  *while the router itself kept its CPU busy* (``BUSY_SHARE`` of the wall time), the
   router is saturated, and new requests get 503 + ``Retry-After`` at once instead of
   waiting in a queue it cannot drain, until a tick is on time again. One stall (a
-  garbage collection, the machine busy for a moment) is not saturation: what queued
-  behind it is served;
+  garbage collection) is not saturation, and neither is a machine so busy that the
+  router does not get the CPU (its own work is not what makes it late, and refusing
+  work would not make it faster): what queued is served;
 * **blame**: a try that timed out while the loop stalled for at least ``stall_s`` (a
   quarter of the per-try timeout) was the router's fault, not the cloud's: it is
   counted (``own_stall_timeouts``) but not fed to outlier detection.
@@ -18,11 +20,13 @@ The concurrency limit, the third measure, is kept by the server (``inflight``).
 from __future__ import annotations
 
 import asyncio
+import time
 
 __all__ = ["LoopMonitor"]
 
 TICK_S = 0.05
 SUSTAIN_S = 0.5
+BUSY_SHARE = 0.8
 
 
 class LoopMonitor:
@@ -40,6 +44,8 @@ class LoopMonitor:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._due = self._loop.time() + TICK_S
+        self._cpu = time.process_time()
+        self._wall = self._loop.time()
         self._handle = self._loop.call_at(self._due, self._tick)
 
     def stop(self) -> None:
@@ -56,7 +62,10 @@ class LoopMonitor:
             self.max_lag_s = lag
         if lag >= self.stall_s:
             self.stall_ended_at = now
-        if lag > self.shed_lag_s:
+        cpu = time.process_time()
+        busy = (cpu - self._cpu) / max(now - self._wall, 1e-6)
+        self._cpu, self._wall = cpu, now
+        if lag > self.shed_lag_s and busy >= BUSY_SHARE:
             if self.late_since is None:
                 self.late_since = now - lag
         else:
