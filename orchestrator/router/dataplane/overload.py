@@ -58,8 +58,7 @@ class LoopMonitor:
         now = self._loop.time()
         lag = now - self._due
         self.lag_s = lag
-        if lag > self.max_lag_s:
-            self.max_lag_s = lag
+        self.max_lag_s = max(self.max_lag_s, lag)
         if lag >= self.stall_s:
             self.stall_ended_at = now
         cpu = time.process_time()

@@ -19,6 +19,7 @@ the answer gets ``x-mco-cloud`` naming the cloud that answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 import time
@@ -60,7 +61,7 @@ class _Reject(Exception):
 
 
 class _Request:
-    __slots__ = ("method", "url", "headers", "connection", "body", "keep_alive")
+    __slots__ = ("body", "connection", "headers", "keep_alive", "method", "url")
 
     def __init__(self) -> None:
         self.method = b""
@@ -468,11 +469,9 @@ class DataPlaneThread:
             finally:
                 await self.plane.stop()
 
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
-            try:
-                runner.run(main())
-            except Exception:  # noqa: BLE001 -- reported by start()
-                pass
+        # a failed start is reported by start()
+        with asyncio.Runner(loop_factory=_new_loop) as runner, contextlib.suppress(Exception):
+            runner.run(main())
 
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:
         assert self._loop is not None, "start() first"

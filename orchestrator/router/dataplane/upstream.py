@@ -54,7 +54,7 @@ _IDLE_S = 2.0  # below uvicorn's 5 s keep-alive: an idle connection is dropped b
 class _Exchange:
     """One request on one connection: what to send, whom to tell, and by when."""
 
-    __slots__ = ("request", "on_done", "deadline", "started", "head_only", "replayable", "timer")
+    __slots__ = ("deadline", "head_only", "on_done", "replayable", "request", "started", "timer")
 
     def __init__(self, request: bytes, on_done: OnDone, deadline: float, started: float, head_only: bool,
                  replayable: bool) -> None:

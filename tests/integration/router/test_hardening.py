@@ -13,8 +13,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import httpx
 import pytest
@@ -232,10 +232,10 @@ def test_every_connection_named_header_is_stripped_both_ways_and_xff_is_set(upst
     _, _, headers, _ = upstreams[0].seen[-1]
     names = [k.lower() for k, _ in headers]
     assert "x-a" not in names and "x-b" not in names and "connection" not in names and "x-keep" in names
-    assert dict((k.lower(), v) for k, v in headers)["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert {k.lower(): v for k, v in headers}["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     httpx.get(router.url + "/v1/health")
     _, _, headers, _ = upstreams[0].seen[-1]
-    assert dict((k.lower(), v) for k, v in headers)["x-forwarded-for"] == "127.0.0.1"
+    assert {k.lower(): v for k, v in headers}["x-forwarded-for"] == "127.0.0.1"
 
 
 def test_an_answer_over_the_cap_is_a_502_naming_it(upstreams, start_router):
