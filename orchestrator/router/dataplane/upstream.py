@@ -48,7 +48,7 @@ OnDone = Callable[[Outcome], None]
 # (the time a try started, loop time) -> did the router's own loop stall since then?
 StallCheck = Callable[[float], bool]
 
-_IDLE_S = 2.0  # below uvicorn's 5 s keep-alive: an idle connection is dropped before the server drops it
+_IDLE_S = 4.0  # below uvicorn's 5 s keep-alive: an idle connection is dropped before the server drops it
 
 
 class _Exchange:
