@@ -90,6 +90,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.draining = False
         self.reject: _Reject | None = None
+        self.task: asyncio.Task[None] | None = None  # the request being answered (a strong reference)
 
     # -- asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -287,7 +288,6 @@ class DataPlane:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         router.saturation = self.saturation  # the status report shows it
 
     async def start(self) -> None:
@@ -307,9 +307,10 @@ class DataPlane:
             if conn.transport is not None:
                 conn.transport.close()
         self.monitor.stop()
-        for task in list(self._tasks):
+        tasks = [c.task for c in self.connections if c.task is not None and not c.task.done()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.forwarder.close()
         await self.router.shutdown()
 
@@ -330,7 +331,7 @@ class DataPlane:
     def dispatch(self, conn: ClientConnection, request: _Request) -> None:
         path, _, query = request.url.partition(b"?")
         if path.startswith(b"/admin/") or path == b"/metrics":
-            self._spawn(self._admin(conn, request, path, query))
+            conn.task = self.loop.create_task(self._admin(conn, request, path, query))
             return
         limits = self.cfg.limits
         errors = self.router.client_errors
@@ -344,17 +345,12 @@ class DataPlane:
                                       "late)")
             return
         self.inflight += 1
-        self._spawn(self._proxy(conn, request, path, query))
+        conn.task = self.loop.create_task(self._proxy(conn, request, path, query))
 
     def _shed(self, conn: ClientConnection, request: _Request, why: str) -> None:
         conn.write(json_reply(503, {"error": why, "hint": "retry after a second"}, (b"retry-after", b"1")),
                    close=False)
         conn.answered(request)
-
-    def _spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _upstream_headers(self, conn: ClientConnection, request: _Request) -> bytes:
         named = request.connection
