@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from orchestrator.router.asgi import Headers, json_reply
@@ -58,6 +59,7 @@ class Forwarder:
         self.monitor = monitor
         self._rng = random.Random()
         self._pools: dict[str, Pool] = {}
+        self.loop = asyncio.get_running_loop()
         self.allow = frozenset(tuple(e.encode().split(b" ", 1)) for e in router.cfg.retries.retry_allow)
 
     def repeatable(self, method: bytes, path: bytes) -> bool:
@@ -86,12 +88,14 @@ class Forwarder:
 
     # -- one try ---------------------------------------------------------------------
     def _try(self, target: TargetState, method: bytes, path: bytes, headers: bytes, body: bytes,
-             repeatable: bool) -> asyncio.Future[Outcome]:
-        """Send one try; its future resolves with the answer or the failure (never raises)."""
+             repeatable: bool, then: Callable[[TargetState, Outcome], None] | None = None,
+             ) -> asyncio.Future[Outcome] | None:
+        """Send one try. Its outcome (the answer or the failure) is accounted, then handed to
+        ``then`` when given (synchronously, from the protocol's callback), else to the future
+        returned."""
         router = self.router
         pool = self.pool(target)
-        loop = pool.loop
-        done: asyncio.Future[Outcome] = loop.create_future()
+        done: asyncio.Future[Outcome] | None = pool.loop.create_future() if then is None else None
         t0 = time.perf_counter()
 
         def account(outcome: Outcome) -> None:
@@ -111,7 +115,9 @@ class Forwarder:
                 if outcome[0] >= 400:
                     target.stats.responses_4xx += 1
                 router.passive.success(target.name)
-            if not done.done():
+            if then is not None:
+                then(target, outcome)
+            elif done is not None and not done.done():
                 done.set_result(outcome)
 
         pool.send(pool.request_bytes(method, path, headers, body), account, head_only=method == b"HEAD",
@@ -147,7 +153,9 @@ class Forwarder:
                 target = candidates[attempt % n]
                 if attempt:
                     target.stats.retries += 1
-                outcomes = [(target, await self._try(target, method, target_path, headers, body, repeatable))]
+                sent = self._try(target, method, target_path, headers, body, repeatable)
+                assert sent is not None
+                outcomes = [(target, await sent)]
             attempt += len(outcomes)
             stop = False
             for target, outcome in outcomes:
@@ -192,13 +200,12 @@ class Forwarder:
         first, second = candidates[0], candidates[1]
         p95 = first.recent_p95_s
         delay = max(retries.hedge_min_delay_s, p95 if p95 is not None else retries.per_try_timeout_s / 4)
-        loop = self.pool(first).loop
+        loop = self.loop
         waiter: asyncio.Future[None] = loop.create_future()
         outcomes: list[tuple[TargetState, Outcome]] = []
         started = [first]
 
-        def arrived(target: TargetState, fut: asyncio.Future[Outcome]) -> None:
-            outcome = fut.result()
+        def arrived(target: TargetState, outcome: Outcome) -> None:
             if waiter.done():
                 return  # a loser: its accounting is done, its answer is dropped
             outcomes.append((target, outcome))
@@ -211,10 +218,9 @@ class Forwarder:
                 return
             second.stats.hedges += 1
             started.append(second)
-            self._try(second, method, path, headers, body, True).add_done_callback(
-                lambda f: arrived(second, f))
+            self._try(second, method, path, headers, body, True, arrived)
 
-        self._try(first, method, path, headers, body, True).add_done_callback(lambda f: arrived(first, f))
+        self._try(first, method, path, headers, body, True, arrived)
         timer = loop.call_later(delay, fire)
         try:
             await waiter
