@@ -16,7 +16,7 @@ def test_a_single_stall_is_remembered_for_blame_but_is_not_saturation():
         await asyncio.sleep(0.12)
         before = loop.time()
         quiet = mon.stalled_since(before)
-        time.sleep(0.3)  # the loop is blocked, as by a stop of the process
+        time.sleep(0.3)  # noqa: ASYNC251 -- the loop is blocked, as by a stop of the process
         await asyncio.sleep(0.06)
         stalled = mon.stalled_since(before)
         saturated = mon.saturated()
