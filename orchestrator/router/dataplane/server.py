@@ -395,7 +395,10 @@ class DataPlane:
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        reply = await self.admin.handle(scope, receive)
+        try:
+            reply = await self.admin.handle(scope, receive)
+        except Exception as exc:  # noqa: BLE001 -- an admin bug must not leave the client waiting
+            reply = json_reply(500, {"error": f"the admin API failed: {type(exc).__name__}"})
         conn.write(reply, close=not request.keep_alive, head_only=request.method == b"HEAD")
         conn.answered(request)
 

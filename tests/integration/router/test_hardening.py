@@ -238,6 +238,14 @@ def test_every_connection_named_header_is_stripped_both_ways_and_xff_is_set(upst
     assert {k.lower(): v for k, v in headers}["x-forwarded-for"] == "127.0.0.1"
 
 
+def test_deeply_nested_admin_json_is_a_400(upstreams, start_router):
+    router = start_router(router_config([u.url for u in upstreams], retries=CALM))
+    body = b'{"targets": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    resp = httpx.put(router.url + "/admin/targets", headers=AUTH, content=body, timeout=10)
+    assert resp.status_code == 400 and "nested too deeply" in resp.json()["error"]
+    assert [t["name"] for t in router.status()["targets"]] == ["aws", "gcp", "azure"]
+
+
 def test_an_answer_over_the_cap_is_a_502_naming_it(upstreams, start_router):
     for u in upstreams:
         u.big_bytes = 3 << 20
