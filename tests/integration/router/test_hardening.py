@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -299,7 +300,8 @@ def test_overload_sheds_with_503_and_ejects_no_healthy_cloud(upstreams, start_ro
     assert statuses <= {200, 503}, over.summary()
     shed = [s for s in over.samples if s.status == 503]
     assert len(shed) > 0.2 * len(over.samples), over.summary()
-    assert max(s.latency for s in over.samples) < 1.0, over.summary()
+    # shedding answers at once instead of queueing (bounded loosely: the load generator shares the machine)
+    assert statistics.median(s.latency for s in shed) < 0.5, over.summary()
     story = kinds(router.events())
     assert not [k for k in story if k[0] in ("ejection", "health_down", "failover", "all_down")], story
     # the clouds serve as before once the load drops
