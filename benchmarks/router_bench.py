@@ -55,8 +55,8 @@ TOKEN = "bench-token"
 # benchmark, interleaved with the data plane and HAProxy, before it was removed (two runs,
 # load average 12-21 on 2 shared cores; the data plane / HAProxy in the same runs in brackets).
 OLD_HOT_PATH = ("old hot path (uvicorn + aiohttp): CPU per request 500-608 µs at 300 req/s and 685-765 µs at "
-                "1000 req/s (data plane 308, HAProxy 125-158), 1,545-2,195 req per CPU-second at saturation "
-                "(data plane 2,562-4,798, HAProxy 7,472-11,115)")
+                "1000 req/s (data plane 308 and 225-303, HAProxy 125-158 and 103-140), 1,545-2,195 req per "
+                "CPU-second at saturation (data plane 2,562-4,798, HAProxy 7,472-11,115)")
 
 
 class HAProxy:
