@@ -7,15 +7,18 @@ production) and HAProxy with the config `mco router export --format haproxy` ren
 for the same targets. An open-loop aiohttp load generator in this process drives them.
 Prints:
 
-0. the hot-path client: the router with aiohttp vs with httpx as its upstream client;
-1. added latency, p50 and p99, at 200 and 1,000 requests/s: direct, mco, HAProxy
-   (medians over rounds; "added" = the path's percentile minus direct's);
-2. maximum throughput (closed loop, 64 connections) through each;
-3. failover drills at 300 requests/s on mco (default: hedging on; and with
+1. at 300 and 1,000 requests/s, interleaved rounds of direct, mco and HAProxy: p50, p99,
+   added latency (the path's percentile minus direct's) and CPU per request of the proxy
+   process (from /proc/PID/stat; medians over rounds);
+2. saturation: closed loop, 64 connections: requests per second, and requests per
+   CPU-second of the proxy (throughput per core, whatever the client could offer);
+3. the ratios against issue 15's targets, and the row the old hot path (uvicorn + an
+   aiohttp client, removed) recorded in the same benchmark;
+4. failover drills at 300 requests/s on mco (default: hedging on; and with
    ``retries.hedge: false``) and on HAProxy: the primary is broken for
    3 s by kill -9, a hang, resets mid-response (with /readyz healthy) and 503 on every
    path; client-visible errors, requests slower than 1 s, p99, time until traffic moved;
-4. router memory (RSS now and peak).
+5. router memory (RSS now and peak).
 
 The machine is small and shared: numbers are noisy; read medians and ratios.
 """
@@ -53,6 +56,12 @@ from orchestrator.testing.traffic import LoadResult, predict_body, run_load
 
 CLOUDS = (("aws", "aws/us-east-1"), ("gcp", "gcp/us-central1"), ("azure", "azure/eastus"))
 TOKEN = "bench-token"
+# What the old hot path (a uvicorn ASGI app with an aiohttp client) measured in this
+# benchmark, interleaved with the data plane and HAProxy, before it was removed (two runs,
+# load average 12-21 on 2 shared cores; the data plane / HAProxy in the same runs in brackets).
+OLD_HOT_PATH = ("old hot path (uvicorn + aiohttp): CPU per request 500-608 µs at 300 req/s and 685-765 µs at "
+                "1000 req/s (data plane 308 and 225-303, HAProxy 125-158 and 103-140), 1,545-2,195 req per "
+                "CPU-second at saturation (data plane 2,562-4,798, HAProxy 7,472-11,115)")
 
 
 class HAProxy:
@@ -97,24 +106,8 @@ def load(url: str, rate: float, seconds: float, events: dict[float, Any] | None 
     return asyncio.run(run_load(url + "/v1/predict", rate=rate, duration=seconds, events=events))
 
 
-async def one_at_a_time(url: str, n: int = 300) -> tuple[float, float]:
-    """p50 and p99 (ms) of ``n`` requests sent one after another: latency without queueing."""
-    import aiohttp
-
-    body = predict_body()
-    lat: list[float] = []
-    async with aiohttp.ClientSession() as session:
-        for i in range(n + 30):
-            t0 = time.perf_counter()
-            async with session.post(url + "/v1/predict", data=body, headers={"content-type": "application/json"}) as r:
-                await r.read()
-            if i >= 30:  # warm-up
-                lat.append((time.perf_counter() - t0) * 1000)
-    lat.sort()
-    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
-
-
-async def closed_loop(url: str, seconds: float, concurrency: int = 64) -> float:
+async def closed_loop(url: str, seconds: float, concurrency: int = 64) -> tuple[float, int]:
+    """Requests per second through ``url`` with ``concurrency`` connections, and how many answered."""
     import aiohttp
 
     body = predict_body()
@@ -135,7 +128,7 @@ async def closed_loop(url: str, seconds: float, concurrency: int = 64) -> float:
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - start)
+        return done / (time.perf_counter() - start), done
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -163,7 +156,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bundle", type=Path, default=None, help="a trained bundle (default: train one)")
     ap.add_argument("--quick", action="store_true", help="one round, shorter runs")
-    ap.add_argument("--only", choices=("client", "latency", "drills"), action="append",
+    ap.add_argument("--only", choices=("latency", "drills"), action="append",
                     help="run only these parts (repeatable; default: all)")
     ap.add_argument("--faults", default="kill -9,hang,reset_mid,http503", help="comma-separated drill faults")
     args = ap.parse_args()
@@ -186,17 +179,14 @@ def main() -> None:
         urls = [s.url for s in servers]
         print(f"3 model servers up; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}\n")
 
-        parts = set(args.only or ("client", "latency", "drills"))
+        parts = set(args.only or ("latency", "drills"))
         rss = peak = None
-        # ---- 0. the hot-path client ------------------------------------------------------
-        if "client" in parts:
-            client_comparison(urls, work, args.seconds)
         if "latency" in parts:
-            rss, peak = latency_and_throughput(urls, servers, work, args.seconds, args.rounds, routers)
+            rss, peak = cost_latency_saturation(urls, servers, work, args.seconds, args.rounds, routers)
         if "drills" in parts:
             drills(urls, servers, work, args.faults.split(","))
         if rss is not None:
-            print(f"4. Router memory: RSS {rss:.0f} MB after the latency and throughput runs (peak {peak:.0f} MB)")
+            print(f"5. Router memory: RSS {rss:.0f} MB after the latency and throughput runs (peak {peak:.0f} MB)")
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 shared cores: noisy; compare medians and ratios)")
     finally:
         for r in routers:
@@ -206,72 +196,81 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def client_comparison(urls: list[str], work: Path, seconds: float) -> None:
-    print("0. Upstream client on the router's hot path (300 req/s open loop, then closed loop 64 conns)")
-    print(f"   {'client':8} {'p50 ms':>8} {'p99 ms':>8} {'max req/s':>10}")
-    clients: dict[str, tuple[float, float, float]] = {}
-    for client in ("aiohttp", "httpx"):
-        with RouterProcess(router_cfg(urls), token=TOKEN, state_dir=work / f"r-{client}", client=client) as r:
-            load(r.url, 100, 1.0)  # warm the pools
-            res = load(r.url, 300, seconds)
-            tput = asyncio.run(closed_loop(r.url, min(seconds, 3.0)))
-            clients[client] = (res.percentile_ms(0.5) or 0, res.percentile_ms(0.99) or 0, tput)
-            print(f"   {client:8} {clients[client][0]:8.2f} {clients[client][1]:8.2f} {tput:10.0f}"
-                  f"   errors {len(res.errors)}")
-    a, h = clients["aiohttp"], clients["httpx"]
-    print(f"   ratio httpx/aiohttp: p50 {h[0] / a[0]:.2f}x, p99 {h[1] / a[1]:.2f}x, "
-          f"throughput {a[2] / h[2]:.2f}x in aiohttp's favour\n")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def latency_and_throughput(urls: list[str], servers: list[ModelServerProcess], work: Path, seconds: float, rounds: int,
-                           routers: list[RouterProcess]) -> tuple[float, float]:
+def cost_latency_saturation(urls: list[str], servers: list[ModelServerProcess], work: Path, seconds: float,
+                            rounds: int, routers: list[RouterProcess]) -> tuple[float, float]:
+    """mco, HAProxy and direct in one run, interleaved: CPU per request, added latency, saturation."""
     router = RouterProcess(router_cfg(urls), token=TOKEN, state_dir=work / "r-main").start()
     routers.append(router)
-    hcfg = router_cfg(urls)
-    with HAProxy(hcfg, work, "latency") as hap:
+    with HAProxy(router_cfg(urls), work, "latency") as hap:
         paths = {"direct": servers[0].url, "mco": router.url, "haproxy": hap.url}
+        pids: dict[str, int | None] = {"direct": None, "mco": router.pid, "haproxy": hap.proc.pid if hap.proc else None}
         for url in paths.values():
-            load(url, 100, 1.0)
-        print(f"1. Added latency (medians of {rounds} rounds of {seconds:.0f} s, open loop)")
-        print(f"   {'rate':>6} {'path':8} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'errors':>7}")
-        seq: dict[str, list[tuple[float, float]]] = {p: [] for p in paths}
-        for _ in range(rounds):
-            for name, url in paths.items():
-                seq[name].append(asyncio.run(one_at_a_time(url)))
-        d50 = statistics.median(x[0] for x in seq["direct"])
-        d99 = statistics.median(x[1] for x in seq["direct"])
-        for name in paths:
-            p50 = statistics.median(x[0] for x in seq[name])
-            p99 = statistics.median(x[1] for x in seq[name])
-            add50 = None if name == "direct" else p50 - d50
-            add99 = None if name == "direct" else p99 - d99
-            print(f"   {'1-by-1':>6} {name:8} {p50:8.2f} {p99:8.2f} {fmt(add50):>8} {fmt(add99):>8} {0:>7}")
-        for rate in (200, 1000):
-            got: dict[str, list[tuple[float, float, int]]] = {p: [] for p in paths}
+            load(url, 100, 1.0)  # warm the pools
+        print(f"1. Open loop, {rounds} interleaved rounds of {seconds:.0f} s per rate (medians); "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"   {'rate':>6} {'path':9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
+              f"{'CPU µs/req':>10} {'errors':>7}")
+        table: dict[int, dict[str, tuple[float, float, float, int]]] = {}
+        for rate in (300, 1000):
+            got: dict[str, list[tuple[float, float, float, int]]] = {p: [] for p in paths}
             for _ in range(rounds):
                 for name, url in paths.items():  # interleaved, so drift hits every path alike
+                    pid = pids[name]
+                    c0 = cpu_seconds(pid) if pid else 0.0
                     res = load(url, rate, seconds)
-                    got[name].append((res.percentile_ms(0.5) or float("nan"),
-                                      res.percentile_ms(0.99) or float("nan"), len(res.errors)))
+                    cpu = (cpu_seconds(pid) - c0) / max(1, len(res.samples)) * 1e6 if pid else float("nan")
+                    got[name].append((res.percentile_ms(0.5) or float("nan"), res.percentile_ms(0.99) or float("nan"),
+                                      cpu, len(res.errors)))
             med = {p: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
-                       sum(x[2] for x in v)) for p, v in got.items()}
+                       statistics.median(x[2] for x in v), sum(x[3] for x in v)) for p, v in got.items()}
+            table[rate] = med
             for name in paths:
-                p50, p99, errs = med[name]
+                p50, p99, cpu, errs = med[name]
                 add50 = None if name == "direct" else p50 - med["direct"][0]
                 add99 = None if name == "direct" else p99 - med["direct"][1]
-                print(f"   {rate:>6} {name:8} {p50:8.2f} {p99:8.2f} {fmt(add50):>8} {fmt(add99):>8} {errs:>7}")
+                print(f"   {rate:>6} {name:9} {p50:8.2f} {p99:8.2f} {fmt(add50):>8} {fmt(add99):>8} "
+                      f"{fmt(None if name == 'direct' else cpu, 0):>10} {errs:>7}")
         print()
 
-        # ---- 2. maximum throughput ---------------------------------------------------
-        print("2. Maximum throughput (closed loop, 64 connections, 3 s)")
-        for name, url in paths.items():
-            print(f"   {name:8} {asyncio.run(closed_loop(url, 3.0)):8.0f} req/s")
+        # ---- 2. saturation ------------------------------------------------------------
+        print(f"2. Saturation: closed loop, 64 connections, 3 s, {rounds} interleaved rounds (medians)")
+        sat: dict[str, list[tuple[float, float]]] = {p: [] for p in paths if p != "direct"}
+        for _ in range(rounds):
+            for name in sat:
+                pid = pids[name]
+                assert pid is not None
+                c0 = cpu_seconds(pid)
+                rate, done = asyncio.run(closed_loop(paths[name], 3.0))
+                sat[name].append((rate, done / max(1e-9, cpu_seconds(pid) - c0)))
+        satm = {p: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for p, v in sat.items()}
+        for name, (rate, per_core) in satm.items():
+            print(f"   {name:9} {rate:8.0f} req/s   {per_core:8.0f} req per CPU-second (per core)")
         print()
-    return rss_mb(router.pid or 0)
+    rss, peak = rss_mb(router.pid or 0)
+    print("3. Against the targets (issue 15), mco / HAProxy:")
+    for rate in (300, 1000):
+        ratio = table[rate]["mco"][2] / table[rate]["haproxy"][2]
+        print(f"   CPU per request at {rate:>4} req/s: {table[rate]['mco'][2]:.0f} / {table[rate]['haproxy'][2]:.0f} µs"
+              f" = {ratio:.2f}x (target <= 1.5x)")
+    add50 = table[1000]["mco"][0] - table[1000]["direct"][0]
+    add99 = table[1000]["mco"][1] - table[1000]["direct"][1]
+    print(f"   added latency at 1000 req/s: +{add50:.2f} ms p50 (target <= 0.2), +{add99:.2f} ms p99 (target <= 1.5)")
+    print(f"   saturation per core: {satm['mco'][1]:.0f} / {satm['haproxy'][1]:.0f} = "
+          f"{satm['mco'][1] / satm['haproxy'][1]:.2f}x (target >= 0.7x)")
+    print(f"   router RSS {rss:.0f} MB, peak {peak:.0f} MB (target < 100 MB)")
+    print(f"   recorded, not measured: {OLD_HOT_PATH}")
+    print()
+    return rss, peak
 
 
 def drills(urls: list[str], servers: list[ModelServerProcess], work: Path, faults: list[str]) -> None:
-    print("3. Failover drills: 300 req/s for 6 s, the primary broken from t=1.5 s for 3 s")
+    print("4. Failover drills: 300 req/s for 6 s, the primary broken from t=1.5 s for 3 s")
     print(f"   {'fault':10} {'proxy':10} {'errors':>7} {'>1s':>5} {'p99 ms':>8} {'max ms':>8} {'moved s':>8}")
     done: list[tuple[str, str, LoadResult]] = []
     for fault in faults:

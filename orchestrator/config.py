@@ -39,6 +39,7 @@ __all__ = [
     "RegistryConfig",
     "RouterConfig",
     "RouterHealthConfig",
+    "RouterLimitsConfig",
     "RouterOutlierConfig",
     "RouterRetryConfig",
     "RouterTargetConfig",
@@ -329,6 +330,34 @@ class RouterRetryConfig(StrictModel):
     backoff_max_s: float = Field(default=0.025, ge=0)
     hedge: bool = Field(default=True, description="after the target's p95, send a second copy elsewhere")
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
+    # GET and HEAD are always safe to repeat; anything else only when listed here as "METHOD /path"
+    # (feedback and admin calls are never sent twice)
+    retry_allow: list[str] = Field(default_factory=lambda: ["POST /v1/predict"],
+                                   description="non-idempotent requests that may be retried and hedged")
+
+    @field_validator("retry_allow")
+    @classmethod
+    def _method_and_path(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            method, _, path = entry.partition(" ")
+            if not method.isalpha() or not method.isupper() or not path.startswith("/"):
+                raise ValueError(f"'{entry}' is not 'METHOD /path', e.g. 'POST /v1/predict'")
+        return entries
+
+
+class RouterLimitsConfig(StrictModel):
+    """What one client may cost the router, and when the router says it is saturated."""
+
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="request line and headers together")
+    max_headers: int = Field(default=100, ge=8)
+    header_timeout_s: float = Field(default=10.0, gt=0, description="from a request's first byte to its last header")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="from the last header to the body's last byte")
+    idle_timeout_s: float = Field(default=30.0, gt=0, description="a kept-alive client connection with no request")
+    max_concurrency: int = Field(default=1024, ge=1, description="requests in flight; more get 503 + Retry-After")
+    max_response_bytes: int = Field(default=16 << 20, gt=0, description="a larger upstream answer is a 502")
+    # The event loop's lag, sampled every 50 ms: over this for half a second and the router
+    # sheds new requests with 503 until it catches up (router/dataplane/overload.py).
+    shed_lag_s: float = Field(default=0.1, gt=0)
 
 
 class RouterConfig(StrictModel):
@@ -344,6 +373,7 @@ class RouterConfig(StrictModel):
     health: RouterHealthConfig = Field(default_factory=RouterHealthConfig)
     outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
+    limits: RouterLimitsConfig = Field(default_factory=RouterLimitsConfig)
 
     @field_validator("policy")
     @classmethod

@@ -121,7 +121,6 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default router.host, loopback)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default router.port)")] = None,
     policy: Annotated[str | None, typer.Option(help="routing policy, e.g. failover, weighted, latency or cost")] = None,
-    client: Annotated[str, typer.Option(help="upstream client on the hot path: aiohttp or httpx")] = "aiohttp",
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Run the router in the foreground. SIGHUP re-reads the targets from the config file.
@@ -132,8 +131,6 @@ def serve(
 
     if policy:
         policy_class(policy)  # an unknown name fails here, listing the known ones
-    if client not in ("aiohttp", "httpx"):
-        raise ConfigError(f"unknown client '{client}'", hint="use aiohttp or httpx")
     mco = _load(config)
     cfg = _router_config(mco, target, host=host or None, port=port, policy=policy or None)
     if not cfg.targets:
@@ -148,7 +145,7 @@ def serve(
         typer.echo(json.dumps({"event": "serving", "url": f"http://{cfg.host}:{cfg.port}", "policy": cfg.policy,
                                "targets": [{"name": t.name, "url": t.url, "priority": t.priority}
                                            for t in cfg.targets]}))
-    run(cfg, token=token, config_path=mco.source if not target else None, client=client)
+    run(cfg, token=token, config_path=mco.source if not target else None)
 
 
 def _status_table(data: dict[str, Any]) -> Table:

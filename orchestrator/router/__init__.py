@@ -37,19 +37,19 @@ Running it
   It runs ``python -m orchestrator.router --config FILE`` (the same as
   ``mco router serve --config FILE``) with the token in ``MCO_ROUTER_TOKEN``.
 * In-process (tests): ``orchestrator.router.server.RouterServer(cfg, token=...)`` with
-  ``start()`` (uvicorn on a background thread; also a context manager), ``url``,
+  ``start()`` (the data plane on a background thread; also a context manager), ``url``,
   ``router`` (the state, ``orchestrator.router.state.Router``: ``router.status()``,
   ``router.events.since(0)``), ``set_targets([...])`` and ``stop()``.
-  ``orchestrator.router.server.serve(cfg, token=...)`` blocks;
-  ``orchestrator.router.app.build_router(cfg, token=...)`` returns the bare ASGI app
-  and its ``Router`` state object.
+  ``orchestrator.router.server.serve(cfg, token=...)`` blocks.
 
-Inside: ``app.py`` (the ASGI data plane: forward, retry, hedge), ``state.py`` (the
+Inside: ``dataplane/`` (the hot path on asyncio protocols: ``server.py`` client side,
+limits and shedding; ``forward.py`` tries, retries and hedges; ``upstream.py`` a
+keep-alive pool per target; ``overload.py`` the loop's own lag), ``state.py`` (the
 ``Router`` state it shares with ``admin.py`` and ``metrics.py``), ``sampler.py``
 (recent windows and time series), ``report.py`` (status and series reports, the
 PNG/HTML report), ``balancer/`` (health-driven order; ``policies.py`` is the registry
-of routing policies), ``health/``, ``accounting.py``, ``retries.py``, ``upstream.py``,
-``asgi.py`` (the ``Reply`` shape), ``export/`` (HAProxy and Envoy configs).
+of routing policies), ``health/``, ``accounting.py``, ``retries.py``, ``asgi.py`` (the
+``Reply`` shape), ``export/`` (HAProxy and Envoy configs).
 
 HTTP surface
 ------------
@@ -66,7 +66,9 @@ HTTP surface
     "active_up", "ejected", "ejected_until", "ejections", "requests", "errors":
     {"connect", "timeout", "reset", "http_5xx"}, "responses_4xx", "retries", "hedges",
     "p50_ms", "p95_ms", "p99_ms", "ewma_ms", "rps", "cost_per_hour",
-    "cost_per_1k_requests"}], "retry_budget": {...}}``
+    "cost_per_1k_requests"}], "overall": {..., "client_errors": {...}}, "retry_budget":
+    {...}, "saturation": {"inflight", "max_concurrency", "loop_lag_ms",
+    "max_loop_lag_ms", "own_stall_timeouts"}}``
   - ``GET /admin/events[?since=SEQ]`` -> ``{"events": [{"seq", "ts" (unix seconds),
     "time" (ISO 8601 UTC), "kind", "target", "detail"}]}``, oldest first. Kinds:
     ``health_down``, ``health_up`` (active checks), ``ejection``, ``readmission``
@@ -93,13 +95,23 @@ Tools for drills and tests
 
 Behaviour worth knowing
 -----------------------
-* Failed tries (refused, reset even mid-response, per-try timeout, upstream 5xx) are
-  retried once on the next healthy cloud within a 20 % retry budget; 4xx pass through
-  unchanged and are never retried. Responses are read whole before the client gets
-  anything, which is what makes a reset mid-response retryable (predict answers are small).
-* Hedging (``retries.hedge``, on by default): a second copy goes to the next cloud
-  after the first cloud's recent p95, within the same retry budget; the first answer
-  wins and the loser runs on to its own outcome, so a hung cloud is still ejected.
+* Failed tries are retried on the next healthy cloud within a 20 % retry budget: a
+  refused connect always; a reset (even mid-response) or a per-try timeout for
+  repeatable requests (GET, HEAD and ``retries.retry_allow``, by default
+  ``POST /v1/predict``); an upstream 5xx once at most, and a request that got a 5xx
+  from two clouds is answered with it. 4xx pass through unchanged and are never
+  retried. Responses are read whole (up to ``limits.max_response_bytes``, else 502)
+  before the client gets anything, which is what makes a reset mid-response retryable.
+* Hedging (``retries.hedge``, on by default, repeatable requests only): a second copy
+  goes to the next cloud after the first cloud's recent p95, within the same retry
+  budget; the first answer wins and the loser runs on to its own outcome, so a hung
+  cloud is still ejected.
+* 5xx alone never eject a cloud whose active checks pass (a query of death must not
+  take healthy clouds out one by one); local-origin failures do. A per-try timeout
+  that a stall of the router's own event loop caused is not held against the cloud.
+* ``limits``: header size and count (431), deadlines for headers and body (408), an
+  idle timeout, ``max_concurrency`` (503 + ``Retry-After``), and shedding with 503 +
+  ``Retry-After`` while the router's loop lags with its own CPU busy.
 * When every target is down the router tries them all anyway in priority order (panic)
   and answers 503 with the list of tries and ``Retry-After: 1``.
 

@@ -19,13 +19,12 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.router")
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
     args = parser.parse_args(argv)
     try:
         mco = load_config(args.config, required=True)
         cfg = router_config_with_targets(mco)
         token = read_token(cfg, base=args.config.parent)
-        serve(cfg, token=token, config_path=args.config, client=args.client)
+        serve(cfg, token=token, config_path=args.config)
     except MCOError as exc:
         print(f"mco router: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)

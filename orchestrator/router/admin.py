@@ -116,6 +116,8 @@ class AdminApi:
             doc = json.loads(body or b"null")
         except ValueError as exc:
             raise _BadRequest(f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise _BadRequest("body is nested too deeply to be a list of targets") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("targets"), list):
             raise _BadRequest('body must be {"targets": [{"name", "url", "priority", "weight", "pricing_key"}, ...]}')
         try:

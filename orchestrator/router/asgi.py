@@ -1,8 +1,10 @@
-"""The ASGI types the data plane and the admin API share, and the one shape of a reply.
+"""The one shape of a reply, and the ASGI types of the admin API.
 
 A ``Reply`` is ``(status, headers, body)``: what an upstream answered, what the admin
 API answers, and what the router sends when it answers itself. Headers are raw
-``(name, value)`` byte pairs, as ASGI servers and upstream clients hand them over.
+``(name, value)`` byte pairs. The data plane hands admin calls to ``AdminApi`` as an
+ASGI scope and ``receive`` (``dataplane/server.py``), so the admin API stays a small
+ASGI app off the hot path.
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Headers", "Receive", "Reply", "Scope", "Send", "json_reply", "send_reply"]
+__all__ = ["Headers", "Receive", "Reply", "Scope", "json_reply"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, Headers, bytes]
 
@@ -25,8 +26,3 @@ def json_reply(status: int, body: Any, *extra: tuple[bytes, bytes]) -> Reply:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     return status, headers + list(extra), payload
 
-
-async def send_reply(send: Send, reply: Reply) -> None:
-    status, headers, body = reply
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

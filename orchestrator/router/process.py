@@ -25,7 +25,7 @@ __all__ = ["RouterProcess"]
 
 
 class RouterProcess:
-    def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path, client: str = "aiohttp") -> None:
+    def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path) -> None:
         from orchestrator.net import free_port
 
         if cfg.port == 0:
@@ -33,7 +33,6 @@ class RouterProcess:
         self.cfg = cfg
         self.token = token
         self.state_dir = Path(state_dir)
-        self.client = client
         self.config_path = self.state_dir / "router.yaml"
         self.log_path = self.state_dir / "router.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -58,7 +57,7 @@ class RouterProcess:
         env = {**os.environ, self.cfg.token_env: self.token}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.router", "--config", str(self.config_path), "--client", self.client],
+            [sys.executable, "-m", "orchestrator.router", "--config", str(self.config_path)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout

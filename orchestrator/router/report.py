@@ -77,6 +77,7 @@ def status_report(router: Router) -> dict[str, Any]:
             if cost_known and total_rps > 0 else None,
         },
         "retry_budget": router.budget.snapshot(),
+        "saturation": router.saturation() if router.saturation is not None else None,
     }
 
 

@@ -1,7 +1,7 @@
 """What the data plane, the admin API and ``/metrics`` share: the ``Router`` state.
 
 It holds the balancer and its targets, the health checkers that report to it, the
-retry budget, the upstream client, the overall counters, the event log and the
+retry budget, the overall counters, the event log and the
 sampler, starts and stops the work that runs beside the hot path, and replaces the
 targets on a hot reload. Reports are built from it in ``report.py``.
 """
@@ -12,6 +12,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from orchestrator.router.health.active import ActiveChecker
 from orchestrator.router.health.passive import OutlierDetector
 from orchestrator.router.retries import RetryBudget
 from orchestrator.router.sampler import Sampler
-from orchestrator.router.upstream import make_upstream
 
 __all__ = ["Router"]
 
@@ -33,7 +33,7 @@ class Router:
     """Everything the data plane and the admin API share."""
 
     def __init__(self, cfg: RouterConfig, *, token: str | None = None, config_path: Path | None = None,
-                 client: str = "aiohttp") -> None:
+) -> None:
         self.cfg = cfg
         self.token = token.encode() if token else None
         self.config_path = config_path
@@ -45,11 +45,17 @@ class Router:
         self.active = ActiveChecker(cfg.health, self.balancer.sink("active"), self.events)
         self.passive = OutlierDetector(cfg.outlier, self.balancer.sink("passive"), self.events)
         self.passive.update([t.name for t in cfg.targets])
+        self.passive.confirm_5xx = self.active.failing  # 5xx alone never ejects a target whose checks pass
         self.budget = RetryBudget(ratio=cfg.retries.budget_ratio, min_per_s=cfg.retries.budget_min_per_s)
-        self.upstream = make_upstream(client, per_try_timeout_s=cfg.retries.per_try_timeout_s,
-                                      connect_timeout_s=cfg.retries.connect_timeout_s)
         self.overall = TargetStats()  # what clients saw, retries included
         self.client_errors = {"body_too_large": 0, "all_failed": 0, "no_target": 0}
+        # what the data plane refused or could not do, and its own saturation (overload.py)
+        self.client_errors.update(dict.fromkeys(
+            ("header_too_large", "header_timeout", "body_timeout", "bad_request", "client_gone",
+             "response_too_large", "shed_concurrency", "shed_lag"), 0))
+        # the data plane's own load (inflight, loop lag), for the status report; set by the data plane
+        self.saturation: Callable[[], dict[str, Any]] | None = None
+        self.own_stall_timeouts = 0  # per-try timeouts a stall of the router itself caused: not a cloud's fault
         self.sampler = Sampler(self.balancer, self.overall)
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -72,7 +78,6 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
-        await self.upstream.start()
         await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
         self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
         if self.handle_sighup and threading.current_thread() is threading.main_thread():
@@ -91,7 +96,7 @@ class Router:
         self._tasks.clear()
         self.passive.stop()
         await self.active.stop()
-        await self.upstream.close()
+
 
     # -- hot reload -----------------------------------------------------------------
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:

@@ -8,21 +8,29 @@ after the first failed check. Targets are assumed up until checked, and the firs
 check runs at once.
 
 Only transitions reach the balancer (``StatusSink.set_status``), each with an event.
+
+A check is one ``GET`` on a fresh connection (like HAProxy's): a kept-alive one can
+outlive the server it was made to (a node restarted behind the same port answered a
+stale connection with 403 for minutes while new connections got 200). It is written and
+parsed with asyncio streams and httptools: a general-purpose client cost about 1 ms of
+CPU per check, a tenth of the router's whole budget at 300 requests/s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httptools
 
 from orchestrator.router.events import EventLog
 from orchestrator.router.health import StatusSink
 
 if TYPE_CHECKING:
-    import httpx
-
     from orchestrator.config import RouterHealthConfig
 
 __all__ = ["ActiveChecker"]
@@ -45,21 +53,18 @@ class ActiveChecker:
         self.sink = sink
         self.events = events
         self._states: dict[str, _CheckState] = {}
-        self._client: httpx.AsyncClient | None = None
         self._rng = random.Random()
+        self._tls: ssl.SSLContext | None = None
 
     def state(self, name: str) -> _CheckState | None:
         return self._states.get(name)
 
-    async def start(self, targets: dict[str, str]) -> None:
-        import httpx
+    def failing(self, name: str) -> bool:
+        """Did the last active check of ``name`` fail (or is it down)? False when not checked."""
+        state = self._states.get(name)
+        return state is not None and (not state.up or state.fail_run > 0)
 
-        # Health checks are beside the hot path, so they use the project's client. Each check
-        # opens a fresh connection (like HAProxy's): a kept-alive one can outlive the server it
-        # was made to (a node restarted behind the same port answered a stale connection with
-        # 403 for minutes while new connections got 200).
-        self._client = httpx.AsyncClient(timeout=self.cfg.timeout_s, follow_redirects=False,
-                                         limits=httpx.Limits(max_keepalive_connections=0))
+    async def start(self, targets: dict[str, str]) -> None:
         self.update(targets)
 
     def update(self, targets: dict[str, str]) -> None:
@@ -81,35 +86,43 @@ class ActiveChecker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._states.clear()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def _probe(self, state: _CheckState) -> bool:
-        import httpx
-
-        assert self._client is not None
+        parts = urlsplit(state.url)
+        tls = None
+        if parts.scheme == "https":
+            tls = self._tls = self._tls or ssl.create_default_context()
+        port = parts.port or (443 if tls else 80)
         try:
-            resp = await self._client.get(state.url + self.cfg.path, timeout=self.cfg.timeout_s)
-            # guard against a hang of the whole exchange, not only of each read
-        except httpx.HTTPError as exc:
-            state.last_error = f"{type(exc).__name__}"
+            reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=tls)
+        except OSError as exc:
+            state.last_error = f"connect: {exc.strerror or type(exc).__name__}"
             return False
-        if resp.status_code != 200:
-            state.last_error = f"HTTP {resp.status_code}"
+        try:
+            path = parts.path.rstrip("/") + self.cfg.path
+            writer.write(f"GET {path} HTTP/1.1\r\nhost: {parts.netloc}\r\nconnection: close\r\n"
+                         f"user-agent: mco-router-check\r\n\r\n".encode())
+            status = await _read_status(reader)
+        except (OSError, httptools.HttpParserError) as exc:
+            state.last_error = f"read: {type(exc).__name__}"
+            return False
+        finally:
+            writer.close()
+        if status != 200:
+            state.last_error = f"HTTP {status}" if status else "no answer"
             return False
         state.last_error = None
         return True
 
     async def _check_once(self, state: _CheckState) -> bool:
         try:
-            return await asyncio.wait_for(self._probe(state), self.cfg.timeout_s * 2)
+            return await asyncio.wait_for(self._probe(state), self.cfg.timeout_s)
         except TimeoutError:
             state.last_error = "timeout"
             return False
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a checker that dies would leave a target down forever
+        except Exception as exc:
             state.last_error = type(exc).__name__
             return False
 
@@ -135,3 +148,24 @@ class ActiveChecker:
                 self.sink.set_status(name, True)
             confirming = (state.up and state.fail_run > 0) or (not state.up and state.ok_run > 0)
             delay = cfg.fast_recheck_s if confirming else cfg.interval_s + self._rng.uniform(0, cfg.jitter_s)
+
+
+class _Status:
+    """llhttp callbacks that keep only the status code of an answer."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+
+async def _read_status(reader: asyncio.StreamReader) -> int:
+    answer = _Status()
+    while not answer.status:
+        data = await reader.read(4096)
+        if not data:
+            break
+        answer.parser.feed_data(data)
+    return answer.status

@@ -8,6 +8,11 @@ time. At most ``max_ejection_percent`` of the targets may be ejected at once (al
 least one). The ejection count decays: a target that has stayed in for
 ``max_ejection_s`` starts again from one.
 
+A query of death (a request every cloud fails on with a 5xx) must not take healthy clouds
+out one after the other: with ``confirm_5xx`` set (the router sets it to "do the active
+checks of this target fail?"), a run of 5xx ejects a target only when its active checks
+agree. Local-origin failures eject on their own.
+
 ``success``/``failure`` run on the hot path: a dict lookup and an integer update,
 except when a threshold is crossed.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +53,8 @@ class OutlierDetector:
         self.sink = sink
         self.events = events
         self._state: dict[str, _Outlier] = {}
+        # None: a 5xx run ejects on its own (no active checks to ask)
+        self.confirm_5xx: Callable[[str], bool] | None = None
 
     def update(self, names: list[str]) -> None:
         for name in list(self._state):
@@ -82,7 +90,10 @@ class OutlierDetector:
         else:
             state.http_run += 1
             if state.http_run >= self.cfg.consecutive_5xx:
-                self._eject(name, state, f"{state.http_run} consecutive upstream 5xx")
+                if self.confirm_5xx is None:
+                    self._eject(name, state, f"{state.http_run} consecutive upstream 5xx")
+                elif self.confirm_5xx(name):
+                    self._eject(name, state, f"{state.http_run} consecutive upstream 5xx, and its health checks fail")
 
     # -- transitions ----------------------------------------------------------------
     def _eject(self, name: str, state: _Outlier, reason: str) -> None:

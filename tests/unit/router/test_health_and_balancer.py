@@ -125,3 +125,31 @@ def test_weighted_policy_draws_by_weight():
     pol = make_policy("weighted", slo_p95_s=0.05)
     firsts = [pol.order(tuple(ts))[0].name for _ in range(4000)]
     assert 0.7 < firsts.count("aws") / 4000 < 0.8
+
+
+def test_5xx_alone_never_ejects_a_target_whose_active_checks_pass():
+    async def scenario() -> tuple[EventLog, Balancer]:
+        log = EventLog()
+        bal = Balancer(states(("aws", 0), ("gcp", 1)), "failover", log, slo_p95_s=0.05)
+        det = OutlierDetector(RouterOutlierConfig(consecutive_local_failures=3, consecutive_5xx=2,
+                                                  base_ejection_s=0.1, max_ejection_percent=100),
+                              bal.sink("passive"), log)
+        det.update(["aws", "gcp"])
+        failing = {"aws": False, "gcp": False}
+        det.confirm_5xx = failing.__getitem__
+        for _ in range(10):
+            det.failure("aws", "http_5xx")  # a query of death: the checks still pass
+        assert bal.targets["aws"].healthy and not log.since(0)
+        failing["aws"] = True               # the checks agree now: the next 5xx ejects
+        det.failure("aws", "http_5xx")
+        assert not bal.targets["aws"].healthy
+        for _ in range(3):
+            det.failure("gcp", "timeout")   # local-origin failures need no agreement
+        assert not bal.targets["gcp"].healthy
+        det.stop()
+        return log, bal
+
+    log, _ = asyncio.run(scenario())
+    reasons = [e.detail["reason"] for e in log.since(0) if e.kind == "ejection"]
+    assert reasons == ["11 consecutive upstream 5xx, and its health checks fail",
+                       "3 consecutive local-origin failures (last: timeout)"]
