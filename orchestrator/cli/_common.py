@@ -18,7 +18,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.errors import ConfigError
+
 __all__ = [
+    "STATUS_STYLE",
+    "CloudsOpt",
     "ConfigOpt",
     "OutputFormat",
     "OutputOpt",
@@ -28,6 +32,8 @@ __all__ = [
     "emit",
     "err_console",
     "kv_table",
+    "split_clouds",
+    "styled",
     "to_jsonable",
 ]
 
@@ -133,3 +139,25 @@ def compact_table(title: str, *, caption: str | None = None) -> Table:
     from rich import box
 
     return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
+# Options and styles shared by the release commands (deploy, rollback, render, history, status).
+CloudsOpt = Annotated[str | None, typer.Option("--clouds", help="comma-separated clouds (default: every cloud with a cluster)")]
+
+
+def split_clouds(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise ConfigError("--clouds is empty", hint="name at least one cloud, e.g. --clouds aws,gcp")
+    return names
+
+
+STATUS_STYLE = {"deployed": "green", "rolled_back": "yellow", "failed": "red", "interrupted": "red",
+                "partial": "yellow", "in_progress": "cyan", "pending": "cyan", "applying": "cyan"}
+
+
+def styled(status: str | None) -> str:
+    status = status or "-"
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"

@@ -13,37 +13,26 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, ProgressLines, console, emit, err_console
-from orchestrator.errors import ConfigError
+from orchestrator.cli._common import (
+    CloudsOpt,
+    ConfigOpt,
+    OutputFormat,
+    OutputOpt,
+    ProgressLines,
+    console,
+    emit,
+    err_console,
+    split_clouds,
+    styled,
+)
 
-__all__ = ["CloudsOpt", "register", "split_clouds", "styled"]
-
-CloudsOpt = Annotated[str | None, typer.Option("--clouds", help="comma-separated clouds (default: every cloud with a cluster)")]
-
-
-def split_clouds(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    if not names:
-        raise ConfigError("--clouds is empty", hint="name at least one cloud, e.g. --clouds aws,gcp")
-    return names
-
+__all__ = ["register"]
 
 class CloudProgress(ProgressLines):
     """The pipeline's progress: one live line per cloud (and per image build or push), notes on stderr."""
 
     def note(self, text: str) -> None:
         err_console.print(f"[yellow]note:[/] {text}", highlight=False)  # stderr: JSON output stays clean
-
-
-STATUS_STYLE = {"deployed": "green", "rolled_back": "yellow", "failed": "red", "interrupted": "red",
-                "partial": "yellow", "in_progress": "cyan", "pending": "cyan", "applying": "cyan"}
-
-
-def styled(status: str | None) -> str:
-    status = status or "-"
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
 def _render_release_result(data: dict[str, Any]) -> None:
@@ -143,10 +132,5 @@ def rollback_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    from orchestrator.cli import releases
-
-    app.command("render")(releases.render_cmd)
     app.command("deploy")(deploy_cmd)
     app.command("rollback")(rollback_cmd)
-    app.command("history")(releases.history_cmd)
-    app.command("status")(releases.status_cmd)

@@ -22,6 +22,7 @@ from orchestrator.cli import local as local_cmds
 from orchestrator.cli import model as model_cmds
 from orchestrator.cli import package as package_cmds
 from orchestrator.cli import push as push_cmds
+from orchestrator.cli import releases as releases_cmds
 from orchestrator.cli import router as router_cmds
 from orchestrator.cli import serve as serve_cmds
 from orchestrator.cli._common import err_console
@@ -57,6 +58,7 @@ serve_cmds.register(app)
 package_cmds.register(app)
 push_cmds.register(app)
 deploy_cmds.register(app)
+releases_cmds.register(app)
 app.add_typer(drill_cmds.app, name="drill", help="failover drills: break something on purpose, measure, report")
 demo_cmds.register(app)
 

@@ -12,10 +12,21 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli._common import ConfigOpt, OutputFormat, OutputOpt, compact_table, console, emit, err_console
-from orchestrator.cli.deploy import STATUS_STYLE, CloudsOpt, split_clouds, styled
+from orchestrator.cli._common import (
+    STATUS_STYLE,
+    CloudsOpt,
+    ConfigOpt,
+    OutputFormat,
+    OutputOpt,
+    compact_table,
+    console,
+    emit,
+    err_console,
+    split_clouds,
+    styled,
+)
 
-__all__ = ["history_cmd", "render_cmd", "status_cmd"]
+__all__ = ["history_cmd", "register", "render_cmd", "status_cmd"]
 
 
 def render_cmd(
@@ -129,3 +140,9 @@ def status_cmd(
         console.print(table)
 
     emit({"clouds": rows}, output, render)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render_cmd)
+    app.command("history")(history_cmd)
+    app.command("status")(status_cmd)
