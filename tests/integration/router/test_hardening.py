@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from orchestrator.config import RouterLimitsConfig, RouterRetryConfig
-from orchestrator.router.loadgen import predict_body, run_load
+from orchestrator.testing.traffic import predict_body, run_load
 from tests.integration.router.conftest import TOKEN, kinds, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
