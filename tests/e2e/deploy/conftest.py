@@ -26,9 +26,10 @@ from tests.e2e.clusters.conftest import local_clusters  # noqa: F401  (re-export
 MCO = [sys.executable, "-m", "orchestrator.cli.main"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def deploy_config(local_clusters: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
-    """An mco config with the three kind clusters and a fresh state directory."""
+    """An mco config with the three kind clusters and a fresh state directory, one per test:
+    a test's history holds its own releases only, whatever ran before it."""
     from orchestrator.local.base import LocalContext
     from orchestrator.local.clusters import ClusterStandIn
 
