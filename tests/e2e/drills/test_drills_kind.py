@@ -7,8 +7,8 @@ minutes for Kubernetes to bring a cluster back.
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import time
