@@ -159,6 +159,11 @@ def model_url(cloud: str, row: dict[str, Any]) -> str:
     return f"http://{node_ip(cloud)}:{_assigned_node_port(row['context'])}"
 
 
+def current_url(cloud: str, row: dict[str, Any]) -> str:
+    """The row's model URL now: a node restarted by another test of the module may have moved."""
+    return row["endpoint"] if row["url"] == row["endpoint"] else model_url(cloud, row)
+
+
 @pytest.fixture(scope="module")
 def model_deployments(local_clusters: dict[str, dict[str, Any]], model_image: str) -> Iterator[dict[str, dict[str, Any]]]:
     """A Deployment + NodePort Service of the model image in every cluster, Available.

@@ -23,6 +23,7 @@ from .conftest import (
     cluster_report,
     docker,
     kubectl,
+    current_url,
     model_url,
     node_ip,
     node_started_after,
@@ -65,8 +66,8 @@ def test_status_json_lists_the_three_clusters(local_clusters: dict[str, dict[str
 
 def test_the_model_image_serves_predictions_in_every_cluster(model_deployments: dict[str, dict[str, Any]]) -> None:
     digests = set()
-    for row in model_deployments.values():
-        resp = wait_predict(row["url"], timeout=60)
+    for cloud, row in model_deployments.items():
+        resp = wait_predict(current_url(cloud, row), timeout=60)
         body = resp.json()
         assert len(body["predictions"]) == 2
         assert all(abs(sum(p) - 1.0) < 1e-3 for p in body["probabilities"])
@@ -143,5 +144,5 @@ def test_a_stopped_node_comes_back_by_itself_even_at_another_address(model_deplo
     internal_ip = kubectl(row["context"], "get", "node", container, "-o",
                           "jsonpath={.status.addresses[?(@.type=='InternalIP')].address}").stdout
     assert internal_ip == new_ip, f"the node reports {internal_ip}, Docker gave it {new_ip}"
-    url = row["url"] if row["url"] == row["endpoint"] else model_url("aws", row)
+    url = current_url("aws", row)
     wait_predict(url, timeout=max(10, deadline - time.monotonic()))
