@@ -42,8 +42,8 @@ from orchestrator.kube.rollout import (
     wait_for_endpoint,
     wait_for_rollout,
 )
-from orchestrator.releases.state.base import History, StateLock
 from orchestrator.releases.plan import ReleasePlan, begin_release, plan_release
+from orchestrator.releases.state.base import History, StateLock
 from orchestrator.releases.store import CloudPlan, CloudRelease, Release
 
 __all__ = [

@@ -40,8 +40,8 @@ from orchestrator.releases.deployer import (
     rollback_release,
 )
 from orchestrator.releases.images import LocalImage
-from orchestrator.releases.state import StateBackend, StateLock, open_history, state_backend
 from orchestrator.releases.publish import Published, destinations, publish
+from orchestrator.releases.state import StateBackend, StateLock, open_history, state_backend
 
 __all__ = [
     "QUIET",
@@ -307,7 +307,6 @@ def rollback(cfg: MCOConfig, *, to: int | None, clouds: list[str] | None, settin
              progress: DeployProgress = QUIET) -> DeployResult:
     """Re-apply recorded manifests (release ``to``, or each cloud's previous release). Without
     ``clouds``: every configured cluster that has something in the history to go back to."""
-    from orchestrator.kube.render import overlay_for
 
     backend = state_backend(cfg)
     try:

@@ -127,7 +127,7 @@ class Lease:
             takeable = [n for n in reads if n not in down and
                         (n not in bodies or self._expired(n, bodies[n][0].version, bodies[n][1]))]
 
-            def take(name: str, store: Any) -> str:
+            def take(name: str, store: Any, bodies: dict[str, Any] = bodies, payload: bytes = payload) -> str:
                 if name in bodies:
                     return str(store.replace(key, payload, version=bodies[name][0].version))
                 return str(store.create(key, payload))

@@ -21,7 +21,7 @@ def deploy_once(backend: ObjectBackend, *, clouds: tuple[str, ...] = ("aws", "gc
     history = ObjectHistory(backend)
     with backend.lock(purpose="deploy"):
         history.recover_interrupted()
-        number = history.begin(kind="deploy", model_digest="a" * 64, clouds={c: PLAN for c in clouds})
+        number = history.begin(kind="deploy", model_digest="a" * 64, clouds=dict.fromkeys(clouds, PLAN))
         for c in clouds:
             history.update_cloud(number, c, status="applying")
             history.update_cloud(number, c, status="deployed", ready_replicas=2)
@@ -59,7 +59,7 @@ def test_a_second_lock_is_refused_naming_the_holder(project: Callable[..., MCOCo
     first, second = ObjectBackend(project(workdir="a")), ObjectBackend(project(workdir="b"))
     try:
         with first.lock(purpose="deploy"):
-            with pytest.raises(LockHeld, match="another deploy .* is running"):
+            with pytest.raises(LockHeld, match=r"another deploy .* is running"):
                 second.lock(purpose="rollback").acquire()
             info = second.lock_info()
             assert info["held"] and info["holder"]["purpose"] == "deploy" and info["holder"]["until"]
@@ -140,7 +140,7 @@ def test_two_stores_down_history_reads_stale_and_deploy_is_refused(project: Call
         history = ObjectHistory(backend)
         assert [r.number for r in history.list()] == [1]
         assert history.state()["possibly_stale"] and history.state()["unreachable"] == ["azure", "gcp"]
-        with pytest.raises(StateUnavailable, match="azure.*gcp|gcp.*azure") as err:
+        with pytest.raises(StateUnavailable, match=r"azure.*gcp|gcp.*azure") as err:
             backend.lock().acquire()
         assert sorted(err.value.unreachable) == ["azure", "gcp"]
     finally:
