@@ -141,8 +141,8 @@ class ObjectBackend:
 
     # ------------------------------------------------------------------ the lock, seen from outside
 
-    def lock(self, *, wait_s: float = 0.0, purpose: str = "deploy") -> Lease:
-        return Lease(self, wait_s=wait_s, purpose=purpose)
+    def lock(self, *, wait_s: float = 0.0, purpose: str = "deploy", poll_s: float = 0.5) -> Lease:
+        return Lease(self, wait_s=wait_s, purpose=purpose, poll_s=poll_s)
 
     def lock_info(self) -> dict[str, Any]:
         key = self.replicas.key(LEASE)
