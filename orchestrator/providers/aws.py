@@ -476,7 +476,9 @@ class S3ConditionalStore(S3Store, ConditionalStore):
     """
 
     def __init__(self, cloud: str, storage: Any) -> None:
-        super().__init__(cloud, storage, attempts=2, connect_timeout=1, read_timeout=10)
+        # One attempt: the state is replicated, so a store that fails is outvoted at once
+        # instead of delaying every write by a retry's backoff.
+        super().__init__(cloud, storage, attempts=1, connect_timeout=1, read_timeout=10)
 
     def where(self) -> str:
         return f"s3://{self.bucket} ({self.cloud})"

@@ -142,7 +142,7 @@ class AzureBlobStore(ArtifactStore):
         if quick:  # the release state: notice a dead endpoint within a second or two
             options.update(connection_timeout=1, read_timeout=10,
                            retry_policy=sdk.ExponentialRetry(initial_backoff=0.2, increment_base=2, retry_total=1,
-                                                             retry_connect=1, random_jitter_range=0.2))
+                                                             retry_connect=0, random_jitter_range=0.2))
         conn = os.environ.get(CONNECTION_STRING_ENV)
         try:
             if storage.credentials == "emulator":

@@ -308,7 +308,7 @@ class GcsConditionalStore(GcsStore, ConditionalStore):
     """
 
     def __init__(self, cloud: str, storage: Any) -> None:
-        super().__init__(cloud, storage, retry_timeout_s=2.0)
+        super().__init__(cloud, storage, retry_timeout_s=0.5)
         # fake-gcs-server ignores ifGenerationMatch on DELETE (tried: v1.56.1 deletes anyway);
         # GCS enforces it. Against the emulator the generation is compared first (a short race
         # window, declared in GcpProvider.emulator_gaps).

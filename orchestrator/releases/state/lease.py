@@ -117,15 +117,19 @@ class Lease:
             down = {n: r.message for n, r in reads.items() if isinstance(r, MCOError)}
             if len(reads) - len(down) < self.replicas.majority:
                 self._refuse_unavailable(down)
-            view = self.backend.read_log()
             bodies = {n: (r, parse_lease(r.data)) for n, r in reads.items()
                       if r is not None and not isinstance(r, MCOError)}
-            fences = [b["fence"] for _v, b in bodies.values() if b is not None]
-            self.fence_number = max([view.max_fence, *fences]) + 1
-            self._since = _now()
-            payload = self._body()
             takeable = [n for n in reads if n not in down and
                         (n not in bodies or self._expired(n, bodies[n][0].version, bodies[n][1]))]
+            payload = b""
+            if len(takeable) >= self.replicas.majority:  # else held: the history need not be read
+                view = self.backend.read_log()
+                fences = [b["fence"] for _v, b in bodies.values() if b is not None]
+                self.fence_number = max([view.max_fence, *fences]) + 1
+                self._since = _now()
+                payload = self._body()
+            else:
+                takeable = []
 
             def take(name: str, store: Any, bodies: dict[str, Any] = bodies, payload: bytes = payload) -> str:
                 if name in bodies:

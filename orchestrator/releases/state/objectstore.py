@@ -78,9 +78,9 @@ class ObjectBackend:
 
     # ------------------------------------------------------------------ the log
 
-    def read_log(self) -> LogView:
+    def read_log(self, *, full: bool = False) -> LogView:
         with self._mutex:
-            view = self.replicas.read()
+            view = self.replicas.read(full=full)
             self._view, self._folded = view, fold(view.records, self.service)
             return view
 
@@ -129,8 +129,7 @@ class ObjectBackend:
 
     def commit_barrier(self, lease: Lease, type: str, data: dict[str, Any]) -> None:
         """The first record of a new holder: from here on, lower fences are refused. Then mend
-        stores that lag behind the chosen log."""
-        self.read_log()
+        stores that lag behind the chosen log. The lease has just read the log."""
         self.append(type, data, lease=lease)
         view = self.view()
         if any(not r.in_sync for r in view.reports(self.replicas.wheres()) if r.reachable):
@@ -187,11 +186,11 @@ class ObjectBackend:
     def verify(self, *, repair: bool = False) -> dict[str, Any]:
         if repair:
             with self.lock(purpose="repair"):
-                view = self.read_log()
+                view = self.read_log(full=True)
                 mended = self.replicas.repair(view, extra=True)
-                view = self.read_log()
+                view = self.read_log(full=True)
         else:
-            view, mended = self.read_log(), {}
+            view, mended = self.read_log(full=True), {}
         reports: list[StoreReport] = view.reports(self.replicas.wheres())
         return {"service": self.service, "records": len(view.records), "head": view.head[1],
                 "majority": self.replicas.majority, "possibly_stale": view.possibly_stale,
@@ -264,7 +263,7 @@ class ObjectHistory:
 
     def recover_interrupted(self) -> list[int]:
         with self.backend._mutex:
-            folded = self.backend.folded()
+            folded = self._folded()
             numbers = sorted(n for n, r in folded.releases.items()
                              if any(c["status"] in ("pending", "applying") for c in r["clouds"].values()))
             if numbers:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ __all__ = ["LogView", "Replicas", "StoreReport"]
 
 T = TypeVar("T")
 _LOG = "log/"
+_WINDOW = 100       # records per listing window (the 10-digit number's first 8 digits)
+FULL_EVERY_S = 5.0  # list every store whole at least this often
 
 
 def _seq_of(name: str) -> int | None:
@@ -132,6 +135,11 @@ class Replicas:
         self._pool = ThreadPoolExecutor(max(4, 3 * len(stores)), "mco-state")
         # Record fetches get their own pool: a store's read runs in ``_pool`` and waits on them.
         self._fetches = ThreadPoolExecutor(16, "mco-state-get")
+        # Records never change: a version once decoded and checked is kept (store, number, version).
+        self._memo: dict[tuple[str, int, str], Record] = {}
+        self._known: dict[str, dict[int, tuple[str, Record | Corrupt]]] = {}  # per store, from the last read
+        self._head = 0
+        self._full_at = 0.0
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -171,6 +179,15 @@ class Replicas:
         return self.cache_dir / name / f"{seq:010d}-{tag}.json"
 
     def _fetch(self, name: str, seq: int, version: str) -> tuple[str, Record | Corrupt] | None:
+        memo = self._memo.get((name, seq, version))
+        if memo is not None:
+            return version, memo
+        got = self._fetch_uncached(name, seq, version)
+        if got is not None and isinstance(got[1], Record):
+            self._memo[(name, seq, got[0])] = got[1]
+        return got
+
+    def _fetch_uncached(self, name: str, seq: int, version: str) -> tuple[str, Record | Corrupt] | None:
         path = self._cached(name, seq, version)
         if path is not None and path.is_file():
             rec = decode(path.read_bytes(), seq=seq)
@@ -187,20 +204,61 @@ class Replicas:
             tmp.replace(cache)
         return got.version, rec
 
-    def _read_store(self, name: str, store: ConditionalStore) -> dict[int, tuple[str, Record | Corrupt]]:
-        listing = store.versions(self.root + _LOG)
-        wanted = {seq: v for k, v in listing.items() if (seq := _seq_of(k)) is not None}
-        held: dict[int, tuple[str, Record | Corrupt]] = {}
+    def _list(self, store: ConditionalStore, *, from_seq: int) -> dict[int, str]:
+        """``{seq: version}`` of the records numbered ``from_seq`` or more (all when 1).
+
+        A listing costs time in proportion to the keys it returns, so a reader that already
+        knows the log lists only the windows of 100 numbers from where it stopped: the
+        prefix ``log/00000001`` holds records 100-199. It goes on to the next window while
+        the last one is full to its end (committed records have no gaps)."""
+        if from_seq <= 1:
+            listing = store.versions(self.root + _LOG)
+            return {seq: v for k, v in listing.items() if (seq := _seq_of(k)) is not None}
+        out: dict[int, str] = {}
+        window = from_seq // _WINDOW
+        while True:
+            listing = store.versions(f"{self.root}{_LOG}{window:08d}")
+            found = {seq: v for k, v in listing.items() if (seq := _seq_of(k)) is not None}
+            out.update(found)
+            if (window + 1) * _WINDOW - 1 not in found:
+                return out
+            window += 1
+
+    def _read_store(self, name: str, store: ConditionalStore, *, from_seq: int = 1,
+                    known: dict[int, tuple[str, Record | Corrupt]] | None = None) -> dict[int, tuple[str, Record | Corrupt]]:
+        wanted = self._list(store, from_seq=from_seq)
+        start = (from_seq // _WINDOW) * _WINDOW if from_seq > 1 else 0
+        held: dict[int, tuple[str, Record | Corrupt]] = {s: v for s, v in (known or {}).items() if s < start}
         for seq, got in zip(wanted, self._fetches.map(lambda s: self._fetch(name, s, wanted[s]), wanted)):
             if got is not None:
                 held[seq] = got
         return held
 
-    def read(self) -> LogView:
-        """Every store's log, and the chain chosen from them (see the module docstring)."""
-        results = self.each(self._read_store)
+    def read(self, *, full: bool = False) -> LogView:
+        """Every store's log, and the chain chosen from them (see the module docstring).
+
+        After a first full read, a read lists only what lies past the chosen head, and keeps
+        what it knew of each store below it (records never change; repair is the exception,
+        and repairs what it saw). Every ``FULL_EVERY_S``, after a store failed to answer (it
+        may have come back empty), and when ``full``, every store is listed whole."""
+        now = time.monotonic()
+        if full or now - self._full_at > FULL_EVERY_S:
+            self._known.clear()
+        head = self._head + 1
+
+        def one(name: str, store: ConditionalStore) -> dict[int, tuple[str, Record | Corrupt]]:
+            known = self._known.get(name)
+            if known is None:
+                return self._read_store(name, store)
+            return self._read_store(name, store, from_seq=head, known=known)
+
+        was_full = not self._known
+        results = self.each(one)
         unreachable = {n: r.message for n, r in results.items() if isinstance(r, MCOError)}
         held = {n: r for n, r in results.items() if not isinstance(r, MCOError)}
+        self._known = {n: dict(h) for n, h in held.items()}
+        if was_full:
+            self._full_at = now
         missing_votes = len(unreachable)
         chain: list[Record] = []
         prev = GENESIS
@@ -219,6 +277,7 @@ class Replicas:
             chain.append(chosen)
             prev = chosen.sha256
             seq += 1
+        self._head = len(chain)
         return LogView(chain, unreachable, held, self.majority, len(self.stores))
 
     def _candidates_any(self, held: dict[str, dict[int, tuple[str, Record | Corrupt]]],
@@ -250,6 +309,10 @@ class Replicas:
         results = self.each(lambda _n, s: s.create(key, payload))
         won = {n: v for n, v in results.items() if isinstance(v, str)}
         if len(won) >= self.majority:
+            for name, version in won.items():  # the view now knows where the new record is
+                view.held.setdefault(name, {})[record.seq] = (version, record)
+                self._memo[(name, record.seq, version)] = record
+            self._head = max(self._head, record.seq)
             return record, [n for n in results if n not in won]
         # Not committed: take back our copies, so no reader can take them for the record that won.
         self.each(lambda n, s: s.delete_if(key, version=won[n]), list(won))
