@@ -97,7 +97,7 @@ def test_a_majority_commits_and_a_reader_takes_a_lagging_record_with_one_store_d
     replicas, stores = _replicas()
     view = replicas.read()
     stores["azure"].down = True
-    rec, lagging = replicas.append(view, fence=1, type="lease", at="t", by="me", data={})
+    _rec1, lagging = replicas.append(view, fence=1, type="lease", at="t", by="me", data={})
     assert lagging == ["azure"]
     stores["azure"].down = False
     stores["aws"].down = True  # the record is now on gcp only among the answering stores
@@ -120,7 +120,7 @@ def test_a_copy_on_a_minority_with_every_store_answering_is_not_committed() -> N
 
 def test_two_candidates_the_next_record_decides() -> None:
     replicas, stores = _replicas()
-    p_loser, loser = _rec(1, GENESIS, fence=9)
+    p_loser, _loser = _rec(1, GENESIS, fence=9)
     p_winner, winner = _rec(1, GENESIS, fence=1)
     p_next, _ = _rec(2, winner.sha256, fence=1)
     stores["aws"].create(replicas.log_key(1), p_winner)
@@ -146,7 +146,7 @@ def test_no_majority_answering_refuses_the_write_naming_the_stores() -> None:
 
 
 def test_state_config_is_checked_at_load() -> None:
-    with pytest.raises(ConfigError, match="state.stores names 'oracle'"):
+    with pytest.raises(ConfigError, match=r"state.stores names 'oracle'"):
         parse_config({"clouds": {"aws": {"provider": "aws", "storage": {"bucket": "b"}}},
                       "state": {"backend": "objectstore", "stores": ["aws", "oracle"]}})
     with pytest.raises(ConfigError, match="listed twice"):
