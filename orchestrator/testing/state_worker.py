@@ -4,10 +4,11 @@
                                        take the lock (waiting up to W s), begin a release, mark its cloud applying
                                        every 0.2 s for S seconds, finish. Prints ``held <fence>``
                                        once holding; exits 3 printing ``fenced`` if a write is refused
-    ops   --config C --count N [--wait W] [--start-at T]
+    ops   --config C --count N [--wait W] [--start-at T] [--hold S]
                                        N times: take the lock (waiting up to W s), recover any
-                                       interrupted release, append one release, release the lock.
-                                       One JSON line per outcome: {"ack": n, "tag": t} once the
+                                       interrupted release, append one release, keep the lock S s,
+                                       release it. ``{"ready": pid}`` first (imports done), then
+                                       one JSON line per outcome: {"ack": n, "tag": t} once the
                                        record is committed, {"fail": kind, "message": m} otherwise
 
 Lines are flushed as they happen, so a test reading stdout knows what was acknowledged
@@ -65,11 +66,12 @@ def hold(config: str, seconds: float, wait: float) -> int:
         backend.close()
 
 
-def ops(config: str, count: int, wait: float, start_at: float | None, poll: float) -> int:
-    if start_at is not None:
-        time.sleep(max(0.0, start_at - time.time()))
+def ops(config: str, count: int, wait: float, start_at: float | None, poll: float, hold_s: float = 0.0) -> int:
     backend = ObjectBackend(load_config(config))
     history = ObjectHistory(backend)
+    _say(ready=os.getpid())
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
     failures = 0
     try:
         for _ in range(count):
@@ -79,6 +81,7 @@ def ops(config: str, count: int, wait: float, start_at: float | None, poll: floa
                     history.recover_interrupted()
                     number = history.begin(kind="deploy", model_digest=tag, clouds={"aws": _plan(tag)})
                     _say(ack=number, tag=tag, at=time.time())
+                    time.sleep(hold_s)
             except LockHeld as exc:
                 failures += 1
                 _say(fail="LockHeld", message=exc.message)
@@ -104,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--wait", type=float, default=0.0)
     o.add_argument("--start-at", type=float, default=None)
     o.add_argument("--poll", type=float, default=0.5)
+    o.add_argument("--hold", type=float, default=0.0, help="seconds to keep the lock after each append")
     args = parser.parse_args(argv)
     if args.mode == "hold":
         return hold(args.config, args.seconds, args.wait)
-    return ops(args.config, args.count, args.wait, args.start_at, args.poll)
+    return ops(args.config, args.count, args.wait, args.start_at, args.poll, args.hold)
 
 
 if __name__ == "__main__":

@@ -153,6 +153,10 @@ class Lease:
                 return
             self._give_back(won)
             if time.monotonic() >= deadline:
+                if won or not bodies:  # lost a race for free stores: read who won, to name them
+                    again = self.replicas.each(lambda _n, s: s.read(key))
+                    bodies = {n: (r, parse_lease(r.data)) for n, r in again.items()
+                              if r is not None and not isinstance(r, MCOError)}
                 holder = next((b for _v, b in sorted(bodies.values(), key=lambda vb: -(vb[1] or {}).get("fence", 0))
                                if b is not None), None)
                 raise self._held(holder)

@@ -70,6 +70,7 @@ class ObjectBackend:
         self._folded: Folded | None = None
         self._mutex = threading.RLock()
         self.lagging: set[str] = set()
+        self.repaired: dict[str, list[int]] = {}  # records copied to lagging stores on taking the lease
 
     def close(self) -> None:
         if self.active is not None:
@@ -134,7 +135,8 @@ class ObjectBackend:
         view = self.view()
         if any(not r.in_sync for r in view.reports(self.replicas.wheres()) if r.reachable):
             try:
-                self.replicas.repair(view)
+                for name, seqs in self.replicas.repair(view).items():
+                    self.repaired.setdefault(name, []).extend(seqs)
             except MCOError:
                 pass  # best effort: verify --repair reports and retries
 
@@ -187,7 +189,9 @@ class ObjectBackend:
         if repair:
             with self.lock(purpose="repair"):
                 view = self.read_log(full=True)
-                mended = self.replicas.repair(view, extra=True)
+                mended = dict(self.repaired)  # what taking the lease already mended
+                for name, seqs in self.replicas.repair(view, extra=True).items():
+                    mended.setdefault(name, []).extend(seqs)
                 view = self.read_log(full=True)
         else:
             view, mended = self.read_log(full=True), {}
