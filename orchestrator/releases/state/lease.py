@@ -33,7 +33,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import LeaseLost, LockHeld, MCOError, PreconditionFailed, StateUnavailable
+from orchestrator.errors import LeaseLost, LockHeld, MCOError, NotFound, PreconditionFailed, StateUnavailable
 
 if TYPE_CHECKING:
     from orchestrator.releases.state.objectstore import ObjectBackend
@@ -80,7 +80,6 @@ class Lease:
         self._depth = 0
         self._since = ""
         self._seen: dict[tuple[str, str], float] = {}  # (store, version) -> monotonic time first seen
-        self.lagging: list[str] = []
 
     # ------------------------------------------------------------------ who holds it
 
@@ -206,11 +205,12 @@ class Lease:
         started = time.monotonic()
         held = dict(self._versions)
         results = self.replicas.each(lambda n, s: s.replace(key, payload, version=held[n]), list(held))
-        taken = [n for n, r in results.items() if isinstance(r, PreconditionFailed)]
+        # Replaced by another holder, or deleted (`mco state unlock --force`): not ours any more.
+        taken = [n for n, r in results.items() if isinstance(r, (PreconditionFailed, NotFound))]
         for n, r in results.items():
             if isinstance(r, str):
                 self._versions[n] = r
-            elif isinstance(r, PreconditionFailed):
+            elif n in taken:
                 self._versions.pop(n, None)
         renewed = sum(isinstance(r, str) for r in results.values())
         if renewed >= self.replicas.majority:

@@ -120,7 +120,7 @@ class ObjectBackend:
                 except PreconditionFailed:
                     self.read_log()  # someone else wrote this number: see who, and try after it
                     continue
-                self.lagging = set(lagging)
+                self.lagging |= set(lagging)  # every store that missed a write since this backend opened
                 records = [*view.records, record]
                 self._view = replace(view, records=records)
                 self._folded = fold(records, self.service)
