@@ -115,6 +115,9 @@ class Lease:
             reads = self.replicas.each(lambda _n, s: s.read(key))
             down = {n: r.message for n, r in reads.items() if isinstance(r, MCOError)}
             if len(reads) - len(down) < self.replicas.majority:
+                if time.monotonic() < deadline:  # --wait: the stores may come back meanwhile
+                    time.sleep(self.poll_s * (0.5 + random.random()))
+                    continue
                 self._refuse_unavailable(down)
             bodies = {n: (r, parse_lease(r.data)) for n, r in reads.items()
                       if r is not None and not isinstance(r, MCOError)}

@@ -9,10 +9,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from orchestrator.config import MCOConfig
+from orchestrator.errors import LeaseLost
 from orchestrator.releases.state.objectstore import ObjectBackend, ObjectHistory
 from orchestrator.releases.store import CloudPlan, ReleaseStore, state_dir_for
-from tests.integration.state.test_history import deploy_once
+from tests.integration.state.test_history import PLAN, deploy_once
 from tests.integration.storage.conftest import Emulators
 
 
@@ -41,6 +44,8 @@ def test_lock_shows_the_holder_and_unlock_force_is_recorded(project: Callable[..
         unlock = view.records[record - 1]
         assert unlock.type == "unlock" and unlock.data["broke"]["purpose"] == "deploy"
         assert unlock.fence > lease.fence_number  # the broken holder is fenced from here on
+        with pytest.raises(LeaseLost):
+            ObjectHistory(backend).begin(kind="deploy", model_digest="e" * 64, clouds={"aws": PLAN})
         lease.release()
     finally:
         backend.close()
