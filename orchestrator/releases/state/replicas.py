@@ -356,4 +356,7 @@ class Replicas:
             return done
 
         names = [n for n in self.stores if n not in view.unreachable]
-        return {n: r for n, r in self.each(mend, names).items() if isinstance(r, list) and r}
+        done = {n: r for n, r in self.each(mend, names).items() if isinstance(r, list) and r}
+        if done:
+            self._known.clear()  # the stores changed below the head: the next read lists them whole
+        return done
