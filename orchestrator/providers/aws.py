@@ -47,6 +47,7 @@ from orchestrator.providers.base import (
     ConditionalStore,
     DigestKind,
     DigestSource,
+    Listed,
     ObjectInfo,
     Progress,
     Provider,
@@ -544,6 +545,10 @@ class S3ConditionalStore(S3Store, ConditionalStore):
             return {obj["Key"]: str(obj["ETag"]) for page in pages for obj in page.get("Contents", [])}
         except Exception as exc:
             raise self._conditional(exc, "listing", prefix) from exc
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        # A single PUT's ETag is the MD5 of its bytes (a multipart one has a "-N" suffix).
+        return {k: Listed(v, None if "-" in v else v.strip('"')) for k, v in self.versions(prefix).items()}
 
 
 class _Abandoned(Exception):

@@ -41,6 +41,7 @@ from orchestrator.providers.base import (
     ConditionalStore,
     DigestKind,
     DigestSource,
+    Listed,
     ObjectInfo,
     Progress,
     Provider,
@@ -439,5 +440,15 @@ class AzureConditionalStore(AzureBlobStore, ConditionalStore):
     def versions(self, prefix: str) -> dict[str, str]:
         try:
             return {b.name: _etag(b.etag) for b in self.container.list_blobs(name_starts_with=prefix)}
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        try:
+            out = {}
+            for b in self.container.list_blobs(name_starts_with=prefix):
+                md5 = b.content_settings.content_md5
+                out[b.name] = Listed(_etag(b.etag), bytes(md5).hex() if md5 else None)
+            return out
         except Exception as exc:
             raise self._conditional(exc, "listing", prefix) from exc

@@ -48,6 +48,7 @@ __all__ = [
     "DigestKind",
     "DigestSource",
     "FileDigests",
+    "Listed",
     "ObjectInfo",
     "Progress",
     "Provider",
@@ -243,6 +244,14 @@ class Versioned:
     version: str
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object in a listing: its version, and the MD5 (hex) of its bytes when the listing says."""
+
+    version: str
+    md5: str | None = None
+
+
 class ConditionalStore(ABC):
     """Small objects under one bucket, changed only under a precondition the service enforces.
 
@@ -273,6 +282,11 @@ class ConditionalStore(ABC):
     @abstractmethod
     def versions(self, prefix: str) -> dict[str, str]:
         """``{key: version}`` of every object under ``prefix``, in one listing."""
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        """Like ``versions``, with each object's MD5 where the listing carries one, so a reader
+        fetches identical copies on several stores once. Stores whose listing has it override this."""
+        return {k: Listed(v) for k, v in self.versions(prefix).items()}
 
     @abstractmethod
     def where(self) -> str:

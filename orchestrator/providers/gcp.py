@@ -37,6 +37,7 @@ from orchestrator.providers.base import (
     ConditionalStore,
     DigestKind,
     DigestSource,
+    Listed,
     ObjectInfo,
     Progress,
     Provider,
@@ -384,6 +385,13 @@ class GcsConditionalStore(GcsStore, ConditionalStore):
     def versions(self, prefix: str) -> dict[str, str]:
         try:
             return {b.name: str(b.generation)
+                    for b in self.client.list_blobs(self.storage.bucket, prefix=prefix, retry=self.retry)}
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        try:
+            return {b.name: Listed(str(b.generation), _b64_to_hex(b.md5_hash))
                     for b in self.client.list_blobs(self.storage.bucket, prefix=prefix, retry=self.retry)}
         except Exception as exc:
             raise self._conditional(exc, "listing", prefix) from exc

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.errors import MCOError, PreconditionFailed, ReleaseError, StateUnavailable
-from orchestrator.providers.base import ConditionalStore
+from orchestrator.providers.base import ConditionalStore, Listed
 from orchestrator.releases.state.records import GENESIS, Corrupt, Record, decode, encode
 
 __all__ = ["LogView", "Replicas", "StoreReport"]
@@ -178,61 +179,91 @@ class Replicas:
         tag = hashlib.sha256(version.encode()).hexdigest()[:16]
         return self.cache_dir / name / f"{seq:010d}-{tag}.json"
 
-    def _fetch(self, name: str, seq: int, version: str) -> tuple[str, Record | Corrupt] | None:
+    def _from_disk(self, name: str, seq: int, version: str) -> Record | None:
         memo = self._memo.get((name, seq, version))
         if memo is not None:
-            return version, memo
-        got = self._fetch_uncached(name, seq, version)
-        if got is not None and isinstance(got[1], Record):
-            self._memo[(name, seq, got[0])] = got[1]
-        return got
-
-    def _fetch_uncached(self, name: str, seq: int, version: str) -> tuple[str, Record | Corrupt] | None:
+            return memo
         path = self._cached(name, seq, version)
         if path is not None and path.is_file():
             rec = decode(path.read_bytes(), seq=seq)
             if isinstance(rec, Record):
-                return version, rec
-        got = self.stores[name].read(self.log_key(seq))
-        if got is None:
-            return None  # deleted since the listing (a writer cleaning up after a lost race)
-        rec = decode(got.data, seq=seq)
-        if isinstance(rec, Record) and (cache := self._cached(name, seq, got.version)) is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_bytes(got.data)
-            tmp.replace(cache)
-        return got.version, rec
+                self._memo[(name, seq, version)] = rec
+                return rec
+        return None
 
-    def _list(self, store: ConditionalStore, *, from_seq: int) -> dict[int, str]:
-        """``{seq: version}`` of the records numbered ``from_seq`` or more (all when 1).
+    def _keep(self, name: str, seq: int, version: str, data: bytes) -> Record | Corrupt:
+        rec = decode(data, seq=seq)
+        if isinstance(rec, Record):
+            self._memo[(name, seq, version)] = rec
+            if (cache := self._cached(name, seq, version)) is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(f".{threading.get_ident()}.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(cache)
+        return rec
+
+    def _list(self, store: ConditionalStore, *, from_seq: int) -> dict[int, Listed]:
+        """The records numbered ``from_seq`` or more (all when 1), with versions and MD5s.
 
         A listing costs time in proportion to the keys it returns, so a reader that already
         knows the log lists only the windows of 100 numbers from where it stopped: the
         prefix ``log/00000001`` holds records 100-199. It goes on to the next window while
         the last one is full to its end (committed records have no gaps)."""
         if from_seq <= 1:
-            listing = store.versions(self.root + _LOG)
+            listing = store.listing(self.root + _LOG)
             return {seq: v for k, v in listing.items() if (seq := _seq_of(k)) is not None}
-        out: dict[int, str] = {}
+        out: dict[int, Listed] = {}
         window = from_seq // _WINDOW
         while True:
-            listing = store.versions(f"{self.root}{_LOG}{window:08d}")
+            listing = store.listing(f"{self.root}{_LOG}{window:08d}")
             found = {seq: v for k, v in listing.items() if (seq := _seq_of(k)) is not None}
             out.update(found)
             if (window + 1) * _WINDOW - 1 not in found:
                 return out
             window += 1
 
-    def _read_store(self, name: str, store: ConditionalStore, *, from_seq: int = 1,
-                    known: dict[int, tuple[str, Record | Corrupt]] | None = None) -> dict[int, tuple[str, Record | Corrupt]]:
-        wanted = self._list(store, from_seq=from_seq)
-        start = (from_seq // _WINDOW) * _WINDOW if from_seq > 1 else 0
-        held: dict[int, tuple[str, Record | Corrupt]] = {s: v for s, v in (known or {}).items() if s < start}
-        for seq, got in zip(wanted, self._fetches.map(lambda s: self._fetch(name, s, wanted[s]), wanted)):
-            if got is not None:
-                held[seq] = got
-        return held
+    def _fetch_all(self, listings: dict[str, dict[int, Listed]]) -> tuple[dict[str, dict[int, tuple[str, Record | Corrupt]]],
+                                                                          dict[str, str]]:
+        """Every listed record, each distinct copy fetched once: copies whose listed MD5 is the
+        same are the same bytes, so one GET serves every store that holds them. Returns what
+        each store holds, and the stores that failed while being read."""
+        held: dict[str, dict[int, tuple[str, Record | Corrupt]]] = {n: {} for n in listings}
+        sources: dict[tuple[Any, ...], list[str]] = {}  # a distinct copy -> the stores holding it
+        for name, listed in listings.items():
+            for seq, li in listed.items():
+                rec = self._from_disk(name, seq, li.version)
+                if rec is not None:
+                    held[name][seq] = (li.version, rec)
+                    continue
+                ident = (seq, li.md5) if li.md5 else (seq, name, li.version)
+                sources.setdefault(ident, []).append(name)
+
+        def get(ident: tuple[Any, ...]) -> tuple[bytes | None, list[str]]:
+            failed = []
+            for name in sources[ident]:  # the first store that answers serves them all
+                try:
+                    got = self.stores[name].read(self.log_key(ident[0]))
+                except MCOError:
+                    failed.append(name)
+                    continue
+                return (got.data if got is not None else None), failed
+            return None, failed
+
+        broken: dict[str, str] = {}
+        for ident, (data, failed) in zip(sources, self._fetches.map(get, sources)):
+            seq = ident[0]
+            for name in sources[ident]:
+                if name in failed:
+                    if data is None:
+                        broken[name] = f"{name}: could not read record {seq}"
+                    continue
+                if data is None:
+                    continue  # deleted since the listing (a writer cleaning up after a lost race)
+                li = listings[name][seq]
+                if li.md5 and hashlib.md5(data).hexdigest() != li.md5:
+                    continue  # changed since the listing; the next read sees it again
+                held[name][seq] = (li.version, self._keep(name, seq, li.version, data))
+        return held, broken
 
     def read(self, *, full: bool = False) -> LogView:
         """Every store's log, and the chain chosen from them (see the module docstring).
@@ -246,16 +277,23 @@ class Replicas:
             self._known.clear()
         head = self._head + 1
 
-        def one(name: str, store: ConditionalStore) -> dict[int, tuple[str, Record | Corrupt]]:
-            known = self._known.get(name)
-            if known is None:
-                return self._read_store(name, store)
-            return self._read_store(name, store, from_seq=head, known=known)
+        known = dict(self._known)
+        was_full = not known
 
-        was_full = not self._known
-        results = self.each(one)
-        unreachable = {n: r.message for n, r in results.items() if isinstance(r, MCOError)}
-        held = {n: r for n, r in results.items() if not isinstance(r, MCOError)}
+        def listing(name: str, store: ConditionalStore) -> dict[int, Listed]:
+            return self._list(store, from_seq=head if name in known else 1)
+
+        listed = self.each(listing)
+        unreachable = {n: r.message for n, r in listed.items() if isinstance(r, MCOError)}
+        fresh, broken = self._fetch_all({n: r for n, r in listed.items() if not isinstance(r, MCOError)})
+        unreachable.update(broken)
+        held: dict[str, dict[int, tuple[str, Record | Corrupt]]] = {}
+        for name, records in fresh.items():
+            if name in unreachable:
+                continue
+            start = (head // _WINDOW) * _WINDOW if name in known else 0
+            held[name] = {s: v for s, v in known.get(name, {}).items() if s < start}
+            held[name].update(records)
         self._known = {n: dict(h) for n, h in held.items()}
         if was_full:
             self._full_at = now
