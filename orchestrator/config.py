@@ -43,6 +43,7 @@ __all__ = [
     "RouterOutlierConfig",
     "RouterRetryConfig",
     "RouterTargetConfig",
+    "StateConfig",
     "StorageConfig",
     "StrictModel",
     "load_config",
@@ -423,6 +424,32 @@ class DeployConfig(StrictModel):
     resources: DeployResourcesConfig = Field(default_factory=DeployResourcesConfig)
 
 
+class StateConfig(StrictModel):
+    """Where the release history and the deploy lock live (see orchestrator/releases/state/)."""
+
+    backend: Literal["sqlite", "objectstore"] = Field(
+        default="sqlite", description="sqlite: project.state_dir on this machine; objectstore: replicated over "
+                                      "the clouds' buckets")
+    stores: list[str] = Field(default_factory=list,
+                              description="clouds whose storage bucket holds a replica (default: every cloud with "
+                                          "storage); a majority must answer for a deploy")
+    lease_ttl_s: float = Field(default=60.0, ge=1, le=3600,
+                               description="a deploy lease not renewed for this long expires by itself")
+    clock_skew_s: float = Field(default=30.0, ge=0, le=3600,
+                                description="how far apart machines' clocks may be: a lease whose holder-written "
+                                            "expiry is older than this is broken without waiting a TTL")
+
+    @field_validator("stores")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"store '{name}' is listed twice; list each cloud once")
+            seen.add(name)
+        return value
+
+
 class MCOConfig(StrictModel):
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -430,8 +457,41 @@ class MCOConfig(StrictModel):
     packaging: PackagingConfig = Field(default_factory=PackagingConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     # Where the file was read from; relative paths in it are resolved against this.
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _state_stores_are_buckets(self) -> MCOConfig:
+        from orchestrator.providers.base import Capability
+        from orchestrator.providers.loader import provider_class
+
+        for name in self.state.stores:
+            cloud = self.clouds.get(name)
+            if cloud is None:
+                raise ValueError(f"state.stores names '{name}', which is not under clouds "
+                                 f"(configured: {', '.join(self.clouds) or 'none'})")
+            if cloud.storage is None:
+                raise ValueError(f"state.stores names '{name}', which has no storage section; add "
+                                 f"clouds.{name}.storage: {{bucket: NAME}}")
+            gap = provider_class(cloud.provider).unsupported.get(Capability.CONDITIONAL_WRITE)
+            if gap:
+                raise ValueError(f"state.stores names '{name}', which cannot hold the release state: {gap}")
+        if self.state.backend == "objectstore" and not self.state_stores():
+            raise ValueError("state.backend is objectstore but no cloud has a storage section; add "
+                             "clouds.<name>.storage and list the clouds in state.stores")
+        return self
+
+    def state_stores(self) -> list[str]:
+        """The clouds holding a replica of the release state: ``state.stores``, else every cloud
+        with storage whose provider can write conditionally."""
+        if self.state.stores:
+            return list(self.state.stores)
+        from orchestrator.providers.base import Capability
+        from orchestrator.providers.loader import provider_class
+
+        return [n for n, c in self.clouds.items() if c.storage is not None
+                and Capability.CONDITIONAL_WRITE not in provider_class(c.provider).unsupported]
 
     def cloud(self, name: str) -> CloudConfig:
         if name not in self.clouds:

@@ -16,12 +16,15 @@ the problem and the fix, and never a traceback.
     │   ├── AccessDenied
     │   ├── NotFound              -- bucket, container, repository or object missing
     │   ├── Throttled
-    │   └── Unreachable           -- network, DNS, connection refused, timeout
+    │   ├── Unreachable           -- network, DNS, connection refused, timeout
+    │   └── PreconditionFailed    -- a conditional write lost: the object exists, or changed
     ├── ClusterError              -- a Kubernetes cluster refused or failed
     │   ├── ClusterUnreachable    -- its API server did not answer (refused, timed out, reset, DNS)
     │   └── RolloutFailed
     ├── ReleaseError              -- release history and locks
-    │   └── LockHeld
+    │   ├── LockHeld
+    │   ├── LeaseLost             -- this process's lease expired or was taken over (fenced)
+    │   └── StateUnavailable      -- no majority of the state stores answered
     └── DrillFailed               -- a drill missed an objective
 """
 
@@ -37,14 +40,17 @@ __all__ = [
     "ExportError",
     "GateError",
     "IntegrityError",
+    "LeaseLost",
     "LockHeld",
     "MCOError",
     "MissingExtraError",
     "ModelError",
     "NotFound",
+    "PreconditionFailed",
     "ProviderError",
     "ReleaseError",
     "RolloutFailed",
+    "StateUnavailable",
     "Throttled",
     "Unreachable",
 ]
@@ -125,6 +131,10 @@ class Unreachable(ProviderError, ConnectionError):
     pass
 
 
+class PreconditionFailed(ProviderError):
+    """A conditional write was refused: create-if-absent found the object, or its version changed."""
+
+
 class ClusterError(MCOError):
     pass
 
@@ -145,6 +155,18 @@ class ReleaseError(MCOError):
 
 class LockHeld(ReleaseError):
     pass
+
+
+class LeaseLost(ReleaseError):
+    """The deploy lease expired or another holder took it: this process may not write history."""
+
+
+class StateUnavailable(ReleaseError):
+    """Fewer than a majority of the state stores answered. ``unreachable`` names the others."""
+
+    def __init__(self, message: str, *, unreachable: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.unreachable = unreachable
 
 
 class DrillFailed(MCOError):

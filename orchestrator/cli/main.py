@@ -25,6 +25,7 @@ from orchestrator.cli import push as push_cmds
 from orchestrator.cli import releases as releases_cmds
 from orchestrator.cli import router as router_cmds
 from orchestrator.cli import serve as serve_cmds
+from orchestrator.cli import state as state_cmds
 from orchestrator.cli._common import err_console
 from orchestrator.errors import MCOError
 
@@ -59,6 +60,7 @@ package_cmds.register(app)
 push_cmds.register(app)
 deploy_cmds.register(app)
 releases_cmds.register(app)
+app.add_typer(state_cmds.app, name="state", help="release state: lock holder, unlock, verify replicas, migrate")
 app.add_typer(drill_cmds.app, name="drill", help="failover drills: break something on purpose, measure, report")
 demo_cmds.register(app)
 

@@ -81,16 +81,23 @@ def history_cmd(
     """List releases: newest first, with each cloud's status."""
     from orchestrator.config import load_config
     from orchestrator.releases.pipeline import short_digest
-    from orchestrator.releases.store import open_store
+    from orchestrator.releases.state import open_history
 
     cfg = load_config(config)
-    store = open_store(cfg, create=False)
+    store = open_history(cfg, create=False)
     releases = []
+    state: dict[str, Any] = {"backend": cfg.state.backend}
     if store is not None:
         with store:
             releases = [r.summary(manifests=manifests) for r in store.list(limit=limit)]
+            if hasattr(store, "state"):
+                state = store.state()
 
     def render(data: dict[str, Any]) -> None:
+        if data["state"].get("possibly_stale"):
+            err_console.print(f"[yellow]warning:[/] possibly stale: only a minority of the state stores answered "
+                              f"(unreachable: {', '.join(data['state']['unreachable'])}); newer releases may exist",
+                              highlight=False)
         if not data["releases"]:
             console.print("no releases yet; deploy with `mco deploy BUNDLE`")
             return
@@ -112,7 +119,7 @@ def history_cmd(
                           clouds_txt)
         console.print(table)
 
-    emit({"service": cfg.project.name, "releases": releases}, output, render)
+    emit({"service": cfg.project.name, "state": state, "releases": releases}, output, render)
 
 
 def status_cmd(

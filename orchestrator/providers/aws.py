@@ -34,6 +34,7 @@ from orchestrator.errors import (
     MCOError,
     MissingExtraError,
     NotFound,
+    PreconditionFailed,
     ProviderError,
     Throttled,
     Unreachable,
@@ -43,12 +44,15 @@ from orchestrator.providers.base import (
     PART_SIZE,
     ArtifactStore,
     Capability,
+    ConditionalStore,
     DigestKind,
     DigestSource,
+    Listed,
     ObjectInfo,
     Progress,
     Provider,
     UploadResult,
+    Versioned,
     crc32_b64,
 )
 
@@ -56,7 +60,7 @@ if TYPE_CHECKING:
     from orchestrator.config import RegistryConfig
     from orchestrator.providers.registry import RegistryCredentials
 
-__all__ = ["EMULATOR_ACCESS_KEY_ID", "EMULATOR_SECRET_ACCESS_KEY", "AwsProvider", "S3Store"]
+__all__ = ["EMULATOR_ACCESS_KEY_ID", "EMULATOR_SECRET_ACCESS_KEY", "AwsProvider", "S3ConditionalStore", "S3Store"]
 
 # Development-only keys for the loopback S3 emulator (moto accepts any; they are not secret
 # and guard nothing). Used only with `credentials: emulator`, which requires a loopback endpoint.
@@ -141,9 +145,13 @@ class AwsProvider(Provider):
     def artifact_store(self) -> S3Store:
         return S3Store(self.cloud, self.storage_config())
 
+    def conditional_store(self) -> S3ConditionalStore:
+        return S3ConditionalStore(self.cloud, self.storage_config())
+
 
 class S3Store(ArtifactStore):
-    def __init__(self, cloud: str, storage: Any) -> None:
+    def __init__(self, cloud: str, storage: Any, *, attempts: int = 4, connect_timeout: float = 3,
+                 read_timeout: float = 60) -> None:
         require_extra("boto3", package="boto3", extra="aws", purpose="Amazon S3")
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
@@ -153,8 +161,8 @@ class S3Store(ArtifactStore):
         self.bucket = storage.bucket
         self.endpoint = storage.endpoint or f"https://s3.{storage.region or 'us-east-1'}.amazonaws.com"
         config = Config(
-            retries={"max_attempts": 4, "mode": "standard"},  # backoff with jitter on 5xx/throttling/resets
-            connect_timeout=3, read_timeout=60, max_pool_connections=MAX_CONCURRENCY + 8,
+            retries={"max_attempts": attempts, "mode": "standard"},  # backoff with jitter on 5xx/throttling/resets
+            connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=MAX_CONCURRENCY + 8,
             s3={"addressing_style": "path"} if storage.endpoint else None,
         )
         kwargs: dict[str, Any] = {"region_name": storage.region or "us-east-1", "config": config,
@@ -457,6 +465,90 @@ class S3Store(ArtifactStore):
         if self._parts is not None:
             self._parts.shutdown(wait=True)
         self.client.close()
+
+
+class S3ConditionalStore(S3Store, ConditionalStore):
+    """S3 with preconditions: ``If-None-Match: *`` creates, ``If-Match: <ETag>`` replaces and deletes.
+
+    S3 answers 412 PreconditionFailed when the precondition does not hold, and 409
+    ConditionalRequestConflict when another conditional write to the key is in flight: both
+    mean "someone else wrote first". The release state must notice a dead store within a
+    second or two, so requests are retried less than for bundle pushes.
+    """
+
+    def __init__(self, cloud: str, storage: Any) -> None:
+        # One attempt: the state is replicated, so a store that fails is outvoted at once
+        # instead of delaying every write by a retry's backoff.
+        super().__init__(cloud, storage, attempts=1, connect_timeout=1, read_timeout=10)
+
+    def where(self) -> str:
+        return f"s3://{self.bucket} ({self.cloud})"
+
+    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if status == 412 or (status == 409 and code == "ConditionalRequestConflict"):
+                return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed ({code})",
+                                          cloud=self.cloud)
+        err = self._translate(exc, during, key)
+        if isinstance(err, AccessDenied):
+            err.hint = (f"the identity needs s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on "
+                        f"bucket '{self.bucket}' (the release state lives under its prefix)")
+        return err
+
+    def read(self, key: str) -> Versioned | None:
+        self.check_key(key)
+        from botocore.exceptions import ClientError
+
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=key)
+            return Versioned(bytes(got["Body"].read()), str(got["ETag"]))
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_KEY and code != "NoSuchBucket":
+                return None
+            raise self._conditional(exc, "reading", key) from exc
+        except Exception as exc:
+            raise self._conditional(exc, "reading", key) from exc
+
+    def create(self, key: str, data: bytes) -> str:
+        self.check_key(key)
+        try:
+            return str(self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*",
+                                              ContentType="application/json")["ETag"])
+        except Exception as exc:
+            raise self._conditional(exc, "creating", key) from exc
+
+    def replace(self, key: str, data: bytes, *, version: str) -> str:
+        self.check_key(key)
+        try:
+            return str(self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfMatch=version,
+                                              ContentType="application/json")["ETag"])
+        except Exception as exc:
+            raise self._conditional(exc, "replacing", key) from exc
+
+    def delete_if(self, key: str, *, version: str) -> None:
+        self.check_key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=version)
+        except Exception as exc:
+            err = self._conditional(exc, "deleting", key)
+            if not isinstance(err, NotFound):
+                raise err from exc
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return {obj["Key"]: str(obj["ETag"]) for page in pages for obj in page.get("Contents", [])}
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        # A single PUT's ETag is the MD5 of its bytes (a multipart one has a "-N" suffix).
+        return {k: Listed(v, None if "-" in v else v.strip('"')) for k, v in self.versions(prefix).items()}
 
 
 class _Abandoned(Exception):

@@ -29,6 +29,7 @@ from orchestrator.errors import (
     MCOError,
     MissingExtraError,
     NotFound,
+    PreconditionFailed,
     ProviderError,
     Throttled,
     Unreachable,
@@ -37,19 +38,22 @@ from orchestrator.extras import require_extra
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
+    ConditionalStore,
     DigestKind,
     DigestSource,
+    Listed,
     ObjectInfo,
     Progress,
     Provider,
     UploadResult,
+    Versioned,
 )
 
 if TYPE_CHECKING:
     from orchestrator.config import RegistryConfig
     from orchestrator.providers.registry import RegistryCredentials
 
-__all__ = ["AZURITE_ACCOUNT", "AzureBlobStore", "AzureProvider"]
+__all__ = ["AZURITE_ACCOUNT", "AzureBlobStore", "AzureConditionalStore", "AzureProvider"]
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 # Azurite's fixed development account (public, documented by Microsoft; works only against Azurite).
@@ -124,15 +128,22 @@ class AzureProvider(Provider):
     def artifact_store(self) -> AzureBlobStore:
         return AzureBlobStore(self.cloud, self.storage_config())
 
+    def conditional_store(self) -> AzureConditionalStore:
+        return AzureConditionalStore(self.cloud, self.storage_config())
+
 
 class AzureBlobStore(ArtifactStore):
-    def __init__(self, cloud: str, storage: Any) -> None:
+    def __init__(self, cloud: str, storage: Any, *, quick: bool = False) -> None:
         sdk = require_extra("azure.storage.blob", package="azure-storage-blob", extra="azure",
                             purpose="Azure Blob Storage")
         self.cloud = cloud
         self.storage = storage
         self.container_name = storage.bucket
         options = dict(_CLIENT_OPTIONS, connection_verify=storage.verify_tls, retry_policy=_retry_policy(sdk))
+        if quick:  # the release state: notice a dead endpoint within a second or two
+            options.update(connection_timeout=1, read_timeout=10,
+                           retry_policy=sdk.ExponentialRetry(initial_backoff=0.2, increment_base=2, retry_total=1,
+                                                             retry_connect=0, random_jitter_range=0.2))
         conn = os.environ.get(CONNECTION_STRING_ENV)
         try:
             if storage.credentials == "emulator":
@@ -343,3 +354,101 @@ class AzureBlobStore(ArtifactStore):
 
     def close(self) -> None:
         self.service.close()
+
+
+def _etag(value: Any) -> str:
+    """ETags as the service sends them in headers (quoted): listings give them bare."""
+    return '"' + str(value).strip('"') + '"'
+
+
+class AzureConditionalStore(AzureBlobStore, ConditionalStore):
+    """Blob Storage with preconditions: ``If-None-Match: *`` creates (``overwrite=False``),
+    ``If-Match: <ETag>`` replaces and deletes. The service answers 409 BlobAlreadyExists or
+    412 ConditionNotMet; the SDK raises ResourceExistsError / ResourceModifiedError for them.
+    """
+
+    def __init__(self, cloud: str, storage: Any) -> None:
+        super().__init__(cloud, storage, quick=True)
+
+    def where(self) -> str:
+        return f"az://{self.container_name} ({self.cloud})"
+
+    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+        from azure.core import exceptions as aexc
+
+        if isinstance(exc, (aexc.ResourceExistsError, aexc.ResourceModifiedError)) or (
+                isinstance(exc, aexc.HttpResponseError) and exc.status_code == 412):
+            return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed "
+                                      f"({exc.status_code if isinstance(exc, aexc.HttpResponseError) else ''})",
+                                      cloud=self.cloud)
+        err = self._translate(exc, during, key)
+        if isinstance(err, AccessDenied):
+            err.hint = (f"the identity needs Storage Blob Data Contributor (read, write, delete, list) on container "
+                        f"'{self.container_name}' (the release state lives under its prefix)")
+        return err
+
+    def read(self, key: str) -> Versioned | None:
+        self.check_key(key)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            stream = self.container.get_blob_client(key).download_blob()
+            data = stream.readall()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise self._conditional(exc, "reading", key) from exc
+            return None
+        except Exception as exc:
+            raise self._conditional(exc, "reading", key) from exc
+        return Versioned(bytes(data), _etag(stream.properties.etag))
+
+    def create(self, key: str, data: bytes) -> str:
+        self.check_key(key)
+        try:
+            out = self.container.get_blob_client(key).upload_blob(data, overwrite=False)
+        except Exception as exc:
+            raise self._conditional(exc, "creating", key) from exc
+        return _etag(out["etag"])
+
+    def replace(self, key: str, data: bytes, *, version: str) -> str:
+        self.check_key(key)
+        from azure.core import MatchConditions
+
+        try:
+            out = self.container.get_blob_client(key).upload_blob(
+                data, overwrite=True, etag=version, match_condition=MatchConditions.IfNotModified)
+        except Exception as exc:
+            raise self._conditional(exc, "replacing", key) from exc
+        return _etag(out["etag"])
+
+    def delete_if(self, key: str, *, version: str) -> None:
+        self.check_key(key)
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.container.get_blob_client(key).delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
+        except ResourceNotFoundError:
+            return
+        except Exception as exc:
+            err = self._conditional(exc, "deleting", key)
+            # If-Match on a blob that is gone answers 412 too: gone is what was asked for.
+            if isinstance(err, PreconditionFailed) and self.read(key) is None:
+                return
+            raise err from exc
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        try:
+            return {b.name: _etag(b.etag) for b in self.container.list_blobs(name_starts_with=prefix)}
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        try:
+            out = {}
+            for b in self.container.list_blobs(name_starts_with=prefix):
+                md5 = b.content_settings.content_md5
+                out[b.name] = Listed(_etag(b.etag), bytes(md5).hex() if md5 else None)
+            return out
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc

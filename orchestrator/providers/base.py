@@ -6,6 +6,9 @@
                           factories for the concern interfaces below
     ArtifactStore         an object store (S3, GCS, Azure Blob, a directory): a handful of
                           primitives; bundle push/pull (orchestrator/artifacts/) builds on them
+    ConditionalStore      the same bucket seen as versioned objects written only under a
+                          precondition (create-if-absent, replace-if-version-matches): what
+                          the replicated release state (orchestrator/releases/state/) needs
 
 Other concerns (container registry, cluster target, price book) add their own small
 interface here and one factory method on ``Provider``; a cloud that cannot do one lists
@@ -41,13 +44,16 @@ __all__ = [
     "PART_SIZE",
     "ArtifactStore",
     "Capability",
+    "ConditionalStore",
     "DigestKind",
     "DigestSource",
     "FileDigests",
+    "Listed",
     "ObjectInfo",
     "Progress",
     "Provider",
     "UploadResult",
+    "Versioned",
     "check_relative_key",
     "crc32_b64",
 ]
@@ -124,6 +130,10 @@ class Capability(str, enum.Enum):
     SERVER_VERIFIED_UPLOAD = "server-verified-upload"
     # Large objects go up in parts or resumable chunks, so a failure resends one part.
     MULTIPART_UPLOAD = "multipart-upload"
+    # Writes with a precondition the service enforces: create only if absent, replace or delete
+    # only if the version read is still current (S3 If-None-Match/If-Match, GCS
+    # ifGenerationMatch, Azure If-None-Match/If-Match on the ETag). The release state needs it.
+    CONDITIONAL_WRITE = "conditional-write"
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,66 @@ class ArtifactStore(ABC):
         return check_relative_key(key)
 
 
+@dataclass(frozen=True)
+class Versioned:
+    """An object's bytes and the version a conditional write must name (ETag, generation)."""
+
+    data: bytes
+    version: str
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object in a listing: its version, and the MD5 (hex) of its bytes when the listing says."""
+
+    version: str
+    md5: str | None = None
+
+
+class ConditionalStore(ABC):
+    """Small objects under one bucket, changed only under a precondition the service enforces.
+
+    ``version`` is opaque: an ETag (S3, Azure) or a generation (GCS). A lost precondition
+    raises ``PreconditionFailed``, translated at the provider boundary from the service's
+    status, never from message text. Everything else raises the usual ``ProviderError``s.
+    """
+
+    cloud: str
+    endpoint: str
+
+    @abstractmethod
+    def read(self, key: str) -> Versioned | None:
+        """The object and its version, or None if it does not exist."""
+
+    @abstractmethod
+    def create(self, key: str, data: bytes) -> str:
+        """Write ``key`` only if it does not exist; return the new version."""
+
+    @abstractmethod
+    def replace(self, key: str, data: bytes, *, version: str) -> str:
+        """Overwrite ``key`` only if its current version is ``version``; return the new version."""
+
+    @abstractmethod
+    def delete_if(self, key: str, *, version: str) -> None:
+        """Delete ``key`` only if its current version is ``version`` (no error if it is gone)."""
+
+    @abstractmethod
+    def versions(self, prefix: str) -> dict[str, str]:
+        """``{key: version}`` of every object under ``prefix``, in one listing."""
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        """Like ``versions``, with each object's MD5 where the listing carries one, so a reader
+        fetches identical copies on several stores once. Stores whose listing has it override this."""
+        return {k: Listed(v) for k, v in self.versions(prefix).items()}
+
+    @abstractmethod
+    def where(self) -> str:
+        """The bucket and cloud, for messages: ``s3://bucket (aws)``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
 class Provider(ABC):
     """One configured cloud: a light, stateless description plus factories for its interfaces.
 
@@ -305,6 +375,11 @@ class Provider(ABC):
     @abstractmethod
     def artifact_store(self) -> ArtifactStore:
         """The object store for this cloud's ``storage`` section. Imports the SDK."""
+
+    def conditional_store(self) -> ConditionalStore:
+        """This cloud's bucket as a ``ConditionalStore`` (the release state). Imports the SDK."""
+        self.check(Capability.CONDITIONAL_WRITE)
+        raise CapabilityError(f"{self.cloud} ({self.display_name}) has no conditional store")
 
     def container_registry(self) -> ContainerRegistry:
         """The registry for this cloud's ``registry`` section (providers/registry.py; auth per ``registry.auth``)."""

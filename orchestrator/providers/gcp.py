@@ -24,6 +24,7 @@ from orchestrator.errors import (
     MCOError,
     MissingExtraError,
     NotFound,
+    PreconditionFailed,
     ProviderError,
     Throttled,
     Unreachable,
@@ -33,19 +34,22 @@ from orchestrator.providers._io import ProgressReader, ProgressWriter
 from orchestrator.providers.base import (
     ArtifactStore,
     Capability,
+    ConditionalStore,
     DigestKind,
     DigestSource,
+    Listed,
     ObjectInfo,
     Progress,
     Provider,
     UploadResult,
+    Versioned,
 )
 
 if TYPE_CHECKING:
     from orchestrator.config import RegistryConfig
     from orchestrator.providers.registry import RegistryCredentials
 
-__all__ = ["GcpProvider", "GcsStore"]
+__all__ = ["GcpProvider", "GcsConditionalStore", "GcsStore"]
 
 EMULATOR_PROJECT = "mco-local"
 # Give up on an unreachable endpoint after this long (the library's default is 120 s).
@@ -96,9 +100,12 @@ class GcpProvider(Provider):
     def artifact_store(self) -> GcsStore:
         return GcsStore(self.cloud, self.storage_config())
 
+    def conditional_store(self) -> GcsConditionalStore:
+        return GcsConditionalStore(self.cloud, self.storage_config())
+
 
 class GcsStore(ArtifactStore):
-    def __init__(self, cloud: str, storage: Any) -> None:
+    def __init__(self, cloud: str, storage: Any, *, retry_timeout_s: float = RETRY_TIMEOUT_S) -> None:
         gcs = require_extra("google.cloud.storage", package="google-cloud-storage", extra="gcp",
                             purpose="Google Cloud Storage")
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -106,7 +113,7 @@ class GcsStore(ArtifactStore):
         self.cloud = cloud
         self.storage = storage
         self.endpoint = storage.endpoint or "https://storage.googleapis.com"
-        self.retry = DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT_S).with_delay(initial=0.25, maximum=4.0)
+        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout_s).with_delay(initial=0.25, maximum=4.0)
         kwargs: dict[str, Any] = {}
         if storage.endpoint:
             kwargs["client_options"] = {"api_endpoint": storage.endpoint}
@@ -291,3 +298,100 @@ class GcsStore(ArtifactStore):
         http = getattr(self.client, "_http_internal", None)
         if http is not None:
             http.close()
+
+
+class GcsConditionalStore(GcsStore, ConditionalStore):
+    """GCS with preconditions: ``ifGenerationMatch=0`` creates, ``ifGenerationMatch=<generation>``
+    replaces and deletes; GCS answers 412 when the generation is not the one named.
+
+    The release state must notice a dead store within a second or two: retries give up sooner
+    than for bundle pushes. A conditional request is idempotent, so the library retries it.
+    """
+
+    def __init__(self, cloud: str, storage: Any) -> None:
+        super().__init__(cloud, storage, retry_timeout_s=0.5)
+        # fake-gcs-server ignores ifGenerationMatch on DELETE (tried: v1.56.1 deletes anyway);
+        # GCS enforces it. Against the emulator the generation is compared first (a short race
+        # window, declared in GcpProvider.emulator_gaps).
+        self.checks_delete_itself = storage.credentials != "emulator"
+
+    def where(self) -> str:
+        return f"gs://{self.storage.bucket} ({self.cloud})"
+
+    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+        from google.api_core import exceptions as gexc
+
+        if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            exc = exc.cause
+        if isinstance(exc, gexc.PreconditionFailed):
+            return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed (412)",
+                                      cloud=self.cloud)
+        err = self._translate(exc, during, key)
+        if isinstance(err, AccessDenied):
+            err.hint = (f"the identity needs storage.objects.create, get, delete and list on bucket "
+                        f"'{self.storage.bucket}' (roles/storage.objectAdmin; the release state lives under its prefix)")
+        return err
+
+    def read(self, key: str) -> Versioned | None:
+        self.check_key(key)
+        blob = self.bucket.blob(key)
+        try:
+            data = blob.download_as_bytes(retry=self.retry)
+        except Exception as exc:
+            err = self._conditional(exc, "reading", key)
+            if isinstance(err, NotFound) and "bucket" not in err.message:
+                return None
+            raise err from exc
+        # The download's response headers carry the generation of exactly the bytes read.
+        return Versioned(bytes(data), str(blob.generation))
+
+    def create(self, key: str, data: bytes) -> str:
+        self.check_key(key)
+        blob = self.bucket.blob(key)
+        try:
+            blob.upload_from_string(data, content_type="application/json", if_generation_match=0, retry=self.retry)
+        except Exception as exc:
+            raise self._conditional(exc, "creating", key) from exc
+        return str(blob.generation)
+
+    def replace(self, key: str, data: bytes, *, version: str) -> str:
+        self.check_key(key)
+        blob = self.bucket.blob(key)
+        try:
+            blob.upload_from_string(data, content_type="application/json", if_generation_match=int(version),
+                                    retry=self.retry)
+        except Exception as exc:
+            raise self._conditional(exc, "replacing", key) from exc
+        return str(blob.generation)
+
+    def delete_if(self, key: str, *, version: str) -> None:
+        self.check_key(key)
+        try:
+            if not self.checks_delete_itself:
+                current = self.bucket.get_blob(key, retry=self.retry)
+                if current is None:
+                    return
+                if str(current.generation) != version:
+                    raise PreconditionFailed(f"{self.cloud}: deleting {self.uri(key)}: precondition failed "
+                                             f"(generation {current.generation}, not {version})", cloud=self.cloud)
+            self.bucket.blob(key).delete(if_generation_match=int(version), retry=self.retry)
+        except PreconditionFailed:
+            raise
+        except Exception as exc:
+            err = self._conditional(exc, "deleting", key)
+            if not isinstance(err, NotFound):
+                raise err from exc
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        try:
+            return {b.name: str(b.generation)
+                    for b in self.client.list_blobs(self.storage.bucket, prefix=prefix, retry=self.retry)}
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc
+
+    def listing(self, prefix: str) -> dict[str, Listed]:
+        try:
+            return {b.name: Listed(str(b.generation), _b64_to_hex(b.md5_hash))
+                    for b in self.client.list_blobs(self.storage.bucket, prefix=prefix, retry=self.retry)}
+        except Exception as exc:
+            raise self._conditional(exc, "listing", prefix) from exc

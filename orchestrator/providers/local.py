@@ -40,6 +40,8 @@ class LocalProvider(Provider):
     unsupported: ClassVar[Mapping[Capability, str]] = {
         Capability.SERVER_VERIFIED_UPLOAD: "a directory has no server; mco re-reads each written file and compares sha256s",
         Capability.MULTIPART_UPLOAD: "files are copied whole; a failed copy leaves only a temporary file behind",
+        Capability.CONDITIONAL_WRITE: "a directory is one machine's disk; the replicated release state needs the "
+                                      "clouds' object stores (state.stores), or state.backend: sqlite",
     }
 
     def artifact_store(self) -> FilesystemStore:

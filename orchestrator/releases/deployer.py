@@ -7,8 +7,8 @@
                            no push; recorded as a new release that points back.
     plan_diff(...)         what ``--dry-run`` prints: live objects against a server-side dry-run.
 
-Both writers hold the service's ``DeployLock`` and write every state change to the
-``ReleaseStore`` as it happens, so the history stays consistent when a cluster dies
+Both writers hold the service's deploy lock (a ``StateLock``) and write every state change to
+the history (a ``History``, releases/state/) as it happens, so the history stays consistent when a cluster dies
 mid-deploy (that cloud is recorded ``failed`` with the cause) or when mco itself dies
 (the next deploy marks the leftovers ``interrupted``).
 """
@@ -42,9 +42,9 @@ from orchestrator.kube.rollout import (
     wait_for_endpoint,
     wait_for_rollout,
 )
-from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.plan import ReleasePlan, begin_release, plan_release
-from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
+from orchestrator.releases.state.base import History, StateLock
+from orchestrator.releases.store import CloudPlan, CloudRelease, Release
 
 __all__ = [
     "CloudTarget",
@@ -328,7 +328,7 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
 class _Run:
     """The per-cloud workers of one release, writing their progress to the store."""
 
-    def __init__(self, store: ReleaseStore, number: int, settings: DeploySettings, progress: ProgressFn,
+    def __init__(self, store: History, number: int, settings: DeploySettings, progress: ProgressFn,
                  target_factory: Callable[[CloudTarget], KubeTarget]) -> None:
         self.store = store
         self.number = number
@@ -429,8 +429,8 @@ def _default_factory(target: CloudTarget) -> KubeTarget:
 
 
 def deploy_release(
-    store: ReleaseStore,
-    lock: DeployLock,
+    store: History,
+    lock: StateLock,
     targets: list[CloudTarget],
     *,
     model_digest: str,
@@ -481,7 +481,7 @@ def deploy_release(
         return DeployResult(store.finish(number))
 
 
-def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], plan: ReleasePlan,
+def _reapply_unchanged(store: History, targets: list[CloudTarget], plan: ReleasePlan,
                        settings: DeploySettings, progress: ProgressFn,
                        target_factory: Callable[[CloudTarget], KubeTarget]) -> DeployResult:
     """Re-apply what the history says runs (repairs drift, or a cluster made anew) and watch
@@ -516,8 +516,8 @@ def _reapply_unchanged(store: ReleaseStore, targets: list[CloudTarget], plan: Re
 
 
 def rollback_release(
-    store: ReleaseStore,
-    lock: DeployLock,
+    store: History,
+    lock: StateLock,
     clusters: dict[str, tuple[ClusterConfig, str]],
     *,
     to: int | None,

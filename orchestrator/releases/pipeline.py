@@ -40,8 +40,8 @@ from orchestrator.releases.deployer import (
     rollback_release,
 )
 from orchestrator.releases.images import LocalImage
-from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.publish import Published, destinations, publish
+from orchestrator.releases.state import StateBackend, StateLock, open_history, state_backend
 
 __all__ = [
     "QUIET",
@@ -136,10 +136,10 @@ def settings_for(cfg: MCOConfig, *, replicas: int | None = None, timeout: float 
     )
 
 
-def deploy_lock(cfg: MCOConfig, settings: DeploySettings, purpose: str) -> DeployLock:
-    from orchestrator.releases.store import state_dir_for
-
-    return DeployLock(state_dir_for(cfg), cfg.project.name, wait_s=settings.lock_wait_s, purpose=purpose)
+def deploy_lock(cfg: MCOConfig, settings: DeploySettings, purpose: str,
+                backend: StateBackend | None = None) -> StateLock:
+    """The service's deploy lock from the configured state backend (``state.backend``)."""
+    return (backend or state_backend(cfg)).lock(wait_s=settings.lock_wait_s, purpose=purpose)
 
 
 # ---------------------------------------------------------------- gate and image
@@ -243,8 +243,6 @@ def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], setti
            image: str | None = None, require: list[str] | tuple[str, ...] = (), force: bool = False,
            dry_run: bool = False, progress: DeployProgress = QUIET) -> DeployResult | DryRun:
     """Gate, lock, image, publish, stage, apply, watch, record (see the module's docstring)."""
-    from orchestrator.releases.store import open_store
-
     if cfg.packaging.model_source == "fetch":  # refused here, before any build, if a pod could not fetch
         settings = replace(settings, fetch_sources=fetch_sources(cfg, list(chosen), bundle.total_bytes()))
     gate = decide_gate(cfg, bundle, require, force=force)
@@ -253,7 +251,18 @@ def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], setti
     # Take the service lock before building or loading anything, so a second deploy started at the
     # same time fails (or queues with --wait) at once instead of after its build. A dry run changes
     # nothing and takes no lock.
-    lock = deploy_lock(cfg, settings, "deploy")
+    backend = state_backend(cfg)
+    try:
+        return _deploy_locked(cfg, bundle, chosen, settings, backend, gate, image=image, dry_run=dry_run,
+                              progress=progress)
+    finally:
+        backend.close()
+
+
+def _deploy_locked(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], settings: DeploySettings,
+                   backend: StateBackend, gate: GateDecision, *, image: str | None, dry_run: bool,
+                   progress: DeployProgress) -> DeployResult | DryRun:
+    lock = deploy_lock(cfg, settings, "deploy", backend)
     with lock if not dry_run else nullcontext():
         img = choose_image(cfg, bundle, image, progress=progress)
         if dry_run:
@@ -271,14 +280,24 @@ def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], setti
                 progress.note(text)
         targets = build_targets(chosen, img, published)
         failed = {c: ("PushFailed", m) for c, m in (published.failed() if published else {}).items()}
-        store = open_store(cfg)
+        store = backend.history()
         assert store is not None
         with store:
             load_errors = stage_images(img, chosen, progress, skip=set(failed))
             failed.update({c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
-            return deploy_release(store, lock, targets, model_digest=bundle.digest, settings=settings,
-                                  bundle_ref=bundle.ref, gate_forced=gate.forced, gate_summary=gate.summary,
-                                  progress=progress, failed_before_apply=failed)
+            result = deploy_release(store, lock, targets, model_digest=bundle.digest, settings=settings,
+                                    bundle_ref=bundle.ref, gate_forced=gate.forced, gate_summary=gate.summary,
+                                    progress=progress, failed_before_apply=failed)
+            _note_lagging(store, progress)
+            return result
+
+
+def _note_lagging(store: Any, progress: DeployProgress) -> None:
+    """Say which state store missed a write (it is mended on the next lease or by verify --repair)."""
+    state = store.state() if hasattr(store, "state") else {}
+    if state.get("lagging"):
+        progress.note(f"state store(s) {', '.join(state['lagging'])} missed history writes and lag; "
+                      "`mco state verify --repair` mends them")
 
 
 # ---------------------------------------------------------------- rollback
@@ -288,12 +307,21 @@ def rollback(cfg: MCOConfig, *, to: int | None, clouds: list[str] | None, settin
              progress: DeployProgress = QUIET) -> DeployResult:
     """Re-apply recorded manifests (release ``to``, or each cloud's previous release). Without
     ``clouds``: every configured cluster that has something in the history to go back to."""
-    from orchestrator.kube.render import overlay_for
-    from orchestrator.releases.store import open_store
 
-    store = open_store(cfg, create=False)
-    if store is None:
-        raise ReleaseError("there is no release history yet", hint="deploy first with `mco deploy BUNDLE`")
+    backend = state_backend(cfg)
+    try:
+        store = backend.history(create=False)
+        if store is None:
+            raise ReleaseError("there is no release history yet", hint="deploy first with `mco deploy BUNDLE`")
+        return _rollback_with(cfg, store, backend, to=to, clouds=clouds, settings=settings, progress=progress)
+    finally:
+        backend.close()
+
+
+def _rollback_with(cfg: MCOConfig, store: Any, backend: StateBackend, *, to: int | None, clouds: list[str] | None,
+                   settings: DeploySettings, progress: DeployProgress) -> DeployResult:
+    from orchestrator.kube.render import overlay_for
+
     with store:
         names = clouds
         if names is None:
@@ -305,8 +333,10 @@ def rollback(cfg: MCOConfig, *, to: int | None, clouds: list[str] | None, settin
                                    hint="check --config; `mco history` lists the releases")
         chosen = cluster_clouds(cfg, names)
         clusters = {n: (c.cluster, overlay_for(c)) for n, c in chosen.items() if c.cluster is not None}
-        return rollback_release(store, deploy_lock(cfg, settings, "rollback"), clusters, to=to, settings=settings,
-                                progress=progress)
+        result = rollback_release(store, deploy_lock(cfg, settings, "rollback", backend), clusters, to=to,
+                                  settings=settings, progress=progress)
+        _note_lagging(store, progress)
+        return result
 
 
 # ---------------------------------------------------------------- status and render
@@ -318,9 +348,8 @@ def cloud_status(cfg: MCOConfig, chosen: dict[str, CloudConfig]) -> dict[str, di
     ``state`` is running, not deployed, unreachable, or drifted: the live Deployment serves
     another model than the history's current release."""
     from orchestrator.kube.render import APP_NAME
-    from orchestrator.releases.store import open_store
 
-    store = open_store(cfg, create=False)
+    store = open_history(cfg, create=False)
     current: dict[str, Any] = {}
     if store is not None:
         with store:
@@ -370,7 +399,6 @@ def render_cloud(cfg: MCOConfig, cloud: str, *, model_digest: str | None = None,
     release, else placeholders (named in ``notes``). ``bundle_bytes`` sizes a fetch-mode pod's
     scratch volume (0: its minimum)."""
     from orchestrator.kube.render import OVERLAYS, ReleaseValues, overlay_for, render_release
-    from orchestrator.releases.store import open_store
 
     cloud_cfg = cfg.clouds.get(cloud)
     if cloud_cfg is None and overlay is None and cloud not in OVERLAYS:
@@ -378,7 +406,7 @@ def render_cloud(cfg: MCOConfig, cloud: str, *, model_digest: str | None = None,
     chosen_overlay = overlay or (overlay_for(cloud_cfg) if cloud_cfg is not None else cloud)
     cluster = cloud_cfg.cluster if cloud_cfg is not None else None
     current: dict[str, Any] = {}
-    store = open_store(cfg, create=False)
+    store = open_history(cfg, create=False)
     if store is not None:
         with store:
             current = store.current_cloud_values(cloud) or {}

@@ -22,7 +22,8 @@ from typing import Any
 
 from orchestrator.errors import ReleaseError
 from orchestrator.kube.render import ANNOTATION_RELEASE
-from orchestrator.releases.store import CloudPlan, CloudRelease, ReleaseStore
+from orchestrator.releases.state.base import History
+from orchestrator.releases.store import CloudPlan, CloudRelease
 
 __all__ = ["ReleasePlan", "begin_release", "plan_release", "record_applied", "same_objects"]
 
@@ -51,7 +52,7 @@ class ReleasePlan:
     current: dict[str, CloudRelease | None]  # cloud -> what the history says runs there
 
 
-def plan_release(store: ReleaseStore | None, clouds: Iterable[str], render: Render, *,
+def plan_release(store: History | None, clouds: Iterable[str], render: Render, *,
                  blocked: Iterable[str] = ()) -> ReleasePlan:
     """Decide "unchanged" and the next release number; ``store`` None is an empty history.
 
@@ -69,7 +70,7 @@ def plan_release(store: ReleaseStore | None, clouds: Iterable[str], render: Rend
     return ReleasePlan(number, False, {c: render(c, number) for c in names}, current)
 
 
-def begin_release(store: ReleaseStore, *, planned: int | None, kind: str, model_digest: str,
+def begin_release(store: History, *, planned: int | None, kind: str, model_digest: str,
                   clouds: dict[str, CloudPlan], **fields: Any) -> int:
     """Record a new release (every cloud ``pending``); its number must be the one ``planned``,
     since the manifests already carry it."""
@@ -85,7 +86,7 @@ def begin_release(store: ReleaseStore, *, planned: int | None, kind: str, model_
     return number
 
 
-def record_applied(store: ReleaseStore, *, planned: int, model_digest: str, clouds: dict[str, CloudPlan],
+def record_applied(store: History, *, planned: int, model_digest: str, clouds: dict[str, CloudPlan],
                    bundle_ref: str | None, created_by: str, detail: str) -> int:
     """Record objects another tool applied and saw ready, as a deployed release; returns its number.
 

@@ -26,9 +26,9 @@ def _released_endpoints(cfg: MCOConfig) -> dict[str, str]:
     if cfg.source is None or not cfg.clouds:
         return {}  # no project file, so no project history to read
     try:
-        from orchestrator.releases.store import open_store
+        from orchestrator.releases.state import open_history
 
-        store = open_store(cfg, create=False)
+        store = open_history(cfg, create=False)
         if store is None:
             return {}
         with store:

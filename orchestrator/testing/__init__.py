@@ -7,4 +7,7 @@
     faults.py         ``FaultProxy``: a fault-injecting proxy in front of a real model server
     model_server.py   ``ModelServerProcess``: ``mco serve`` in a child process that can be
                       killed -9 and started again on the same port
+    state_worker.py   ``python -m orchestrator.testing.state_worker``: a process that takes
+                      the objectstore deploy lease and appends to the history (held, raced,
+                      killed, paused by the state tests and the state benchmark)
 """

@@ -59,7 +59,7 @@ def test_rollback_without_history_says_deploy_first(tmp_path: Path) -> None:
 
 def test_history_starts_empty(tmp_path: Path) -> None:
     proc = _mco("history", "--config", str(_config(tmp_path)), "-o", "json", cwd=tmp_path)
-    assert proc.returncode == 0 and json.loads(proc.stdout) == {"service": "t", "releases": []}
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {"service": "t", "state": {"backend": "sqlite"}, "releases": []}
 
 
 def test_render_prints_yaml_objects_for_the_cloud(tmp_path: Path, digits_bundle: Any) -> None:
