@@ -16,15 +16,19 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from orchestrator.model.bundle import Bundle
@@ -49,12 +53,42 @@ class _BadInput(Exception):
     pass
 
 
-def _json(status: int, body: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
+def _json(status: int, body: dict[str, Any]) -> Response:
+    # orjson writes a 64-row answer in about a tenth of json.dumps' time, numpy arrays included
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def _error(status: int, message: str) -> Response:
     return _json(status, {"error": message})
+
+
+class ClassCounts(Collector):
+    """``mco_model_predictions_total{label}``: predicted rows per class, one numpy add per request.
+
+    A prometheus_client Counter child per class costs a lock and a Python call per row
+    (64 of them for a 64-row batch); here a batch is one ``bincount``."""
+
+    def __init__(self, classes: list[Any]) -> None:
+        self.names = [str(c) for c in classes]
+        self._sorted = np.asarray(sorted(classes, key=lambda c: (str(type(c)), c)))
+        order = sorted(range(len(classes)), key=lambda i: (str(type(classes[i])), classes[i]))
+        self._names_sorted = [self.names[i] for i in order]
+        self.counts = np.zeros(len(classes), dtype=np.int64)  # in sorted order
+
+    def add(self, labels: np.ndarray) -> None:
+        if len(self._sorted) == 0:
+            return
+        at = np.searchsorted(self._sorted, labels)
+        at = np.clip(at, 0, len(self._sorted) - 1)
+        known = self._sorted[at] == labels  # a label the card does not list is not counted
+        self.counts += np.bincount(at[known], minlength=len(self._sorted))
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("mco_model_predictions", "Predicted rows per class", labels=["label"])
+        for name, count in zip(self._names_sorted, self.counts.tolist()):
+            family.add_metric([name], count)
+        yield family
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -95,7 +129,19 @@ def _parse_instances(raw: bytes, n_features: int, max_instances: int,
             return schema.feeds_from_rows(instances)
         except RowError as exc:
             raise _BadInput(str(exc)) from None
-    if b"true" not in raw and b"false" not in raw:  # bools would pass numpy as 0/1
+    if raw.count(b'"') == 2 and b"true" not in raw and b"false" not in raw and b"null" not in raw:
+        # Fastest path: the only string is the "instances" key and there are no true/false/null,
+        # so every value is a number: convert straight to float32 (numpy would otherwise take a
+        # string like "1.5" as a number). A ragged batch raises and takes the slow path.
+        try:
+            X = np.array(instances, dtype=np.float32)
+        except (ValueError, TypeError):
+            X = None
+        if X is not None and X.ndim == 2 and X.shape[1] == n_features:
+            if not np.all(np.isfinite(X)):
+                raise _BadInput("a feature value overflows float32")
+            return X
+    elif b"true" not in raw and b"false" not in raw:  # bools would pass numpy as 0/1
         # Fast path: numpy does the type and shape check for well-formed batches.
         # Strings, nulls and ragged rows give a non-numeric dtype or raise; those take the slow path.
         try:
@@ -135,17 +181,16 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
     schema = InputSchema.from_card(bundle.card, input_name=model.input_name)
     classes = list(bundle.card["classes"])
     digest = bundle.digest
-    card_bytes = json.dumps(bundle.card).encode()
+    card_bytes = orjson.dumps(bundle.card)
 
     registry = CollectorRegistry()
     requests = Counter("mco_model_requests", "Requests by route and status", ["route", "status"], registry=registry)
     latency = Histogram("mco_model_request_seconds", "Request latency", ["route"], registry=registry,
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-    predictions = Counter("mco_model_predictions", "Predicted rows per class", ["label"], registry=registry)
-    for label in classes:
-        predictions.labels(str(label))
+    class_counts = ClassCounts(classes)
+    registry.register(class_counts)
     predict_latency = latency.labels("/v1/predict")
-    per_class = {str(c): predictions.labels(str(c)) for c in classes}
+    predict_ok = requests.labels("/v1/predict", "200")
 
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
@@ -163,12 +208,11 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
         labels, proba = model.predict(X)
         body = {
             "predictions": labels.tolist(),
-            "probabilities": np.round(proba.astype(np.float64), 6).tolist(),
+            "probabilities": np.round(proba.astype(np.float64), 6),
             "model_digest": digest,
         }
-        for label in labels.tolist():
-            per_class[str(label)].inc()
-        requests.labels("/v1/predict", "200").inc()
+        class_counts.add(labels)
+        predict_ok.inc()
         predict_latency.observe(time.perf_counter() - started)
         return _json(200, body)
 
