@@ -6,6 +6,7 @@
     GET  /readyz       readiness: the model is loaded and its sha256 verified
     GET  /v1/model     the model card
     GET  /metrics      Prometheus text
+    /v2/...            the Open Inference Protocol over REST (see ``v2``)
 
 Client mistakes are 4xx with a message naming the problem, never 500. The model is
 verified before the app is built (see ``loader``), so a tampered model never serves.
@@ -27,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,6 +36,7 @@ from starlette.routing import Route
 from orchestrator.model.bundle import Bundle
 from orchestrator.model.export import OnnxModel
 from orchestrator.model.schema import InputSchema, RowError
+from orchestrator.serving import v2
 from orchestrator.serving.body import BadBody, parse_json
 
 __all__ = ["ServerSettings", "build_app"]
@@ -216,6 +219,78 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
         predict_latency.observe(time.perf_counter() - started)
         return _json(200, body)
 
+    model_name = str(bundle.card["name"])
+    model_version = str(bundle.card.get("version", "1"))
+    metadata = orjson.dumps(v2.model_metadata(bundle.card, schema, n_features))
+    infer_latency = latency.labels("/v2/infer")
+    infer_ok = requests.labels("/v2/infer", "200")
+
+    def _v2_model(request: Request) -> None:
+        """The model the path names is this server's (and the version, if named), else a 404."""
+        name = request.path_params["name"]
+        if name != model_name:
+            raise v2.V2Error(f"model '{name}' is not served here; this server serves '{model_name}'", 404)
+        version = request.path_params.get("version")
+        if version is not None and version != model_version:
+            raise v2.V2Error(f"model '{name}' has no version '{version}'; '{model_name}' has version '{model_version}'", 404)
+
+    async def v2_infer(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            _v2_model(request)
+            if request.headers.get("inference-header-content-length") is not None:
+                raise v2.V2Error("the binary tensor data extension is not supported: send JSON tensors with data")
+            raw = await _read_body(request, settings.max_body_bytes)
+            try:
+                payload = parse_json(raw)
+            except BadBody as exc:
+                raise v2.V2Error(str(exc)) from None
+            X = v2.decode_inputs(payload, schema, n_features, settings.max_instances)
+            outputs = v2.select_outputs(payload)
+        except v2.V2Error as exc:
+            requests.labels("/v2/infer", str(exc.status)).inc()
+            return _error(exc.status, str(exc))
+        except _PayloadTooLarge:
+            requests.labels("/v2/infer", "413").inc()
+            return _error(413, f"body is larger than {settings.max_body_bytes} bytes")
+        except _BadInput as exc:  # from _read_body: a Content-Length that is not a number
+            requests.labels("/v2/infer", "400").inc()
+            return _error(400, str(exc))
+        except ClientDisconnect:
+            return Response(status_code=499)
+        labels, proba = model.predict(X)
+        body = v2.infer_answer(model_name=model_name, model_version=model_version, request_id=payload.get("id"),
+                               outputs=outputs, labels=labels, proba=proba)
+        class_counts.add(labels)
+        infer_ok.inc()
+        infer_latency.observe(time.perf_counter() - started)
+        return _json(200, body)
+
+    async def v2_server(_: Request) -> Response:
+        from orchestrator import __version__
+
+        return _json(200, {"name": "mco", "version": __version__, "extensions": []})
+
+    async def v2_live(_: Request) -> Response:
+        return _json(200, {"live": True})
+
+    async def v2_ready(_: Request) -> Response:
+        return _json(200, {"ready": True})  # verified before the app existed, as /readyz
+
+    async def v2_metadata(request: Request) -> Response:
+        try:
+            _v2_model(request)
+        except v2.V2Error as exc:
+            return _error(exc.status, str(exc))
+        return Response(metadata, media_type="application/json")
+
+    async def v2_model_ready(request: Request) -> Response:
+        try:
+            _v2_model(request)
+        except v2.V2Error as exc:
+            return _error(exc.status, str(exc))
+        return _json(200, {"name": model_name, "ready": True})
+
     async def healthz(_: Request) -> Response:
         return _json(200, {"status": "ok"})
 
@@ -235,5 +310,21 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
         Route("/readyz", readyz, methods=["GET"]),
         Route("/v1/model", model_card, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v2", v2_server, methods=["GET"]),
+        Route("/v2/health/live", v2_live, methods=["GET"]),
+        Route("/v2/health/ready", v2_ready, methods=["GET"]),
+        Route("/v2/models/{name}", v2_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}", v2_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        # an unknown route or a wrong method: the same {"error": ...} body as every other mistake
+        status = exc.status_code if isinstance(exc, HTTPException) else 400
+        detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
+        return _error(status, str(detail))
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
