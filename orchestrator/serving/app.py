@@ -245,7 +245,8 @@ def build_app(bundle: Bundle, model: OnnxModel, settings: ServerSettings | None 
                 payload = parse_json(raw)
             except BadBody as exc:
                 raise v2.V2Error(str(exc)) from None
-            X = v2.decode_inputs(payload, schema, n_features, settings.max_instances)
+            X = v2.decode_inputs(payload, schema, n_features, settings.max_instances,
+                                 plain=v2.numbers_only(raw, payload))
             outputs = v2.select_outputs(payload)
         except v2.V2Error as exc:
             requests.labels("/v2/infer", str(exc.status)).inc()
