@@ -119,7 +119,8 @@ def _numbers(t: _Tensor, allowed: tuple[str, ...], *, plain: bool = False) -> np
         arr = np.asarray(t.data)
     except (ValueError, TypeError):
         raise V2Error(f"input '{t.name}': data is ragged; it must be flat or nested to its shape") from None
-    if arr.dtype.kind not in _NUMERIC_KINDS[t.datatype]:
+    # numpy reads [true, 2] as integers: a boolean hides among numbers unless looked for
+    if arr.dtype.kind not in _NUMERIC_KINDS[t.datatype] or (not plain and _has_bool(t.data)):
         what = "integers" if t.datatype == "INT64" else "numbers"
         raise V2Error(f"input '{t.name}' is {t.datatype} but its data holds values that are not {what}")
     want = _elements(t.shape)
@@ -128,6 +129,17 @@ def _numbers(t: _Tensor, allowed: tuple[str, ...], *, plain: bool = False) -> np
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise V2Error(f"input '{t.name}' holds a value that is not finite")
     return arr.reshape(t.shape)
+
+
+def _has_bool(data: list[Any]) -> bool:
+    stack = [data]
+    while stack:
+        for v in stack.pop():
+            if v is True or v is False:
+                return True
+            if isinstance(v, list):
+                stack.append(v)
+    return False
 
 
 def decode_inputs(payload: Any, schema: InputSchema, n_features: int, max_instances: int,
