@@ -332,8 +332,10 @@ class RouterRetryConfig(StrictModel):
     hedge: bool = Field(default=True, description="after the target's p95, send a second copy elsewhere")
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
     # GET and HEAD are always safe to repeat; anything else only when listed here as "METHOD /path"
-    # (feedback and admin calls are never sent twice)
-    retry_allow: list[str] = Field(default_factory=lambda: ["POST /v1/predict"],
+    # (feedback and admin calls are never sent twice). A "*" in the path stands for one segment:
+    # "POST /v2/models/*/infer" is every model's Open Inference Protocol inference.
+    retry_allow: list[str] = Field(default_factory=lambda: ["POST /v1/predict", "POST /v2/models/*/infer",
+                                                            "POST /v2/models/*/versions/*/infer"],
                                    description="non-idempotent requests that may be retried and hedged")
 
     @field_validator("retry_allow")

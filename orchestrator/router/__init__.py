@@ -98,7 +98,7 @@ Behaviour worth knowing
 * Failed tries are retried on the next healthy cloud within a 20 % retry budget: a
   refused connect always; a reset (even mid-response) or a per-try timeout for
   repeatable requests (GET, HEAD and ``retries.retry_allow``, by default
-  ``POST /v1/predict``); an upstream 5xx once at most, and a request that got a 5xx
+  ``POST /v1/predict`` and ``POST /v2/models/*/infer``); an upstream 5xx once at most, and a request that got a 5xx
   from two clouds is answered with it. 4xx pass through unchanged and are never
   retried. Responses are read whole (up to ``limits.max_response_bytes``, else 502)
   before the client gets anything, which is what makes a reset mid-response retryable.

@@ -90,6 +90,7 @@ class TargetStats:
     hedges: int = 0
     bytes_out: int = 0                 # response bytes sent back to clients (egress)
     ewma_s: float = 0.0
+    latency_sum_s: float = 0.0         # of the answered tries: the histogram's _sum, for rate(sum)/rate(count)
     counts: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS_S) + 1))
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     started: float = field(default_factory=time.monotonic)
@@ -97,6 +98,7 @@ class TargetStats:
     def observe(self, seconds: float, nbytes: int) -> None:
         self.requests += 1
         self.bytes_out += nbytes
+        self.latency_sum_s += seconds
         self.counts[bisect_left(BOUNDS_S, seconds)] += 1
         self.ewma_s = seconds if self.ewma_s == 0.0 else self.ewma_s + 0.2 * (seconds - self.ewma_s)
 

@@ -1,6 +1,10 @@
 """``/metrics``: Prometheus text rendered from the router's own counters on each scrape.
 
 Nothing here runs per request; the collector reads the accounting state when scraped.
+The latency histogram carries the real sum of the answered tries (``rate(_sum)/rate(_count)``
+is the mean). Percentiles since start are plain gauges labelled ``percentile`` ("50", "95",
+"99"): a ``quantile`` label is reserved for summaries, and ``promtool check metrics`` refuses it
+on a gauge.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ class _Collector:
         latency = HistogramMetricFamily("mco_router_target_latency_seconds", "Latency of answered tries",
                                         labels=["target"])
         healthy = GaugeMetricFamily("mco_router_target_healthy", "1 when routable", labels=["target"])
-        quantiles = GaugeMetricFamily("mco_router_target_latency_quantile_seconds", "Latency quantiles since start",
-                                      labels=["target", "quantile"])
+        quantiles = GaugeMetricFamily("mco_router_target_latency_percentile_seconds",
+                                      "Latency percentiles of answered tries since start", labels=["target", "percentile"])
         cost_h = GaugeMetricFamily("mco_router_target_cost_per_hour", "Cost per hour (USD)", labels=["target"])
         cost_k = GaugeMetricFamily("mco_router_target_cost_per_1k_requests", "Cost per 1,000 requests (USD)",
                                    labels=["target"])
@@ -50,12 +54,12 @@ class _Collector:
                 buckets.append((repr(edge), cum))
             total = sum(s.counts)
             buckets.append(("+Inf", total))
-            latency.add_metric([t.name], buckets, sum_value=float("nan"))
+            latency.add_metric([t.name], buckets, sum_value=s.latency_sum_s)
             healthy.add_metric([t.name], 1.0 if t.healthy else 0.0)
             for q in (0.5, 0.95, 0.99):
                 v = percentile(s.counts, q)
                 if v is not None:
-                    quantiles.add_metric([t.name, str(q)], v)
+                    quantiles.add_metric([t.name, f"{q * 100:g}"], v)
             ch = t.cost.per_hour(t.recent_bytes_per_s)
             if ch is not None:
                 cost_h.add_metric([t.name], ch)

@@ -9,6 +9,13 @@ and raises ``BadBody`` (a client mistake, answered 422) for anything outside the
 
 The checks are a few passes over the bytes in C (a regex that blanks strings, ``bytes.translate``,
 ``bytes.find``), then a running sum over the brackets alone.
+
+The parser is orjson (a 64-row body: 65 µs against 231 µs for ``json.loads``). orjson does not
+enforce these limits itself: it nests up to 1,024 levels, and it turns a number of any length
+into a float (an integer over 64 bits silently loses its digits, a 500-digit decimal becomes 0.0),
+so the pre-check stays. orjson refuses NaN, Infinity and numbers beyond float64 as malformed;
+for a better message, a body orjson refuses is parsed again by ``json`` (the slow path is only
+for bodies that are refused anyway, and it runs within the same limits).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 __all__ = ["BadBody", "BodyLimits", "parse_json"]
 
@@ -51,7 +59,14 @@ def check_limits(raw: bytes, limits: BodyLimits) -> None:
 
     Brackets and digits inside strings do not count. The check does not validate JSON; the
     parser does that afterwards, within bounds this check guarantees."""
-    bare = _STRING.sub(b'""', raw) if b'"' in raw else raw
+    if b'"' not in raw:
+        bare = raw
+    elif b"\\" not in raw:
+        # No escapes: every quote opens or closes a string, so the odd pieces are the strings'
+        # contents. bytes.split runs at memchr speed, several times faster than the regex.
+        bare = b'""'.join(raw.split(b'"')[0::2])
+    else:
+        bare = _STRING.sub(b'""', raw)
     # bytes.translate and bytes.find run in C at memory speed; a regex like [0-9]{101} does not.
     at = bare.translate(_DIGITS_AS_ZERO).find(b"0" * (limits.max_number_digits + 1))
     if at >= 0:
@@ -72,16 +87,23 @@ def parse_json(raw: bytes, limits: BodyLimits | None = None) -> Any:
 
     NaN and Infinity are refused (they are not JSON, and a feature is never one)."""
     limits = limits or BodyLimits()
-    try:
-        raw.decode("utf-8")  # RFC 8259 §8.1: JSON between systems is UTF-8
-    except UnicodeDecodeError as exc:
-        raise BadBody(f"body is not valid JSON: it is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     check_limits(raw, limits)
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return orjson.loads(raw)  # validates UTF-8 (RFC 8259 §8.1) and refuses NaN/Infinity itself
+    except orjson.JSONDecodeError as exc:
+        refused = str(exc)
+    # Refused: say why in the words a client understands (the byte that is not UTF-8, the constant).
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadBody(f"body is not valid JSON: it is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        json.loads(raw, parse_constant=_reject_constant)
     except BadBody:
         raise
     except json.JSONDecodeError as exc:
         raise BadBody(f"body is not valid JSON: {exc}") from None
     except (RecursionError, ValueError) as exc:  # defence in depth: the checks above should prevent these
         raise BadBody(f"body is not acceptable JSON: {exc}") from None
+    # json accepted what orjson did not (a number beyond float64, a lone surrogate): still refused.
+    raise BadBody(f"body is not acceptable JSON: {refused}")

@@ -47,7 +47,7 @@ class ConnectionLimits:
     keep_alive: int = 30  # idle seconds between requests on one connection
     max_connections: int = 512  # uvicorn's limit_concurrency
     max_requests_in_flight: int = 64  # beyond this, a JSON 503 with Retry-After
-    exempt_paths: tuple[str, ...] = ("/healthz", "/readyz", "/metrics")
+    exempt_paths: tuple[str, ...] = ("/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready")
 
 
 def limit_requests(app: ASGIApp, limits: ConnectionLimits) -> ASGIApp:

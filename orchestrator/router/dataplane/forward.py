@@ -19,13 +19,15 @@ timeout. Everything else is paid for only when it happens:
   - 4xx: never; passed through.
 
 *Repeatable* means GET, HEAD, or ``METHOD /path`` in ``retries.retry_allow`` (by
-default ``POST /v1/predict``): feedback and admin calls are never sent twice.
+default ``POST /v1/predict`` and the Open Inference Protocol's ``POST /v2/models/*/infer``,
+``*`` being one path segment): feedback and admin calls are never sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -60,10 +62,16 @@ class Forwarder:
         self._rng = random.Random()
         self._pools: dict[str, Pool] = {}
         self.loop = asyncio.get_running_loop()
-        self.allow = frozenset(tuple(e.encode().split(b" ", 1)) for e in router.cfg.retries.retry_allow)
+        entries = [tuple(e.encode().split(b" ", 1)) for e in router.cfg.retries.retry_allow]
+        self.allow = frozenset(e for e in entries if b"*" not in e[1])
+        # "*" stands for one path segment; patterns are tried only when the exact set misses
+        self.allow_patterns = [(m, re.compile(re.escape(p).replace(rb"\*", rb"[^/]+") + rb"\Z"))
+                               for m, p in entries if b"*" in p]
 
     def repeatable(self, method: bytes, path: bytes) -> bool:
-        return method in _IDEMPOTENT or (method, path) in self.allow
+        if method in _IDEMPOTENT or (method, path) in self.allow:
+            return True
+        return any(m == method and pattern.match(path) for m, pattern in self.allow_patterns)
 
     def pool(self, target: TargetState) -> Pool:
         url = target.cfg.url

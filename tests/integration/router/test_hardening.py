@@ -343,3 +343,19 @@ def test_a_stall_of_the_router_itself_is_not_blamed_on_a_cloud(upstreams, start_
     assert status["saturation"]["own_stall_timeouts"] >= 1
     after = asyncio.run(run_load(router.url + "/v1/predict", rate=100, duration=1.0))
     assert after.errors == [] and after.by_cloud().get("aws", 0) >= 0.8 * len(after.samples), after.summary()
+
+
+def test_open_inference_protocol_infer_is_retried_like_v1_predict(upstreams, start_router):
+    router = start_router(router_config([u.url for u in upstreams], retries=CALM))
+    poison = json.dumps({"inputs": "poison"}).encode()
+    # POST /v2/models/*/infer is on the default allow-list: the 500 is retried once, on gcp
+    resp = httpx.post(router.url + "/v2/models/digits/infer", content=poison)
+    assert resp.status_code == 500 and resp.headers["x-mco-cloud"] == "gcp"
+    assert upstreams[1].paths("POST") == ["/v2/models/digits/infer"]
+    resp = httpx.post(router.url + "/v2/models/digits/versions/1/infer", content=poison)
+    assert resp.status_code == 500 and resp.headers["x-mco-cloud"] == "gcp"
+    # "*" is one segment: another POST under /v2 is sent once, to one cloud
+    before = [len(u.paths("POST")) for u in upstreams]
+    for path in ("/v2/models/a/b/infer", "/v2/models/digits/load"):
+        assert httpx.post(router.url + path, content=poison).headers["x-mco-cloud"] == "aws"
+    assert [len(u.paths("POST")) for u in upstreams] == [before[0] + 2, before[1], before[2]]

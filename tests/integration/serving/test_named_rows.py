@@ -75,3 +75,26 @@ def test_named_rows_work_for_a_reference_bundle_too(digits_bundle):
         assert named.status_code == 200 and named.json() == plain.json()
         missing = client.post("/v1/predict", json={"instances": [dict(zip(names[1:], row[1:]))]})
         assert missing.status_code == 422 and f'no column "{names[0]}"' in missing.json()["error"]
+
+
+def test_v2_takes_one_tensor_per_column_and_answers_as_v1(table_server, table_bundle):
+    rows = [{"age": 41, "income": 52000, "colour": "red", "city": "oslo"},
+            {"age": 25.5, "income": 20000, "colour": "purple", "city": "paris"}]
+    v1 = table_server.post("/v1/predict", json={"instances": rows}).json()
+    inputs = [{"name": "age", "shape": [2], "datatype": "FP64", "data": [41, 25.5]},
+              {"name": "income", "shape": [2, 1], "datatype": "INT64", "data": [52000, 20000]},
+              {"name": "colour", "shape": [2], "datatype": "BYTES", "data": ["red", "purple"]},
+              {"name": "city", "shape": [2], "datatype": "BYTES", "data": ["oslo", "paris"]}]
+    name = table_bundle.card["name"]
+    meta = table_server.get(f"/v2/models/{name}").json()
+    assert [i["name"] for i in meta["inputs"]] == ["age", "income", "colour", "city"]
+    resp = table_server.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+    assert resp.status_code == 200, resp.text
+    label, proba = resp.json()["outputs"]
+    assert label["datatype"] == "BYTES" and label["data"] == v1["predictions"]
+    assert np.asarray(proba["data"]).reshape(2, -1).tolist() == v1["probabilities"]
+    wrong = [dict(inputs[0], datatype="BYTES", data=["41", "25"])] + inputs[1:]
+    resp = table_server.post(f"/v2/models/{name}/infer", json={"inputs": wrong})
+    assert resp.status_code == 400 and "datatype BYTES" in resp.json()["error"]
+    resp = table_server.post(f"/v2/models/{name}/infer", json={"inputs": inputs[:3]})
+    assert resp.status_code == 400 and "city" in resp.json()["error"]

@@ -32,7 +32,8 @@ def test_limits_and_mistakes_are_bad_bodies(raw, fragment):
 
 def test_at_the_limits_it_parses():
     assert parse_json(b"[" * 8 + b"]" * 8, LIMITS) == [[[[[[[[]]]]]]]]
-    assert parse_json(b"[" + b"9" * 20 + b"]", LIMITS) == [int("9" * 20)]
+    # orjson gives an integer beyond 64 bits as the nearest float (a feature is a float32 anyway)
+    assert parse_json(b"[" + b"9" * 20 + b"]", LIMITS) == [float("9" * 20)]
     # brackets and digits inside strings, escaped quotes included, are text
     text = json.dumps(["[" * 50 + '\\"' + "1" * 50 + "{" * 50])
     assert parse_json(text.encode(), LIMITS) == json.loads(text)
@@ -56,12 +57,24 @@ _json_values = st.recursive(
 )
 
 
+def _same(ours, reference) -> bool:
+    """Equal as JSON values, except that an integer beyond 64 bits is the nearest float (orjson)."""
+    if isinstance(reference, int) and not isinstance(reference, bool) and not -(2**63) <= reference < 2**64:
+        return isinstance(ours, float) and ours == float(reference)
+    if isinstance(reference, list):
+        return isinstance(ours, list) and len(ours) == len(reference) and all(map(_same, ours, reference))
+    if isinstance(reference, dict):
+        return isinstance(ours, dict) and ours.keys() == reference.keys() and all(
+            _same(ours[k], reference[k]) for k in reference)
+    return type(ours) is type(reference) and ours == reference
+
+
 def _parses_or_refuses(raw: bytes) -> None:
     try:
         value = parse_json(raw, LIMITS)
     except BadBody:
         return
-    assert value == json.loads(raw)
+    assert _same(value, json.loads(raw))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,9 +82,10 @@ def _parses_or_refuses(raw: bytes) -> None:
 def test_valid_json_parses_the_same_or_is_refused_by_a_limit(value):
     raw = json.dumps(value).encode()
     try:
-        assert parse_json(raw, LIMITS) == json.loads(raw)
+        assert _same(parse_json(raw, LIMITS), json.loads(raw))
     except BadBody as exc:
-        assert "levels deep" in str(exc) or "digits" in str(exc)
+        # orjson also refuses a lone surrogate escape (not Unicode), which json accepts
+        assert "levels deep" in str(exc) or "digits" in str(exc) or "surrogate" in str(exc)
 
 
 _fragments = st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b",", b":", b"1", b"9" * 30, b"e", b"-",
