@@ -82,6 +82,7 @@ def deploy_cmd(
     auto_rollback: Annotated[bool | None, typer.Option("--auto-rollback/--no-auto-rollback",
                                                         help="a cloud whose rollout fails goes back to its previous release")] = None,
     wait: Annotated[float | None, typer.Option("--wait", help="seconds to wait for another deploy's lock (default: fail at once)")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="release strategy: all-at-once | waves (default: deploy.strategy)")] = None,
     config: ConfigOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
@@ -96,7 +97,7 @@ def deploy_cmd(
     bundle = load_bundle(bundle_dir)  # verifies every digest: a tampered bundle stops here
     with CloudProgress(enabled=output == OutputFormat.table) as progress:
         result = deploy(cfg, bundle, chosen, settings, image=image, require=require or [], force=force,
-                        dry_run=dry_run, progress=progress)
+                        dry_run=dry_run, progress=progress, strategy=strategy)
     if isinstance(result, DryRun):
         emit(result.summary(), output, _render_dry_run)
         if not result.ok:

@@ -35,7 +35,6 @@ from orchestrator.releases.deployer import (
     DeployResult,
     DeploySettings,
     KubeTarget,
-    deploy_release,
     plan_diff,
     rollback_release,
 )
@@ -241,9 +240,14 @@ class DryRun:
 
 def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], settings: DeploySettings, *,
            image: str | None = None, require: list[str] | tuple[str, ...] = (), force: bool = False,
-           dry_run: bool = False, progress: DeployProgress = QUIET) -> DeployResult | DryRun:
-    """Gate, lock, image, publish, stage, apply, watch, record (see the module's docstring)."""
+           dry_run: bool = False, progress: DeployProgress = QUIET, strategy: str | None = None,
+           ) -> DeployResult | DryRun:
+    """Gate, lock, image, publish, stage, then apply with the release strategy (``strategy``,
+    else ``deploy.strategy``; see ``releases.strategies``)."""
     from orchestrator.releases.store import open_store
+    from orchestrator.releases.strategies import DeployJob, strategy_class
+
+    chosen_strategy = strategy_class(strategy or cfg.deploy.strategy)()  # an unknown name fails before any build
 
     if cfg.packaging.model_source == "fetch":  # refused here, before any build, if a pod could not fetch
         settings = replace(settings, fetch_sources=fetch_sources(cfg, list(chosen), bundle.total_bytes()))
@@ -276,9 +280,10 @@ def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], setti
         with store:
             load_errors = stage_images(img, chosen, progress, skip=set(failed))
             failed.update({c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
-            return deploy_release(store, lock, targets, model_digest=bundle.digest, settings=settings,
-                                  bundle_ref=bundle.ref, gate_forced=gate.forced, gate_summary=gate.summary,
-                                  progress=progress, failed_before_apply=failed)
+            return chosen_strategy.run(DeployJob(cfg, store, lock, targets, model_digest=bundle.digest,
+                                                 settings=settings, bundle_ref=bundle.ref, gate_forced=gate.forced,
+                                                 gate_summary=gate.summary, progress=progress,
+                                                 failed_before_apply=failed))
 
 
 # ---------------------------------------------------------------- rollback
