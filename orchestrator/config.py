@@ -39,6 +39,7 @@ __all__ = [
     "ProjectConfig",
     "RegistryConfig",
     "RouterConfig",
+    "RouterFeedbackConfig",
     "RouterHealthConfig",
     "RouterLimitsConfig",
     "RouterOutlierConfig",
@@ -361,6 +362,15 @@ class RouterLimitsConfig(StrictModel):
     shed_lag_s: float = Field(default=0.1, gt=0)
 
 
+class RouterFeedbackConfig(StrictModel):
+    """Request ids, kept predictions and live metrics (orchestrator/router/feedback.py)."""
+
+    keep: int = Field(default=100_000, ge=0, description="predict answers kept for feedback; 0: no request ids")
+    window_s: float = Field(default=300.0, gt=0, description="live metrics (and /metrics gauges) over this window")
+    refresh_s: float = Field(default=5.0, gt=0, description="recompute the live metrics this often, off the hot path")
+    drift_threshold: float = Field(default=0.2, gt=0, description="PSI over this logs a drift event")
+
+
 class RouterConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
@@ -375,6 +385,7 @@ class RouterConfig(StrictModel):
     outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
     limits: RouterLimitsConfig = Field(default_factory=RouterLimitsConfig)
+    feedback: RouterFeedbackConfig = Field(default_factory=RouterFeedbackConfig)
 
     @field_validator("policy")
     @classmethod

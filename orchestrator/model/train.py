@@ -21,7 +21,7 @@ from orchestrator import __version__
 from orchestrator.errors import MissingExtraError, ModelError
 from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, staged_bundle, write_card
 from orchestrator.model.datasets import load_dataset, make_imbalanced
-from orchestrator.model.evaluate import evaluation_report
+from orchestrator.model.evaluate import evaluation_report, prediction_profile
 from orchestrator.model.export import OnnxModel, export_onnx
 from orchestrator.model.plots import write_evaluation_plots
 
@@ -109,7 +109,8 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
             },
             "model": {"format": "onnx", "opset": 17, "outputs": ["label", "probabilities"],
                       "probabilities": probability_kind, "input_name": onnx_model.input_name},
-            "evaluation": {"data": HOLDOUT_FILE, "report": report},
+            "evaluation": {"data": HOLDOUT_FILE, "report": report,
+                           "holdout_predictions": prediction_profile(y_pred, proba, classes)},
             "mco_version": __version__,
         }
         write_card(staging, card)

@@ -7,6 +7,7 @@
     GET  /admin/targets     the current targets
     PUT  /admin/targets     replace the targets: {"targets": [{name, url, priority, weight, pricing_key}]}
     POST /admin/reload      re-read the config file (same as SIGHUP)
+    GET  /admin/live        live metrics per cloud and release over ``?window_s=`` (feedback.py)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class AdminApi:
             ("GET", "/admin/targets"): self._targets,
             ("PUT", "/admin/targets"): self._put_targets,
             ("POST", "/admin/reload"): self._reload,
+            ("GET", "/admin/live"): self._live,
         }
         handler = routes.get((method, path))
         if handler is None:
@@ -128,6 +130,20 @@ class AdminApi:
             raise _BadRequest(f"target field '{where}': {first['msg']}") from None
         self.router.set_targets(targets)
         return await self._targets(scope, b"")
+
+    async def _live(self, scope: Scope, body: bytes) -> Reply:
+        kept = self.router.kept
+        if kept is None:
+            return _json(404, {"error": "this router keeps no predictions (router.feedback.keep is 0)"})
+        fb = self.router.cfg.feedback
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            window_s = float(query.get("window_s", [str(fb.window_s)])[0])
+        except ValueError:
+            raise _BadRequest("'window_s' must be a number of seconds") from None
+        if not window_s > 0:
+            raise _BadRequest("'window_s' must be more than 0")
+        return _json(200, await kept.snapshot(window_s, drift_threshold=fb.drift_threshold))
 
     async def _reload(self, scope: Scope, body: bytes) -> Reply:
         self.router.reload_from_file()

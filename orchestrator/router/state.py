@@ -57,6 +57,10 @@ class Router:
         self.saturation: Callable[[], dict[str, Any]] | None = None
         self.own_stall_timeouts = 0  # per-try timeouts a stall of the router itself caused: not a cloud's fault
         self.sampler = Sampler(self.balancer, self.overall)
+        # request ids and the predictions kept for feedback and live metrics (feedback.py)
+        from orchestrator.router.feedback import KeptPredictions
+
+        self.kept = KeptPredictions(self, capacity=cfg.feedback.keep) if cfg.feedback.keep else None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handle_sighup = False
@@ -80,6 +84,10 @@ class Router:
         self.loop = asyncio.get_running_loop()
         await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
         self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
+        if self.kept is not None:
+            fb = self.cfg.feedback
+            self._tasks.append(self.loop.create_task(self.kept.run(fb.refresh_s, fb.window_s, fb.drift_threshold),
+                                                     name="router-live-metrics"))
         if self.handle_sighup and threading.current_thread() is threading.main_thread():
             self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
