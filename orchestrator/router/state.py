@@ -106,6 +106,26 @@ class Router:
         await self.active.stop()
 
 
+    # -- traffic shares (a waves deploy) ---------------------------------------------
+    def set_weights(self, weights: dict[str, int], releases: dict[str, str] | None = None) -> None:
+        """Change targets' weights in place (stats and health kept), and name the release each
+        cloud serves for the kept predictions; every name must be a target."""
+        unknown = sorted(set(weights) - set(self.balancer.targets))
+        unknown += sorted(set(releases or {}) - set(self.balancer.targets))
+        if unknown:
+            raise ConfigError(f"no router target named {', '.join(unknown)}",
+                              hint=f"targets: {', '.join(self.balancer.targets)}")
+        states = list(self.balancer.by_priority)
+        before = {t.name: t.cfg.weight for t in states}
+        for t in states:
+            if t.name in weights:
+                t.cfg = t.cfg.model_copy(update={"weight": int(weights[t.name])})
+        self.balancer.replace_targets(sorted(states, key=lambda t: t.index))
+        if releases and self.kept is not None:
+            self.kept.release_of.update(releases)
+        self.events.emit("weights_changed", None, before=before, weights={t.name: t.cfg.weight for t in states},
+                         releases=dict(releases or {}))
+
     # -- hot reload -----------------------------------------------------------------
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:
         """Replace the targets; ones with the same name and URL keep their stats and health."""
