@@ -53,8 +53,31 @@ def _render_release_result(data: dict[str, Any]) -> None:
         table.add_row(cloud, styled(c.get("status")), str(c.get("ready_replicas") if c.get("ready_replicas") is not None else "-"),
                       short_digest(c.get("image_digest")), c.get("endpoint") or "-", reason)
     console.print(table)
+    if data.get("waves"):
+        _render_waves(data["waves"])
     for note in data.get("notes", []):
         console.print(f"[dim]{note}[/]")
+
+
+def _render_waves(doc: dict[str, Any]) -> None:
+    """Each wave, each step and the values it was judged by."""
+    table = Table(title=f"waves: {doc.get('status')}")
+    for col in ("wave", "clouds", "step", "verdict", "waited", "measured"):
+        table.add_column(col)
+    for wave in doc.get("waves", []):
+        for step in wave.get("steps", []) or [{}]:
+            measured = ", ".join(f"{c['metric']}={c['value']:.4g}" if c.get("value") is not None
+                                 else f"{c['metric']}=n/a ({c.get('samples', 0)} samples)"
+                                 for c in step.get("checks", []))
+            table.add_row(str(wave["wave"]), ", ".join(wave["clouds"]),
+                          f"{step['percent']} %" if "percent" in step else "-", styled(step.get("verdict", wave["status"])),
+                          f"{step.get('waited_s', 0):g} s", measured or "-")
+    console.print(table)
+    abort = doc.get("abort")
+    if abort:
+        console.print(f"[red]stopped at wave {abort['wave']} ({', '.join(abort['clouds'])}): {abort['reason']}[/]")
+        if doc.get("never_touched"):
+            console.print(f"never touched: {', '.join(doc['never_touched'])}")
 
 
 def _render_dry_run(d: dict[str, Any]) -> None:

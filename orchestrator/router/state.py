@@ -85,6 +85,9 @@ class Router:
         await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
         self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
         if self.kept is not None:
+            # scikit-learn takes seconds to import, holding the GIL: pay it before the router listens,
+            # not while it serves (an import in a thread lagged the loop enough to shed requests)
+            _warm_live_metrics()
             fb = self.cfg.feedback
             self._tasks.append(self.loop.create_task(self.kept.run(fb.refresh_s, fb.window_s, fb.drift_threshold),
                                                      name="router-live-metrics"))
@@ -161,3 +164,12 @@ class Router:
         from orchestrator.router.report import status_report
 
         return status_report(self)
+
+
+def _warm_live_metrics() -> None:
+    try:
+        import sklearn.metrics  # noqa: F401
+
+        import orchestrator.monitoring.live  # noqa: F401
+    except ImportError:  # reported by /admin/live when asked, with the extra to install
+        pass

@@ -29,6 +29,7 @@ class LabelledAnswer:
     predicted: Any | None
     label: Any
     request_id: str | None
+    detail: str | None = None  # the start of a failed answer's body
 
     @property
     def correct(self) -> bool:
@@ -78,7 +79,8 @@ class LabelledTraffic:
                     rid = resp.headers.get("x-mco-request-id")
                     self.answers.append(LabelledAnswer(sent, resp.status_code, resp.headers.get("x-mco-cloud"),
                                                        doc.get("model_digest"), (doc.get("predictions") or [None])[0],
-                                                       label, rid))
+                                                       label, rid, None if resp.status_code == 200 else
+                                                       resp.text[:160]))
                     if rid and resp.status_code == 200:
                         pending.append({"request_id": rid, "label": label})
                 except (httpx.HTTPError, ValueError) as exc:

@@ -41,6 +41,8 @@ class KubeWaveOps:
                             lambda cloud, n: _render(self.by_cloud[cloud], digest, settings, n, None))
         self.plan = plan
         self.fallbacks = dict(plan.current)
+        if plan.unchanged:
+            return
         plans = {t.cloud: CloudPlan(model_digest=digest, image_ref=str(t.image_ref), image_digest=t.image_digest,
                                     overlay=t.overlay, replicas=settings.replicas, manifests=plan.objects[t.cloud],
                                     endpoint=t.cluster.endpoint)

@@ -143,6 +143,8 @@ def run_waves(plan: WavePlan, ops: CloudOps, traffic: Traffic, *, note: Note = l
         except KeyboardInterrupt:
             failure = {"reason": "interrupted by the operator (Ctrl-C)", "check": None}
             doc["status"] = "interrupted"
+        except MCOError as exc:  # a router or cluster that fails mid-wave: the wave cannot be judged, so it goes
+            failure = {"reason": f"the wave could not go on: {exc.message}", "check": None}
         wave["finished_at"] = time.time()
         if failure is None:
             wave["status"] = "passed"
@@ -248,7 +250,7 @@ class RouterTraffic:
     """Traffic through the routers' admin API (``router/admin.py``): every router gets the
     same weights; live metrics are read from each."""
 
-    def __init__(self, urls: list[str], token: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, urls: list[str], token: str, *, timeout_s: float = 30.0) -> None:
         import httpx
 
         if not urls:
@@ -323,7 +325,7 @@ class Waves(Strategy):
         from orchestrator.releases.strategies.kube_waves import KubeWaveOps
 
         traffic = job.extra.get("traffic") or RouterTraffic(job.cfg.deploy.routers, router_token(job.cfg))
-        note = job.extra.get("note") or (lambda text: None)
+        note = job.extra.get("note") or getattr(job.progress, "note", None) or (lambda text: None)
         try:
             clouds = [t.cloud for t in job.targets if t.cloud not in job.failed_before_apply]
             if job.failed_before_apply:
@@ -333,6 +335,10 @@ class Waves(Strategy):
             plan = WavePlan.from_config(waves, job.cfg.analysis)
             with job.lock:
                 ops = KubeWaveOps(job)
+                if ops.plan.unchanged:  # nothing new to judge: re-apply and watch, as all-at-once does
+                    from orchestrator.releases.strategies.all_at_once import AllAtOnce
+
+                    return AllAtOnce().run(job)
                 try:
                     run_waves(plan, ops, traffic, note=note)
                 except MCOError as exc:

@@ -23,7 +23,9 @@ from orchestrator.testing.labelled import LabelledTraffic
 
 TOKEN = "test-router-token-for-waves"
 CLOUDS = ("aws", "gcp", "azure")
-RULES = ["error_rate<0.05", "live_macro_f1>=0.8"]
+# macro F1 counts a class absent from a small window as 0 (the gate's code, zero_division=0): 40 labelled
+# answers and 0.7 keep a sound model clear of that, and a permuted one is near 0
+RULES = ["error_rate<0.05", "live_macro_f1>=0.7"]
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def fleet(digits_bundle: Any, tmp_path: Path) -> Iterator[tuple[LocalRuntime, Ro
     cfg = RouterConfig(port=free_port(), policy="weighted",
                        targets=[RouterTargetConfig(name=t.cloud, url=t.url, weight=100) for t in rt.targets()],
                        retries=RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=1.0, hedge=False),
-                       feedback=RouterFeedbackConfig(refresh_s=1.0))
+                       feedback=RouterFeedbackConfig(refresh_s=10.0))
     router = RouterProcess(cfg, token=TOKEN, state_dir=tmp_path / "router").start()
     try:
         yield rt, router
@@ -44,7 +46,7 @@ def fleet(digits_bundle: Any, tmp_path: Path) -> Iterator[tuple[LocalRuntime, Ro
 
 def _plan(**kw: Any) -> WavePlan:
     fields: dict[str, Any] = {"waves": [[c] for c in CLOUDS], "rules": RULES, "steps": [10, 50, 100], "bake_s": 1.0,
-                              "max_wait_s": 30.0, "interval_s": 0.5, "min_samples": 15}
+                              "max_wait_s": 60.0, "interval_s": 0.5, "min_samples": 40}
     fields.update(kw)
     return WavePlan(**fields)
 
@@ -101,6 +103,7 @@ def test_a_good_model_goes_through_three_waves_without_client_errors(fleet, digi
     X, y = load_digits(return_X_y=True)
     traffic = RouterTraffic([router.url], TOKEN)
     ops = LocalWaveOps(rt, good, digits_bundle)
+    t0 = time.time()
     with LabelledTraffic(router.url, X, y, rate=60) as load:
         time.sleep(2)
         doc = run_waves(_plan(), ops, traffic)
@@ -113,11 +116,43 @@ def test_a_good_model_goes_through_three_waves_without_client_errors(fleet, digi
         for step in wave["steps"]:
             assert step["verdict"] == "passed"
             values = {c["metric"]: c["value"] for c in step["checks"]}
-            assert values["live_macro_f1"] >= 0.8 and values["error_rate"] < 0.05
+            assert values["live_macro_f1"] >= 0.7 and values["error_rate"] < 0.05
     assert all(t.digest == good.digest for t in rt.targets())
-    assert not [a for a in load.answers if a.status != 200], "a waves deploy of a good model adds no client errors"
+    errors = [(a.status, a.cloud, round(a.sent - t0, 2)) for a in load.answers if a.status != 200]
+    status = httpx.get(router.url + "/admin/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert not errors, f"a waves deploy of a good model adds no client errors: {errors[:10]} {status['overall']}"
     assert not load.feedback_errors
     assert traffic.weights() == {"aws": 100, "gcp": 100, "azure": 100}
     releases = httpx.get(router.url + "/admin/weights", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert releases["releases"] == {"aws": "new", "gcp": "new", "azure": "new"}
+    traffic.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ctrl_c_during_a_wave_rolls_it_back_and_records_why(fleet, digits_bundle, tmp_path) -> None:
+    rt, router = fleet
+    good = variant_bundle(digits_bundle, tmp_path / "m2", version="2")
+    X, y = load_digits(return_X_y=True)
+    traffic = RouterTraffic([router.url], TOKEN)
+    ops = LocalWaveOps(rt, good, digits_bundle)
+    bakes: list[float] = []
+
+    def sleep(seconds: float) -> None:  # Ctrl-C arrives while the 50 % step bakes
+        bakes.append(seconds)
+        if len([b for b in bakes if b == 1.0]) == 2:
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    with LabelledTraffic(router.url, X, y, rate=60) as load:
+        time.sleep(1)
+        doc = run_waves(_plan(), ops, traffic, sleep=sleep)
+    assert doc["status"] == "interrupted", doc.get("abort")
+    assert doc["abort"]["reason"] == "interrupted by the operator (Ctrl-C)" and doc["abort"]["wave"] == 1
+    assert [s["percent"] for s in doc["waves"][0]["steps"]] == [10, 50]
+    assert all(t.digest == digits_bundle.digest for t in rt.targets())
+    assert doc["never_touched"] == ["gcp", "azure"]
+    assert traffic.weights() == {"aws": 100, "gcp": 100, "azure": 100}
+    assert ops.records[-1]["status"] == "interrupted"  # what the history keeps
+    assert not [a for a in load.answers if a.status != 200]
     traffic.close()
