@@ -10,6 +10,7 @@
     GET  /admin/weights     each target's weight, the release it serves, and the policy
     PUT  /admin/weights     {"weights": {"aws": 10}, "releases": {"aws": "7"}}: shares move, stats stay
     GET  /admin/live        live metrics per cloud and release over ``?window_s=`` (feedback.py)
+    GET  /admin/live/series drift and live F1 per cloud/release at each refresh (``mco monitor --report``)
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class AdminApi:
             ("PUT", "/admin/targets"): self._put_targets,
             ("POST", "/admin/reload"): self._reload,
             ("GET", "/admin/live"): self._live,
+            ("GET", "/admin/live/series"): self._live_series,
             ("GET", "/admin/weights"): self._weights,
             ("PUT", "/admin/weights"): self._put_weights,
         }
@@ -159,6 +161,13 @@ class AdminApi:
             raise _BadRequest("each release must be a non-empty string")
         self.router.set_weights(weights, releases)
         return await self._weights(scope, b"")
+
+    async def _live_series(self, scope: Scope, body: bytes) -> Reply:
+        kept = self.router.kept
+        if kept is None:
+            return _json(404, {"error": "this router keeps no predictions (router.feedback.keep is 0)"})
+        return _json(200, {"refresh_s": self.router.cfg.feedback.refresh_s,
+                           "drift_threshold": self.router.cfg.feedback.drift_threshold, "points": list(kept.series)})
 
     async def _live(self, scope: Scope, body: bytes) -> Reply:
         kept = self.router.kept

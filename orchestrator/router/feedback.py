@@ -28,7 +28,7 @@ import json
 import secrets
 import time
 import urllib.request
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.router.asgi import Reply, json_reply
@@ -40,6 +40,7 @@ __all__ = ["REQUEST_ID_HEADER", "KeptPredictions", "handle_feedback"]
 
 REQUEST_ID_HEADER = b"x-mco-request-id"
 _MAX_BATCH = 10_000
+_SERIES_METRICS = ("class_drift_psi", "proba_drift_psi", "live_macro_f1", "live_accuracy", "error_rate", "p95_ms")
 # one kept answer: [t, cloud, release, status, latency_s, body, parsed, label]
 _T, _CLOUD, _RELEASE, _STATUS, _LATENCY, _BODY, _PARSED, _LABEL = range(8)
 
@@ -64,6 +65,8 @@ class KeptPredictions:
         self.cards: dict[str, dict[str, Any]] = {}  # model digest -> card
         self.snapshot_cache: dict[str, Any] | None = None
         self._drifting: set[tuple[str, str, str]] = set()
+        # what `mco monitor --report` draws: per refresh, drift and live F1 per cloud/release (about 1 h at 5 s)
+        self.series: deque[dict[str, Any]] = deque(maxlen=720)
 
     # -- the hot path -----------------------------------------------------------------
     def keep(self, cloud: str | None, status: int, latency_s: float, body: bytes) -> bytes:
@@ -263,7 +266,11 @@ class KeptPredictions:
             await asyncio.sleep(refresh_s)
             if self.items:
                 try:
-                    await self.snapshot(window_s, drift_threshold=drift_threshold)
+                    snap = await self.snapshot(window_s, drift_threshold=drift_threshold)
+                    self.series.append({"t": snap["at"], "groups": [
+                        {"cloud": g["cloud"], "release": g["release"], "requests": g["requests"],
+                         "feedback": g["feedback"], **{k: g["metrics"].get(k) for k in _SERIES_METRICS}}
+                        for g in snap["groups"]]})
                 except Exception as exc:  # the monitor must not die; say why instead
                     self.router.events.emit("live_metrics_failed", None, error=f"{type(exc).__name__}: {exc}")
 

@@ -3,6 +3,9 @@ in front of real model servers."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from typing import Any
 
@@ -13,7 +16,7 @@ from sklearn import metrics as skm
 from sklearn.datasets import load_digits
 
 from orchestrator.config import RouterFeedbackConfig, RouterRetryConfig
-from tests.integration.router.conftest import TOKEN, router_config
+from tests.integration.router.conftest import MCO, TOKEN, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CALM = {"retries": RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=2.0, hedge=False)}
@@ -113,7 +116,8 @@ def test_bad_feedback_is_a_4xx_naming_what_is_wrong(servers, start_router) -> No
 
 
 @pytest.mark.timeout(120)
-def test_shifted_traffic_crosses_the_drift_threshold_logs_an_event_and_raises_the_gauge(servers, start_router) -> None:
+def test_shifted_traffic_crosses_the_drift_threshold_logs_an_event_and_raises_the_gauge(servers, start_router,
+                                                                                       tmp_path) -> None:
     router = start_router(router_config([s.url for s in servers], **CALM,
                                         feedback=RouterFeedbackConfig(refresh_s=0.3, window_s=60)))
     X, y = load_digits(return_X_y=True)
@@ -135,3 +139,15 @@ def test_shifted_traffic_crosses_the_drift_threshold_logs_an_event_and_raises_th
         gauge = [ln for ln in client.get(router.url + "/metrics").text.splitlines()
                  if ln.startswith("mco_router_drift_over_threshold") and "class_drift_psi" in ln]
         assert gauge and gauge[0].endswith(" 1.0")
+    # `mco monitor --output json` shows it, and its report draws drift and live F1 over time
+    (tmp_path / "mco.yaml").write_text("project: {name: t}\n")
+    proc = subprocess.run([MCO, "monitor", "--config", str(tmp_path / "mco.yaml"), "--url", router.url,
+                           "--report", str(tmp_path / "report"), "--output", "json"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "MCO_ROUTER_TOKEN": TOKEN})
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    row = next(r for r in doc["rows"] if r["cloud"] == "aws")
+    assert "class_drift_psi" in row["drifting"] and row["class_drift_psi"] > 0.2
+    assert row["class_shift"]["0"]["live"] > 0.95 and row["class_shift"]["0"]["training"] < 0.2
+    assert (tmp_path / "report" / "monitor-report.png").stat().st_size > 10_000
+    assert "class_drift_psi" in (tmp_path / "report" / "monitor-report.html").read_text()
