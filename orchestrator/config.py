@@ -366,7 +366,7 @@ class RouterFeedbackConfig(StrictModel):
     """Request ids, kept predictions and live metrics (orchestrator/router/feedback.py)."""
 
     keep: int = Field(default=100_000, ge=0, description="predict answers kept for feedback; 0: no request ids")
-    window_s: float = Field(default=300.0, gt=0, description="live metrics (and /metrics gauges) over this window")
+    window_s: float = Field(default=60.0, gt=0, description="live metrics (and /metrics gauges) over this window")
     refresh_s: float = Field(default=5.0, gt=0, description="recompute the live metrics this often, off the hot path")
     drift_threshold: float = Field(default=0.2, gt=0, description="PSI over this logs a drift event")
 
