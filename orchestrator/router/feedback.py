@@ -28,6 +28,7 @@ import json
 import secrets
 import time
 import urllib.request
+from array import array
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ class KeptPredictions:
         self.feedback_joined = 0
         self.release_of: dict[str, str] = {}  # cloud -> release label, set through the admin API
         self.cards: dict[str, dict[str, Any]] = {}  # model digest -> card
+        self._digests: dict[str, str] = {}  # one string object per model digest
         self.snapshot_cache: dict[str, Any] | None = None
         self._drifting: set[tuple[str, str, str]] = set()
         # what `mco monitor --report` draws: per refresh, drift and live F1 per cloud/release (about 1 h at 5 s)
@@ -99,8 +101,7 @@ class KeptPredictions:
         return entry
 
     # -- parsing, off the hot path --------------------------------------------------------
-    @staticmethod
-    def parsed(entry: list[Any]) -> tuple[str | None, list[Any], list[list[float]]] | None:
+    def parsed(self, entry: list[Any]) -> tuple[str | None, list[Any], list[list[float]]] | None:
         """``(model digest, predictions, probabilities)`` of a kept answer; None when it has none."""
         cached = entry[_PARSED]
         if cached is not None:
@@ -114,7 +115,11 @@ class KeptPredictions:
                 doc = json.loads(body)
                 preds, proba = doc["predictions"], doc.get("probabilities") or []
                 if isinstance(preds, list) and preds:
-                    result = (doc.get("model_digest"), preds, proba)
+                    digest = doc.get("model_digest")
+                    # compact: one digest string for all answers of a model, probabilities as float32
+                    # arrays (a list of Python floats is 3x the raw body)
+                    result = (self._digests.setdefault(digest, digest) if isinstance(digest, str) else None,
+                              preds, [array("f", row) for row in proba])
             except (ValueError, KeyError, TypeError):
                 pass
         entry[_PARSED] = result
