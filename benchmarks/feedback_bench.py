@@ -26,10 +26,8 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,7 +35,7 @@ from orchestrator.config import RouterConfig, RouterFeedbackConfig, RouterRetryC
 from orchestrator.net import free_port
 from orchestrator.router.process import RouterProcess
 from orchestrator.testing.model_server import ModelServerProcess
-from orchestrator.testing.traffic import run_load
+from orchestrator.testing.traffic import predict_body, run_load
 
 CLOUDS = ("aws", "gcp", "azure")
 TOKEN = "bench-token-for-feedback"
@@ -133,7 +131,10 @@ def main() -> None:
             f"{n} {rss_mb(p.pid):.0f} MB" for n, p in routers.items() if p.pid is not None))
         import httpx
 
-        body = httpx.post(servers[0].url + "/v1/predict", json={"instances": [[0.0] * 64]}).content
+        resp = httpx.post(servers[0].url + "/v1/predict", content=predict_body(),
+                          headers={"content-type": "application/json"}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        body = resp.content
         mem = memory_at_bound(body, 100_000)
         print(f"\nmemory at the bound: {mem['entries']:.0f} kept answers ({mem['dropped']:.0f} dropped), "
               f"answer body {mem['body_bytes']:.0f} B: raw {mem['raw_mb']:.1f} MB, "

@@ -86,9 +86,10 @@ def _percentile_ms(values: list[float], q: float) -> float | None:
 
 
 def live_metrics(rows: Sequence[LiveRow], card: dict[str, Any] | None, *, drift_threshold: float = 0.2,
-                 ) -> dict[str, Any]:
-    """The live figures of ``rows`` (one cloud/release, one window); see the module docstring."""
-    n = len(rows)
+                 skipped_ok: int = 0) -> dict[str, Any]:
+    """The live figures of ``rows`` (one cloud/release, one window); see the module docstring.
+    ``skipped_ok``: successful answers left out of ``rows`` by sampling (counted, not measured)."""
+    n = len(rows) + skipped_ok
     errors = sum(1 for r in rows if r.status >= 500)
     latencies = [r.latency_s for r in rows if r.status < 500]
     metrics: dict[str, float | None] = {

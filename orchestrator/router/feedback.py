@@ -41,6 +41,7 @@ __all__ = ["REQUEST_ID_HEADER", "KeptPredictions", "handle_feedback"]
 
 REQUEST_ID_HEADER = b"x-mco-request-id"
 _MAX_BATCH = 10_000
+_REFRESH_ROWS = 3_000  # the background refresh samples answers without feedback down to about this many
 _SERIES_METRICS = ("class_drift_psi", "proba_drift_psi", "live_macro_f1", "live_accuracy", "error_rate", "p95_ms")
 # one kept answer: [t, cloud, release, status, latency_s, body, parsed, label]
 _T, _CLOUD, _RELEASE, _STATUS, _LATENCY, _BODY, _PARSED, _LABEL = range(8)
@@ -194,7 +195,12 @@ class KeptPredictions:
         return {"joined": len(checked)}
 
     # -- live metrics --------------------------------------------------------------------------
-    async def snapshot(self, window_s: float, *, drift_threshold: float) -> dict[str, Any]:
+    async def snapshot(self, window_s: float, *, drift_threshold: float, max_rows: int | None = None,
+                       ) -> dict[str, Any]:
+        """Live metrics per cloud/release over the last ``window_s``. With ``max_rows`` (the
+        background refresh), answers without feedback are sampled evenly down to about that
+        many (labelled and failed ones are all kept; counts stay exact): the refresh must not
+        hold the GIL long enough to delay the hot path, which at 1,000 requests/s it did."""
         from orchestrator.monitoring.live import LiveRow, live_metrics
 
         since = time.time() - window_s
@@ -205,9 +211,16 @@ class KeptPredictions:
             window.append(entry)
         window.reverse()
 
+        stride = max(1, -(-len(window) // max_rows)) if max_rows else 1
+        skipped: dict[tuple[str, str | None], int] = {}  # sampled-out answers per (cloud, release label)
+
         def group() -> dict[tuple[str, str, str | None], list[Any]]:
             groups: dict[tuple[str, str, str | None], list[Any]] = {}
-            for entry in window:
+            for i, entry in enumerate(window):
+                if stride > 1 and i % stride and entry[_LABEL] is None and entry[_STATUS] < 500:
+                    where = (entry[_CLOUD] or "-", entry[_RELEASE])
+                    skipped[where] = skipped.get(where, 0) + 1
+                    continue
                 parsed = self.parsed(entry)
                 digest = parsed[0] if parsed else None
                 release = entry[_RELEASE] or (digest[:12] if digest else "-")
@@ -219,9 +232,14 @@ class KeptPredictions:
         # errors (no digest) belong to the release that the same cloud answered with
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         for (cloud, release, digest), members in groups.items():
-            slot = merged.setdefault((cloud, release), {"digest": None, "members": []})
+            slot = merged.setdefault((cloud, release), {"digest": None, "members": [], "skipped": 0})
             slot["digest"] = slot["digest"] or digest
             slot["members"] += members
+        for (cloud, label), n in skipped.items():
+            # an answer's group is its release label, else its model: unparsed, the cloud's largest group
+            mine = [k for k in merged if k[0] == cloud and (label is None or k[1] == label)]
+            if mine:
+                merged[max(mine, key=lambda k: len(merged[k]["members"]))]["skipped"] += n
         cards = {}
         for (cloud, release), slot in merged.items():
             if slot["digest"]:
@@ -241,7 +259,7 @@ class KeptPredictions:
                         proba = parsed[2][i] if i < len(parsed[2]) else None
                         rows.append(LiveRow(entry[_T], entry[_STATUS], entry[_LATENCY], pred, proba,
                                             labels[i] if labels else None))
-                live = live_metrics(rows, cards.get(key), drift_threshold=drift_threshold)
+                live = live_metrics(rows, cards.get(key), drift_threshold=drift_threshold, skipped_ok=slot["skipped"])
                 out.append({"cloud": key[0], "release": key[1], "model_digest": slot["digest"], **live})
             return out
 
@@ -271,7 +289,7 @@ class KeptPredictions:
             await asyncio.sleep(refresh_s)
             if self.items:
                 try:
-                    snap = await self.snapshot(window_s, drift_threshold=drift_threshold)
+                    snap = await self.snapshot(window_s, drift_threshold=drift_threshold, max_rows=_REFRESH_ROWS)
                     self.series.append({"t": snap["at"], "groups": [
                         {"cloud": g["cloud"], "release": g["release"], "requests": g["requests"],
                          "feedback": g["feedback"], **{k: g["metrics"].get(k) for k in _SERIES_METRICS}}
