@@ -111,7 +111,7 @@ def main() -> None:
                                retries=RouterRetryConfig())
             routers[name] = RouterProcess(cfg, token=TOKEN, state_dir=work / name).start()
         results: dict[tuple[str, float], list[dict[str, float]]] = {}
-        for name, router in routers.items():  # warm each path once
+        for router in routers.values():  # warm each path once
             measure(router, 200, 1.0)
         for r in range(args.rounds):
             for rate in rates:
