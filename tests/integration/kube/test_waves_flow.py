@@ -87,7 +87,7 @@ def _waves(env: dict[str, Any], rules: list[str]) -> Any:
 @pytest.mark.timeout(300)
 def test_a_failing_wave_rolls_back_its_cloud_and_never_touches_the_next(env: dict[str, Any]) -> None:
     first = deploy_release(env["store"], env["lock"], _targets(env, IMAGE_A), model_digest=MODEL_A, settings=SETTINGS)
-    assert first.release.status == "deployed"
+    assert first.release.status == "deployed", first.summary()
     result = _waves(env, ["error_rate<0.5", "p99_ms<0.0001"])
     rel = result.release
     assert rel.number == 2 and rel.status == "rolled_back"
