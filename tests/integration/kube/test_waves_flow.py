@@ -43,7 +43,7 @@ _ENVS = itertools.count(1)
 def env(simulated_cluster: dict[str, Any], digits_bundle: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     n = next(_ENVS)
     clusters = {c: ClusterConfig(context=str(simulated_cluster["context"]), kubeconfig=simulated_cluster["kubeconfig"],
-                                 namespace=f"waves{n}-{c}") for c in CLOUDS}
+                                 namespace=f"flowwaves{n}-{c}") for c in CLOUDS}  # the simulated node serves "flow*"
     servers = [ModelServerProcess(digits_bundle.path, tmp_path / f"{c}.log").start() for c in CLOUDS]
     cfg = RouterConfig(port=free_port(), policy="weighted",
                        targets=[RouterTargetConfig(name=c, url=s.url, weight=100) for c, s in zip(CLOUDS, servers)],
@@ -87,7 +87,7 @@ def _waves(env: dict[str, Any], rules: list[str]) -> Any:
 @pytest.mark.timeout(300)
 def test_a_failing_wave_rolls_back_its_cloud_and_never_touches_the_next(env: dict[str, Any]) -> None:
     first = deploy_release(env["store"], env["lock"], _targets(env, IMAGE_A), model_digest=MODEL_A, settings=SETTINGS)
-    assert first.release.status == "deployed", first.summary()
+    assert first.release.status == "deployed", {c: (v.reason, v.detail) for c, v in first.release.clouds.items()}
     result = _waves(env, ["error_rate<0.5", "p99_ms<0.0001"])
     rel = result.release
     assert rel.number == 2 and rel.status == "rolled_back"
