@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from orchestrator.errors import ConfigError
 
 __all__ = [
+    "AnalysisConfig",
     "CloudConfig",
     "ClusterConfig",
     "DeployConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "ProjectConfig",
     "RegistryConfig",
     "RouterConfig",
+    "RouterFeedbackConfig",
     "RouterHealthConfig",
     "RouterLimitsConfig",
     "RouterOutlierConfig",
@@ -363,6 +365,15 @@ class RouterLimitsConfig(StrictModel):
     shed_lag_s: float = Field(default=0.1, gt=0)
 
 
+class RouterFeedbackConfig(StrictModel):
+    """Request ids, kept predictions and live metrics (orchestrator/router/feedback.py)."""
+
+    keep: int = Field(default=100_000, ge=0, description="predict answers kept for feedback; 0: no request ids")
+    window_s: float = Field(default=60.0, gt=0, description="live metrics (and /metrics gauges) over this window")
+    refresh_s: float = Field(default=5.0, gt=0, description="recompute the live metrics this often, off the hot path")
+    drift_threshold: float = Field(default=0.2, gt=0, description="PSI over this logs a drift event")
+
+
 class RouterConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
@@ -377,6 +388,7 @@ class RouterConfig(StrictModel):
     outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
     limits: RouterLimitsConfig = Field(default_factory=RouterLimitsConfig)
+    feedback: RouterFeedbackConfig = Field(default_factory=RouterFeedbackConfig)
 
     @field_validator("policy")
     @classmethod
@@ -424,6 +436,71 @@ class DeployConfig(StrictModel):
     rollout_timeout_s: float = Field(default=300.0, gt=0, description="give up watching a rollout after this long")
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait this long for another deploy's lock, then fail")
     resources: DeployResourcesConfig = Field(default_factory=DeployResourcesConfig)
+    strategy: str = Field(default="all-at-once",
+                          description="a registered release strategy (releases/strategies/): all-at-once | waves")
+    waves: list[list[str]] | None = Field(default=None, description="waves' cloud order, e.g. [[aws], [gcp, azure]] "
+                                                                    "(default: least-traffic cloud first, one a wave)")
+    routers: list[str] = Field(default_factory=list,
+                               description="admin base URLs of the routers the waves strategy shifts traffic on")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        # the strategies register themselves; the registry, not this schema, knows their names
+        from orchestrator.releases.strategies import strategy_names
+
+        known = strategy_names()
+        if name not in known:
+            raise ValueError(f"unknown release strategy '{name}'; known strategies: {', '.join(known)}")
+        return name
+
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, waves: list[list[str]] | None) -> list[list[str]] | None:
+        if waves is None:
+            return None
+        seen: set[str] = set()
+        for wave in waves:
+            if not wave:
+                raise ValueError("a wave must name at least one cloud")
+            for cloud in wave:
+                if cloud in seen:
+                    raise ValueError(f"cloud '{cloud}' is in two waves")
+                seen.add(cloud)
+        return waves
+
+
+class AnalysisConfig(StrictModel):
+    """How the waves strategy judges a wave on live traffic (orchestrator/monitoring/rules.py)."""
+
+    require: list[str] = Field(default_factory=list, description='live rules, e.g. "error_rate<0.01", '
+                                                                 '"class_drift_psi<0.2", "live_macro_f1>=0.9"')
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100],
+                             description="percent of the cloud's usual traffic share, one step after the other")
+    bake_s: float = Field(default=30.0, ge=0, description="let each step run this long before judging it")
+    max_wait_s: float = Field(default=120.0, ge=0, description="after baking, wait this long for enough samples")
+    interval_s: float = Field(default=2.0, gt=0, description="read the routers' live metrics this often")
+    min_samples: int = Field(default=50, ge=1, description="answers (or labelled answers, for live_*) a rule needs")
+    window_s: float = Field(default=300.0, gt=0, description="live metrics are computed over this window")
+    drift_threshold: float = Field(default=0.2, gt=0, description="PSI over this logs a drift event (0.2: a shift)")
+
+    @field_validator("require")
+    @classmethod
+    def _known_metrics(cls, rules: list[str]) -> list[str]:
+        from orchestrator.errors import MCOError
+        from orchestrator.monitoring.rules import validate_rules
+
+        try:
+            return validate_rules(rules)
+        except MCOError as exc:
+            raise ValueError(f"{exc.message} ({exc.hint})") from None
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(steps) or steps[-1] != 100:
+            raise ValueError("steps must be increasing percentages in (0, 100], ending at 100, e.g. [10, 50, 100]")
+        return steps
 
 
 class StateConfig(StrictModel):
@@ -460,6 +537,7 @@ class MCOConfig(StrictModel):
     router: RouterConfig = Field(default_factory=RouterConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     # Where the file was read from; relative paths in it are resolved against this.
     source: Path | None = Field(default=None, exclude=True)
 

@@ -53,8 +53,31 @@ def _render_release_result(data: dict[str, Any]) -> None:
         table.add_row(cloud, styled(c.get("status")), str(c.get("ready_replicas") if c.get("ready_replicas") is not None else "-"),
                       short_digest(c.get("image_digest")), c.get("endpoint") or "-", reason)
     console.print(table)
+    if data.get("waves"):
+        _render_waves(data["waves"])
     for note in data.get("notes", []):
         console.print(f"[dim]{note}[/]")
+
+
+def _render_waves(doc: dict[str, Any]) -> None:
+    """Each wave, each step and the values it was judged by."""
+    table = Table(title=f"waves: {doc.get('status')}")
+    for col in ("wave", "clouds", "step", "verdict", "waited", "measured"):
+        table.add_column(col)
+    for wave in doc.get("waves", []):
+        for step in wave.get("steps", []) or [{}]:
+            measured = ", ".join(f"{c['metric']}={c['value']:.4g}" if c.get("value") is not None
+                                 else f"{c['metric']}=n/a ({c.get('samples', 0)} samples)"
+                                 for c in step.get("checks", []))
+            table.add_row(str(wave["wave"]), ", ".join(wave["clouds"]),
+                          f"{step['percent']} %" if "percent" in step else "-", styled(step.get("verdict", wave["status"])),
+                          f"{step.get('waited_s', 0):g} s", measured or "-")
+    console.print(table)
+    abort = doc.get("abort")
+    if abort:
+        console.print(f"[red]stopped at wave {abort['wave']} ({', '.join(abort['clouds'])}): {abort['reason']}[/]")
+        if doc.get("never_touched"):
+            console.print(f"never touched: {', '.join(doc['never_touched'])}")
 
 
 def _render_dry_run(d: dict[str, Any]) -> None:
@@ -82,6 +105,7 @@ def deploy_cmd(
     auto_rollback: Annotated[bool | None, typer.Option("--auto-rollback/--no-auto-rollback",
                                                         help="a cloud whose rollout fails goes back to its previous release")] = None,
     wait: Annotated[float | None, typer.Option("--wait", help="seconds to wait for another deploy's lock (default: fail at once)")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="release strategy: all-at-once | waves (default: deploy.strategy)")] = None,
     config: ConfigOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
@@ -96,7 +120,7 @@ def deploy_cmd(
     bundle = load_bundle(bundle_dir)  # verifies every digest: a tampered bundle stops here
     with CloudProgress(enabled=output == OutputFormat.table) as progress:
         result = deploy(cfg, bundle, chosen, settings, image=image, require=require or [], force=force,
-                        dry_run=dry_run, progress=progress)
+                        dry_run=dry_run, progress=progress, strategy=strategy)
     if isinstance(result, DryRun):
         emit(result.summary(), output, _render_dry_run)
         if not result.ok:

@@ -20,6 +20,7 @@ from orchestrator.cli import deploy as deploy_cmds
 from orchestrator.cli import drill as drill_cmds
 from orchestrator.cli import local as local_cmds
 from orchestrator.cli import model as model_cmds
+from orchestrator.cli import monitor as monitor_cmds
 from orchestrator.cli import package as package_cmds
 from orchestrator.cli import push as push_cmds
 from orchestrator.cli import releases as releases_cmds
@@ -61,6 +62,7 @@ push_cmds.register(app)
 deploy_cmds.register(app)
 releases_cmds.register(app)
 app.add_typer(state_cmds.app, name="state", help="release state: lock holder, unlock, verify replicas, migrate")
+monitor_cmds.register(app)
 app.add_typer(drill_cmds.app, name="drill", help="failover drills: break something on purpose, measure, report")
 demo_cmds.register(app)
 

@@ -15,6 +15,10 @@ bad-release        a release whose server cannot become        every cloud rolls
 storage-outage     one cloud's artifact store is down during   the deploy completes on the other clouds and
                    a deploy                                    names the failed one, nothing half-written
                                                                is visible, 0 client errors
+silent-bad-model   a model trained on permuted labels (ready,  the waves stop at the first cloud, which rolls
+                   serving, its own card looks fine) is        back by itself; no other cloud ever serves it;
+                   deployed with the waves strategy under      bad answers stay within the first step's share;
+                   labelled traffic                            the abort names the metric; 0 client errors
 =================  ==========================================  ============================================
 """
 
@@ -169,6 +173,97 @@ def storage_outage(ctx: DrillContext) -> None:
               "no partial upload is visible" if not half else f"partial uploads visible in {cloud}: {half}")
 
 
+# The silent-bad-model drill's analysis: small steps at first, then judged on labelled feedback.
+# Macro F1 counts a class missing from a small window as 0 (the gate's code): 40 labelled answers and
+# 0.7 keep a sound model clear of that; a model on permuted labels scores near 0.
+SILENT_BAD_RULES = ["error_rate<0.05", "live_macro_f1>=0.7"]
+SILENT_BAD_WEIGHT = 100  # each cloud's usual weight: 10 % of it is still a whole number
+LABELLED_RATE = 60.0  # labelled requests/s beside the drill's own traffic
+
+
+def _permuted_model(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """A prepare step: the drill bundle's model trained again on permuted labels (its card looks fine)."""
+    from orchestrator.errors import CapabilityError
+    from orchestrator.model.train import TrainSpec, train_bundle
+
+    if getattr(fleet, "rt", None) is None:  # the drill's cloud operations (LocalWaveOps) need the local runtime
+        raise CapabilityError(f"the {fleet.runtime} runtime cannot run the silent-bad-model drill yet",
+                              hint="run it with --runtime local; on kind, `mco deploy --strategy waves` does the same")
+    data = bundle.card.get("training_data", {})
+    spec = TrainSpec(dataset=str(data.get("dataset", "digits")), strategy=str(bundle.card.get("strategy", "multinomial")),
+                     seed=int(data.get("seed", 42)), version="permuted-labels", permute_labels=7)
+    say("training the silently bad model (labels permuted before the split)")
+    bad = train_bundle(spec, run_dir / "silent-bad-model")
+    return {"release": bad}
+
+
+def silent_bad_model(ctx: DrillContext) -> None:
+    from orchestrator.drills.local_waves import LocalWaveOps
+    from orchestrator.model.datasets import load_dataset
+    from orchestrator.releases.strategies.waves import RouterTraffic, WavePlan, default_waves, run_waves
+    from orchestrator.testing.labelled import LabelledTraffic
+
+    fleet: Any = ctx.fleet
+    bad: Bundle = ctx.staged["release"]
+    clouds = list(fleet.clouds)
+    before = {c: fleet.serving_digest(c) for c in clouds}
+    ctx.facts.update(bad_digest=bad.digest, serving_before=before,
+                     bad_model_card_macro_f1=bad.card["evaluation"]["report"]["macro"]["f1"])
+    ctx.router._call("PUT", "/admin/weights", {"weights": dict.fromkeys(clouds, SILENT_BAD_WEIGHT),
+                                                "releases": dict.fromkeys(clouds, "current")})
+    ds = load_dataset(str(bad.card["training_data"]["dataset"]))
+    traffic = RouterTraffic([ctx.router.url], ctx.router.token)
+    labelled = LabelledTraffic(ctx.router.url, ds.X, ds.y, rate=LABELLED_RATE).start()
+    try:
+        ctx.baseline()
+        plan = WavePlan(waves=default_waves(clouds, traffic.traffic(), None), rules=SILENT_BAD_RULES,
+                        steps=[10, 50, 100], bake_s=2.0, max_wait_s=60.0, interval_s=0.5, min_samples=40)
+        ops = LocalWaveOps(fleet.rt, bad, ctx.bundle, release="silently-bad", previous_release="current")
+        start = time.time()
+        doc = ctx.act("fault", None, lambda: run_waves(plan, ops, traffic, note=ctx.progress),
+                      describe=f"deploy {bad.ref} with --strategy waves")
+        end = time.time()
+        abort = doc.get("abort") or {}
+        if abort:
+            ctx.mark("rollback", ", ".join(abort.get("clouds", [])), reason=abort.get("reason"))
+        ctx.hold(ctx.timing.tail_s)
+    finally:
+        answers = labelled.stop()
+        traffic.close()
+    after = {c: fleet.serving_digest(c) for c in clouds}
+    records = ctx.records()
+    ctx.facts.update(waves=doc, serving_after=after, labelled_answers=len(answers),
+                     labelled_errors=labelled.feedback_errors[:5])
+    first = plan.waves[0]
+    stopped = doc["status"] == "rolled_back" and abort.get("wave") == 1 and len(doc["waves"]) == 1
+    ctx.check("waves_stop_at_first_cloud", "wave 1", f"wave {abort.get('wave')}" if abort else "none", stopped,
+              f"the waves stopped at wave 1 ({', '.join(first)})" if stopped
+              else f"the waves did not stop at the first wave: {doc['status']}, {len(doc['waves'])} waves run")
+    back = all(after[c] == before[c] for c in first)
+    ctx.check("first_cloud_rolled_back", True, back, back,
+              f"{', '.join(first)} serves its previous release again" if back else f"serving now: {after}")
+    bad_clouds = sorted({a.cloud for a in answers if a.digest == bad.digest and a.cloud}
+                        | {r.cloud for r in records if r.digest == bad.digest and r.cloud})
+    others_clean = set(bad_clouds) <= set(first)
+    ctx.check("others_never_served_it", list(first), bad_clouds, others_clean,
+              "only the first wave's clouds ever answered with the bad model" if others_clean
+              else f"the bad model answered from {', '.join(bad_clouds)}")
+    usual = doc["usual_weights"]
+    allowed = sum(usual[c] * plan.steps[0] / 100 for c in first)
+    step_share = allowed / (allowed + sum(w for c, w in usual.items() if c not in first))
+    during = [r for r in records if start <= r.sent <= end] + [a for a in answers if start <= a.sent <= end]
+    bad_share = sum(1 for r in during if r.digest == bad.digest) / max(1, len(during))
+    # the draw is random: twice the first step's share is the bound (about 10 % for 10 of 210)
+    ctx.check("bad_answers_within_first_step", round(2 * step_share, 4), round(bad_share, 4),
+              bad_share <= 2 * step_share, f"{bad_share:.1%} of the answers during the rollout came from the bad "
+                                           f"model; the first step gives it {step_share:.1%} of the traffic")
+    reason = str(abort.get("reason", ""))
+    metric = (abort.get("check") or {}).get("metric")
+    named = bool(metric) and str(metric) in reason
+    ctx.check("abort_names_the_metric", "live_macro_f1", metric, named and metric == "live_macro_f1",
+              f"abort reason: {reason}" if reason else "no abort reason")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (
         Scenario("cloud-outage", "the whole cloud goes away, then comes back", "failover", cloud_outage,
@@ -180,6 +275,8 @@ SCENARIOS: dict[str, Scenario] = {
                  bad_release, _release_objectives, recovery=False, prepare=_staged_release("bad-release", break_model=True)),
         Scenario("storage-outage", "one cloud's artifact store is down during a deploy", "failover",
                  storage_outage, _release_objectives, recovery=False, prepare=_staged_release("new-release")),
+        Scenario("silent-bad-model", "a model that serves but is wrong is deployed in waves under labelled traffic",
+                 "weighted", silent_bad_model, _release_objectives, recovery=False, prepare=_permuted_model),
     )
 }
 

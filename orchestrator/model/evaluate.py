@@ -12,7 +12,22 @@ import numpy as np
 
 from orchestrator.errors import MissingExtraError, ModelError
 
-__all__ = ["LabelledData", "evaluation_report", "flatten_metrics", "read_labelled_csv", "read_labelled_data"]
+__all__ = ["TOP_PROBA_EDGES", "LabelledData", "evaluation_report", "flatten_metrics", "prediction_profile",
+           "read_labelled_csv", "read_labelled_data"]
+
+# Bins of the top-class probability, for drift: fine near 1, where a sound model answers.
+TOP_PROBA_EDGES = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0000001)
+
+
+def prediction_profile(y_pred: np.ndarray, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    """What the model predicts on its holdout: the reference live traffic is compared with
+    (``monitoring.live``). Counts, so that a reader can weigh them by the holdout's size."""
+    y_pred = np.asarray(y_pred)
+    top = np.asarray(proba, dtype=np.float64).max(axis=1)
+    counts, _ = np.histogram(top, bins=np.asarray(TOP_PROBA_EDGES))
+    return {"n": len(y_pred),
+            "class_counts": {str(c): int(np.sum(y_pred == c)) for c in classes},
+            "top_proba_edges": list(TOP_PROBA_EDGES), "top_proba_counts": [int(c) for c in counts]}
 
 
 def evaluation_report(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: list[Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from orchestrator import __version__
 from orchestrator.errors import MissingExtraError, ModelError
 from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, staged_bundle, write_card
 from orchestrator.model.digests import sha256_bytes
-from orchestrator.model.evaluate import evaluation_report
+from orchestrator.model.evaluate import evaluation_report, prediction_profile
 from orchestrator.model.export import OnnxModel
 from orchestrator.model.schema import InputColumn, InputSchema
 from orchestrator.model.table import ColumnType, check_trainable, look_at, read_table, split_labels
@@ -284,7 +284,8 @@ def import_onnx(spec: ImportSpec, out: Path, *, progress: Progress | None = None
             "data_look": look.as_card(),
             "model": {"format": "onnx", "opset": found.opset, "outputs": ["label", "probabilities"],
                       "probabilities": "the model's own", "input_name": model.input_name},
-            "evaluation": {"data": HOLDOUT_FILE, "label_column": spec.label_column, "report": report},
+            "evaluation": {"data": HOLDOUT_FILE, "label_column": spec.label_column, "report": report,
+                           "holdout_predictions": prediction_profile(y_pred, proba, classes)},
             "mco_version": __version__,
         }
         write_card(staging, card)

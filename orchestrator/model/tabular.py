@@ -23,7 +23,7 @@ from orchestrator import __version__
 from orchestrator.errors import ExportError, MissingExtraError, ModelError
 from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, staged_bundle, write_card
 from orchestrator.model.digests import sha256_file
-from orchestrator.model.evaluate import evaluation_report
+from orchestrator.model.evaluate import evaluation_report, prediction_profile
 from orchestrator.model.export import OnnxModel
 from orchestrator.model.schema import InputColumn, InputSchema
 from orchestrator.model.selection import cross_validate, parse_search, search
@@ -329,7 +329,8 @@ def train_table(spec: TableSpec, out: Path, *, progress: Progress | None = None,
             "model": {"format": "onnx", "opset": 17, "outputs": ["label", "probabilities"],
                       "probabilities": "predict_proba", "inputs": "one per column",
                       "onnx_vs_sklearn_max_abs_diff": gap},
-            "evaluation": {"data": HOLDOUT_FILE, "label_column": spec.label_column, "report": report},
+            "evaluation": {"data": HOLDOUT_FILE, "label_column": spec.label_column, "report": report,
+                           "holdout_predictions": prediction_profile(y_pred, proba, classes)},
             "mco_version": __version__,
         }
         write_card(staging, card)

@@ -21,7 +21,7 @@ from orchestrator import __version__
 from orchestrator.errors import MissingExtraError, ModelError
 from orchestrator.model.bundle import MODEL_FILE, Bundle, load_bundle, staged_bundle, write_card
 from orchestrator.model.datasets import load_dataset, make_imbalanced
-from orchestrator.model.evaluate import evaluation_report
+from orchestrator.model.evaluate import evaluation_report, prediction_profile
 from orchestrator.model.export import OnnxModel, export_onnx
 from orchestrator.model.plots import write_evaluation_plots
 
@@ -42,6 +42,9 @@ class TrainSpec:
     max_iter: int = 2000
     name: str | None = None
     version: str = "1"
+    # A training bug on purpose (the silent-bad-model drill): the labels are permuted with this
+    # seed before the split, so the card's own evaluation looks as good as a sound model's.
+    permute_labels: int | None = None
 
 
 def classifier(strategy: str, *, class_weight: bool, max_iter: int, seed: int) -> Any:
@@ -77,6 +80,8 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
     ds = load_dataset(spec.dataset)
     if spec.imbalance is not None:
         ds = make_imbalanced(ds, ratio=spec.imbalance, seed=spec.seed)
+    if spec.permute_labels is not None:
+        ds = _permuted(ds, spec.permute_labels)
     X_train, X_test, y_train, y_test = train_test_split(
         ds.X, ds.y, test_size=spec.test_size, random_state=spec.seed, stratify=ds.y)
     pipeline = _estimator(spec).fit(X_train, y_train)
@@ -92,7 +97,7 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
         (staging / MODEL_FILE).write_bytes(model_bytes)
         write_evaluation_plots(staging / "plots", report, y_test, proba, classes)
         _write_holdout(staging / HOLDOUT_FILE, X_test, y_test, ds.feature_names)
-        card = {
+        card: dict[str, Any] = {
             "schema": "mco.model-card/v1",
             "name": name,
             "version": spec.version,
@@ -109,11 +114,28 @@ def train_bundle(spec: TrainSpec, out: Path) -> Bundle:
             },
             "model": {"format": "onnx", "opset": 17, "outputs": ["label", "probabilities"],
                       "probabilities": probability_kind, "input_name": onnx_model.input_name},
-            "evaluation": {"data": HOLDOUT_FILE, "report": report},
+            "evaluation": {"data": HOLDOUT_FILE, "report": report,
+                           "holdout_predictions": prediction_profile(y_pred, proba, classes)},
             "mco_version": __version__,
         }
+        if spec.permute_labels is not None:  # said in the card: a drill's bad model is no secret
+            card["training_data"]["permute_labels_seed"] = spec.permute_labels
         write_card(staging, card)
     return load_bundle(out)
+
+
+def _permuted(ds: Any, seed: int) -> Any:
+    """``ds`` with every class renamed to another one (a derangement): same data, wrong names."""
+    from dataclasses import replace as dc_replace
+
+    classes = np.unique(ds.y)
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(classes))
+        if not np.any(order == np.arange(len(classes))):
+            break
+    mapping = dict(zip(classes.tolist(), classes[order].tolist()))
+    return dc_replace(ds, y=np.asarray([mapping[v] for v in ds.y.tolist()], dtype=ds.y.dtype))
 
 
 def _write_holdout(path: Path, X: np.ndarray, y: np.ndarray, feature_names: list[str]) -> None:

@@ -106,6 +106,8 @@ class DeployResult:
         if self.unchanged:
             out["unchanged"] = True
         out["clouds"] = {name: _cloud_summary(c) for name, c in self.release.clouds.items()}
+        if self.release.analysis is not None:  # a waves deploy: each wave, step and measured value
+            out["waves"] = self.release.analysis
         if self.notes:
             out["notes"] = self.notes
         return out

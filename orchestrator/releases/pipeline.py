@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.config import CloudConfig, MCOConfig
 from orchestrator.errors import ConfigError, GateError, MCOError, ReleaseError
@@ -35,13 +35,15 @@ from orchestrator.releases.deployer import (
     DeployResult,
     DeploySettings,
     KubeTarget,
-    deploy_release,
     plan_diff,
     rollback_release,
 )
 from orchestrator.releases.images import LocalImage
 from orchestrator.releases.publish import Published, destinations, publish
 from orchestrator.releases.state import StateBackend, StateLock, open_history, state_backend
+
+if TYPE_CHECKING:
+    from orchestrator.releases.strategies import Strategy
 
 __all__ = [
     "QUIET",
@@ -241,8 +243,14 @@ class DryRun:
 
 def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], settings: DeploySettings, *,
            image: str | None = None, require: list[str] | tuple[str, ...] = (), force: bool = False,
-           dry_run: bool = False, progress: DeployProgress = QUIET) -> DeployResult | DryRun:
-    """Gate, lock, image, publish, stage, apply, watch, record (see the module's docstring)."""
+           dry_run: bool = False, progress: DeployProgress = QUIET, strategy: str | None = None,
+           ) -> DeployResult | DryRun:
+    """Gate, lock, image, publish, stage, then apply with the release strategy (``strategy``,
+    else ``deploy.strategy``; see ``releases.strategies``)."""
+    from orchestrator.releases.strategies import strategy_class
+
+    chosen_strategy = strategy_class(strategy or cfg.deploy.strategy)()  # an unknown name fails before any build
+
     if cfg.packaging.model_source == "fetch":  # refused here, before any build, if a pod could not fetch
         settings = replace(settings, fetch_sources=fetch_sources(cfg, list(chosen), bundle.total_bytes()))
     gate = decide_gate(cfg, bundle, require, force=force)
@@ -254,14 +262,16 @@ def deploy(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], setti
     backend = state_backend(cfg)
     try:
         return _deploy_locked(cfg, bundle, chosen, settings, backend, gate, image=image, dry_run=dry_run,
-                              progress=progress)
+                              progress=progress, strategy=chosen_strategy)
     finally:
         backend.close()
 
 
 def _deploy_locked(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig], settings: DeploySettings,
                    backend: StateBackend, gate: GateDecision, *, image: str | None, dry_run: bool,
-                   progress: DeployProgress) -> DeployResult | DryRun:
+                   progress: DeployProgress, strategy: Strategy) -> DeployResult | DryRun:
+    from orchestrator.releases.strategies import DeployJob
+
     lock = deploy_lock(cfg, settings, "deploy", backend)
     with lock if not dry_run else nullcontext():
         img = choose_image(cfg, bundle, image, progress=progress)
@@ -285,9 +295,10 @@ def _deploy_locked(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig
         with store:
             load_errors = stage_images(img, chosen, progress, skip=set(failed))
             failed.update({c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
-            result = deploy_release(store, lock, targets, model_digest=bundle.digest, settings=settings,
-                                    bundle_ref=bundle.ref, gate_forced=gate.forced, gate_summary=gate.summary,
-                                    progress=progress, failed_before_apply=failed)
+            result = strategy.run(DeployJob(cfg, store, lock, targets, model_digest=bundle.digest,
+                                            settings=settings, bundle_ref=bundle.ref, gate_forced=gate.forced,
+                                            gate_summary=gate.summary, progress=progress,
+                                            failed_before_apply=failed))
             _note_lagging(store, progress)
             return result
 

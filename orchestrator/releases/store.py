@@ -16,6 +16,9 @@ holding the service lock, marks them ``interrupted`` (see ``recover_interrupted`
     release_clouds  release, cloud, model_digest, image_digest, image_ref, overlay, replicas,
                     manifests (JSON), status (pending|applying|deployed|failed|rolled_back|interrupted),
                     reason, detail, ready_replicas, endpoint, source_release, rolled_back_to, updated_at
+    release_analysis release, doc (JSON): a waves deploy's waves, steps, measured values and
+                    abort reason, rewritten after every step (a deploy killed with -9 leaves
+                    its last step here, and its clouds become ``interrupted``)
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-CLOUD_FINAL = frozenset({"deployed", "failed", "rolled_back", "interrupted"})
+# skipped: a waves deploy stopped before this cloud's wave; the cloud was never touched
+CLOUD_FINAL = frozenset({"deployed", "failed", "rolled_back", "interrupted", "skipped"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +88,13 @@ CREATE TABLE IF NOT EXISTS release_clouds (
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (service, release, cloud),
     FOREIGN KEY (service, release) REFERENCES releases (service, number)
+);
+CREATE TABLE IF NOT EXISTS release_analysis (
+    service    TEXT NOT NULL,
+    release    INTEGER NOT NULL,
+    doc        TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (service, release)
 );
 """
 
@@ -166,6 +177,7 @@ class Release:
     rollback_of: int | None
     status: str
     clouds: dict[str, CloudRelease] = field(default_factory=dict)
+    analysis: dict[str, Any] | None = None  # a waves deploy's record (release_analysis)
 
     def summary(self, *, manifests: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -183,12 +195,19 @@ class Release:
             if manifests:
                 clouds[name]["manifests"] = cloud.manifests
         out["clouds"] = clouds
+        if self.analysis is not None:
+            out["waves"] = self.analysis
         return out
 
 
 def _overall(statuses: list[str]) -> str:
     if not statuses:
         return "failed"
+    if "skipped" in statuses:
+        touched = [st for st in statuses if st != "skipped"]
+        if not touched or any(st not in CLOUD_FINAL for st in touched):
+            return "in_progress" if touched else "failed"
+        return "partial" if "deployed" in touched else _overall(touched)
     if any(s not in CLOUD_FINAL for s in statuses):
         return "in_progress"
     if all(s == "deployed" for s in statuses):
@@ -311,6 +330,12 @@ class ReleaseStore:
                 raise ReleaseError(f"release {number} has no cloud '{cloud}'")
             self._refresh_status(db, number)
 
+    def set_analysis(self, number: int, doc: dict[str, Any]) -> None:
+        """Record (replace) a waves deploy's analysis of release ``number``."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO release_analysis (service, release, doc, updated_at) VALUES (?,?,?,?)",
+                       (self.service, number, json.dumps(doc, sort_keys=True), _now()))
+
     def finish(self, number: int) -> Release:
         """Stamp the finish time and the overall status from the clouds' statuses."""
         with self._tx() as db:
@@ -359,6 +384,8 @@ class ReleaseStore:
             bundle_ref=row["bundle_ref"], created_by=row["created_by"], created_at=row["created_at"],
             finished_at=row["finished_at"], gate_forced=bool(row["gate_forced"]), gate_summary=row["gate_summary"],
             rollback_of=row["rollback_of"], status=row["status"], clouds=clouds,
+            analysis=next((json.loads(r["doc"]) for r in self._query(
+                "SELECT doc FROM release_analysis WHERE service=? AND release=?", (self.service, row["number"]))), None),
         )
 
     def get(self, number: int) -> Release:

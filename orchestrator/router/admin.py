@@ -7,6 +7,10 @@
     GET  /admin/targets     the current targets
     PUT  /admin/targets     replace the targets: {"targets": [{name, url, priority, weight, pricing_key}]}
     POST /admin/reload      re-read the config file (same as SIGHUP)
+    GET  /admin/weights     each target's weight, the release it serves, and the policy
+    PUT  /admin/weights     {"weights": {"aws": 10}, "releases": {"aws": "7"}}: shares move, stats stay
+    GET  /admin/live        live metrics per cloud and release over ``?window_s=`` (feedback.py)
+    GET  /admin/live/series drift and live F1 per cloud/release at each refresh (``mco monitor --report``)
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ class AdminApi:
             ("GET", "/admin/targets"): self._targets,
             ("PUT", "/admin/targets"): self._put_targets,
             ("POST", "/admin/reload"): self._reload,
+            ("GET", "/admin/live"): self._live,
+            ("GET", "/admin/live/series"): self._live_series,
+            ("GET", "/admin/weights"): self._weights,
+            ("PUT", "/admin/weights"): self._put_weights,
         }
         handler = routes.get((method, path))
         if handler is None:
@@ -128,6 +136,52 @@ class AdminApi:
             raise _BadRequest(f"target field '{where}': {first['msg']}") from None
         self.router.set_targets(targets)
         return await self._targets(scope, b"")
+
+    async def _weights(self, scope: Scope, body: bytes) -> Reply:
+        router = self.router
+        kept = router.kept
+        targets = router.balancer.by_priority
+        return _json(200, {"policy": router.cfg.policy,
+                           "weights": {t.name: t.cfg.weight for t in targets},
+                           "priorities": {t.name: t.cfg.priority for t in targets},
+                           "releases": dict(kept.release_of) if kept is not None else {}})
+
+    async def _put_weights(self, scope: Scope, body: bytes) -> Reply:
+        try:
+            doc = json.loads(body or b"null")
+        except (ValueError, RecursionError):
+            raise _BadRequest("body is not JSON") from None
+        if not isinstance(doc, dict) or not set(doc) <= {"weights", "releases"} or not doc:
+            raise _BadRequest('body must be {"weights": {"TARGET": 0..1000}, "releases": {"TARGET": "LABEL"}}')
+        weights, releases = doc.get("weights") or {}, doc.get("releases") or {}
+        if not isinstance(weights, dict) or not all(
+                isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 1000 for w in weights.values()):
+            raise _BadRequest("each weight must be an integer from 0 to 1000")
+        if not isinstance(releases, dict) or not all(isinstance(r, str) and r for r in releases.values()):
+            raise _BadRequest("each release must be a non-empty string")
+        self.router.set_weights(weights, releases)
+        return await self._weights(scope, b"")
+
+    async def _live_series(self, scope: Scope, body: bytes) -> Reply:
+        kept = self.router.kept
+        if kept is None:
+            return _json(404, {"error": "this router keeps no predictions (router.feedback.keep is 0)"})
+        return _json(200, {"refresh_s": self.router.cfg.feedback.refresh_s,
+                           "drift_threshold": self.router.cfg.feedback.drift_threshold, "points": list(kept.series)})
+
+    async def _live(self, scope: Scope, body: bytes) -> Reply:
+        kept = self.router.kept
+        if kept is None:
+            return _json(404, {"error": "this router keeps no predictions (router.feedback.keep is 0)"})
+        fb = self.router.cfg.feedback
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            window_s = float(query.get("window_s", [str(fb.window_s)])[0])
+        except ValueError:
+            raise _BadRequest("'window_s' must be a number of seconds") from None
+        if not window_s > 0:
+            raise _BadRequest("'window_s' must be more than 0")
+        return _json(200, await kept.snapshot(window_s, drift_threshold=fb.drift_threshold))
 
     async def _reload(self, scope: Scope, body: bytes) -> Reply:
         self.router.reload_from_file()

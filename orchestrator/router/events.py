@@ -24,6 +24,9 @@ EVENT_KINDS = (
     "failover", "failback",            # the preferred healthy target changed
     "all_down", "recovered",           # no healthy target / at least one again
     "targets_reloaded",
+    "drift", "drift_cleared",          # live PSI drift of a cloud/release crossed router.feedback.drift_threshold
+    "live_metrics_failed",             # the live-metrics refresh failed (the reason is in the event)
+    "weights_changed",                 # the admin API moved traffic shares (a waves deploy)
 )
 
 

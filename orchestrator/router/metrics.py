@@ -67,9 +67,34 @@ class _Collector:
             if ck is not None:
                 cost_k.add_metric([t.name], ck)
         yield from (requests, errors, retries, latency, healthy, quantiles, cost_h, cost_k)
+        yield from _live_gauges(self.router)
         events = CounterMetricFamily("mco_router_events", "Events logged", labels=[])
         events.add_metric([], len(self.router.events))
         yield events
+
+
+def _live_gauges(router: Router) -> Iterator[object]:
+    """The last live-metrics snapshot (feedback.py refreshes it beside the hot path)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    kept = router.kept
+    if kept is None:
+        return
+    live = GaugeMetricFamily("mco_router_live", "Live metrics per cloud and release over the window",
+                             labels=["cloud", "release", "metric"])
+    drifting = GaugeMetricFamily("mco_router_drift_over_threshold", "1 while PSI drift is over its threshold",
+                                 labels=["cloud", "release", "metric"])
+    for g in (kept.snapshot_cache or {}).get("groups", []):
+        for name, value in g["metrics"].items():
+            if value is not None and not name.startswith("live_class_"):
+                live.add_metric([g["cloud"], g["release"], name], float(value))
+        for name in ("class_drift_psi", "proba_drift_psi"):
+            drifting.add_metric([g["cloud"], g["release"], name], 1.0 if name in g.get("drift", []) else 0.0)
+    dropped = CounterMetricFamily("mco_router_kept_dropped", "Kept predictions dropped at the bound", labels=[])
+    dropped.add_metric([], kept.dropped)
+    size = GaugeMetricFamily("mco_router_kept_predictions", "Predictions kept for feedback", labels=[])
+    size.add_metric([], len(kept.items))
+    yield from (live, drifting, dropped, size)
 
 
 def render_metrics(router: Router) -> tuple[bytes, str]:

@@ -57,6 +57,10 @@ class Router:
         self.saturation: Callable[[], dict[str, Any]] | None = None
         self.own_stall_timeouts = 0  # per-try timeouts a stall of the router itself caused: not a cloud's fault
         self.sampler = Sampler(self.balancer, self.overall)
+        # request ids and the predictions kept for feedback and live metrics (feedback.py)
+        from orchestrator.router.feedback import KeptPredictions
+
+        self.kept = KeptPredictions(self, capacity=cfg.feedback.keep) if cfg.feedback.keep else None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handle_sighup = False
@@ -80,6 +84,13 @@ class Router:
         self.loop = asyncio.get_running_loop()
         await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
         self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
+        if self.kept is not None:
+            # scikit-learn takes seconds to import, holding the GIL: pay it before the router listens,
+            # not while it serves (an import in a thread lagged the loop enough to shed requests)
+            _warm_live_metrics()
+            fb = self.cfg.feedback
+            self._tasks.append(self.loop.create_task(self.kept.run(fb.refresh_s, fb.window_s, fb.drift_threshold),
+                                                     name="router-live-metrics"))
         if self.handle_sighup and threading.current_thread() is threading.main_thread():
             self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
@@ -97,6 +108,26 @@ class Router:
         self.passive.stop()
         await self.active.stop()
 
+
+    # -- traffic shares (a waves deploy) ---------------------------------------------
+    def set_weights(self, weights: dict[str, int], releases: dict[str, str] | None = None) -> None:
+        """Change targets' weights in place (stats and health kept), and name the release each
+        cloud serves for the kept predictions; every name must be a target."""
+        unknown = sorted(set(weights) - set(self.balancer.targets))
+        unknown += sorted(set(releases or {}) - set(self.balancer.targets))
+        if unknown:
+            raise ConfigError(f"no router target named {', '.join(unknown)}",
+                              hint=f"targets: {', '.join(self.balancer.targets)}")
+        states = list(self.balancer.by_priority)
+        before = {t.name: t.cfg.weight for t in states}
+        for t in states:
+            if t.name in weights:
+                t.cfg = t.cfg.model_copy(update={"weight": int(weights[t.name])})
+        self.balancer.replace_targets(sorted(states, key=lambda t: t.index))
+        if releases and self.kept is not None:
+            self.kept.release_of.update(releases)
+        self.events.emit("weights_changed", None, before=before, weights={t.name: t.cfg.weight for t in states},
+                         releases=dict(releases or {}))
 
     # -- hot reload -----------------------------------------------------------------
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:
@@ -133,3 +164,12 @@ class Router:
         from orchestrator.router.report import status_report
 
         return status_report(self)
+
+
+def _warm_live_metrics() -> None:
+    try:
+        import sklearn.metrics  # noqa: F401
+
+        import orchestrator.monitoring.live  # noqa: F401
+    except ImportError:  # reported by /admin/live when asked, with the extra to install
+        pass

@@ -260,6 +260,12 @@ class ObjectHistory:
                 raise ReleaseError(f"release {number} has no cloud '{cloud}'")
             self.backend.append("cloud", {"number": number, "cloud": cloud, "fields": json.loads(json.dumps(fields))})
 
+    def set_analysis(self, number: int, doc: dict[str, Any]) -> None:
+        with self.backend._mutex:
+            if number not in self.backend.folded(fresh=False).releases:
+                raise ReleaseError(f"there is no release {number}")
+            self.backend.append("analysis", {"number": number, "doc": json.loads(json.dumps(doc))})
+
     def finish(self, number: int) -> Release:
         with self.backend._mutex:
             self.backend.append("finish", {"number": number})
@@ -289,7 +295,7 @@ class ObjectHistory:
             "bundle_ref": release.bundle_ref, "created_by": release.created_by, "created_at": release.created_at,
             "finished_at": release.finished_at, "gate_forced": release.gate_forced,
             "gate_summary": release.gate_summary, "rollback_of": release.rollback_of, "status": data["status"],
-            "clouds": clouds}})
+            "analysis": release.analysis, "clouds": clouds}})
 
     # -- reads (each folds the log afresh: another machine may have written)
 

@@ -101,7 +101,7 @@ class Folded:
                        bundle_ref=r.get("bundle_ref"), created_by=r["created_by"], created_at=r["created_at"],
                        finished_at=r.get("finished_at"), gate_forced=bool(r.get("gate_forced")),
                        gate_summary=r.get("gate_summary"), rollback_of=r.get("rollback_of"),
-                       status=_overall(statuses), clouds=clouds)
+                       status=_overall(statuses), clouds=clouds, analysis=r.get("analysis"))
 
 
 _CLOUD_KEYS = ("model_digest", "image_digest", "image_ref", "overlay", "replicas", "manifests", "status", "reason",
@@ -136,6 +136,10 @@ def fold(records: list[Record], service: str) -> Folded:
             rel = out.releases.get(int(d["number"]))
             if rel is not None and d["cloud"] in rel["clouds"]:
                 rel["clouds"][d["cloud"]].update(d["fields"], updated_at=rec.at)
+        elif rec.type == "analysis":  # a waves deploy's record, replaced after every step
+            rel = out.releases.get(int(d["number"]))
+            if rel is not None:
+                rel["analysis"] = d["doc"]
         elif rec.type == "finish":
             rel = out.releases.get(int(d["number"]))
             if rel is not None:

@@ -35,6 +35,7 @@ from orchestrator.router.admin import AdminApi
 from orchestrator.router.asgi import Headers, Reply, json_reply
 from orchestrator.router.dataplane.forward import Forwarder
 from orchestrator.router.dataplane.overload import LoopMonitor
+from orchestrator.router.feedback import REQUEST_ID_HEADER, handle_feedback
 from orchestrator.router.headers import CLOUD_HEADER_BYTES
 from orchestrator.router.state import Router
 
@@ -46,7 +47,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"pro
 # what the router sets itself on the way up (Host, Content-Length, X-Forwarded-For) or
 # must not pass on (Expect: the body is already read)
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for"}
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", CLOUD_HEADER_BYTES}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", CLOUD_HEADER_BYTES, REQUEST_ID_HEADER}
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _SWEEP_S = 0.25
 _LINGER_S = 2.0  # after refusing a request, read and drop what the client still sends, then close
@@ -215,7 +216,7 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
 
     def write(self, reply: Reply, *, close: bool, cloud: str | None = None, head_only: bool = False,
-              upstream_connection: set[bytes] | None = None) -> None:
+              upstream_connection: set[bytes] | None = None, request_id: bytes | None = None) -> None:
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             return
@@ -227,6 +228,8 @@ class ClientConnection(asyncio.Protocol):
                 parts += (name, b": ", value, b"\r\n")
         if cloud is not None:
             parts += (CLOUD_HEADER_BYTES, b": ", cloud.encode(), b"\r\n")
+        if request_id is not None:
+            parts += (REQUEST_ID_HEADER, b": ", request_id, b"\r\n")
         parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
         if close:
             parts.append(b"connection: close\r\n")
@@ -334,6 +337,9 @@ class DataPlane:
         if path.startswith(b"/admin/") or path == b"/metrics":
             conn.task = self.loop.create_task(self._admin(conn, request, path, query))
             return
+        if path == b"/v1/feedback":  # joined by the router itself (feedback.py), never forwarded
+            conn.task = self.loop.create_task(self._feedback(conn, request))
+            return
         limits = self.cfg.limits
         errors = self.router.client_errors
         if self.inflight >= limits.max_concurrency:
@@ -373,18 +379,28 @@ class DataPlane:
             body = b"".join(request.body)
             answer = await self.forwarder.forward(request.method, path, query, self._upstream_headers(conn, request),
                                                   body)
-            router.overall.observe(time.perf_counter() - started, len(answer.body))
+            elapsed = time.perf_counter() - started
+            router.overall.observe(elapsed, len(answer.body))
+            kept = router.kept
+            request_id = kept.keep(answer.cloud, answer.status, elapsed, answer.body) \
+                if kept is not None and path == b"/v1/predict" else None
             upstream_connection: set[bytes] | None = None
             for name, value in answer.headers:
                 if name.lower() == b"connection":
                     upstream_connection = (upstream_connection or set()) | {
                         t.strip().lower() for t in value.split(b",")}
             conn.write(answer[:3], close=not request.keep_alive, cloud=answer.cloud,
-                       head_only=request.method == b"HEAD", upstream_connection=upstream_connection)
+                       head_only=request.method == b"HEAD", upstream_connection=upstream_connection,
+                       request_id=request_id)
         except Exception as exc:
             conn.write(json_reply(502, {"error": f"the router failed: {type(exc).__name__}: {exc}"}), close=True)
         finally:
             self.inflight -= 1
+        conn.answered(request)
+
+    async def _feedback(self, conn: ClientConnection, request: _Request) -> None:
+        reply = await handle_feedback(self.router, request.method, b"".join(request.body))
+        conn.write(reply, close=not request.keep_alive)
         conn.answered(request)
 
     async def _admin(self, conn: ClientConnection, request: _Request, path: bytes, query: bytes) -> None:

@@ -196,10 +196,11 @@ def test_concurrency_limit_answers_503_with_retry_after(upstreams, start_router)
 def test_only_idempotent_and_allowed_requests_are_retried_or_hedged(upstreams, start_router):
     router = start_router(router_config([u.url for u in upstreams], retries=CALM))
     poison = json.dumps({"instances": "poison"}).encode()
-    # POST /v1/feedback is not in retries.retry_allow: one cloud, once
-    resp = httpx.post(router.url + "/v1/feedback", content=poison)
+    # POST /v1/explain is not in retries.retry_allow: one cloud, once (/v1/feedback the router
+    # answers itself since issue 20: it is never forwarded)
+    resp = httpx.post(router.url + "/v1/explain", content=poison)
     assert resp.status_code == 500 and resp.headers["x-mco-cloud"] == "aws"
-    assert [u.paths("POST") for u in upstreams] == [["/v1/feedback"], [], []]
+    assert [u.paths("POST") for u in upstreams] == [["/v1/explain"], [], []]
     for verb in ("PUT", "DELETE", "PATCH"):
         assert httpx.request(verb, router.url + "/v1/predict", content=poison).status_code in (500, 501)
     assert upstreams[1].paths() == []
@@ -213,7 +214,7 @@ def test_only_idempotent_and_allowed_requests_are_retried_or_hedged(upstreams, s
                                                                    hedge_min_delay_s=0.05)))
     upstreams[0].delay = 0.5  # over the hedge delay (a quarter of the per-try timeout while no p95 is known)
     before = len(upstreams[1].paths())
-    assert httpx.post(router2.url + "/v1/feedback", content=b"{}", timeout=5).headers["x-mco-cloud"] == "aws"
+    assert httpx.post(router2.url + "/v1/explain", content=b"{}", timeout=5).headers["x-mco-cloud"] == "aws"
     assert len(upstreams[1].paths()) == before
     assert sum(t["hedges"] for t in router2.status()["targets"]) == 0
     # ... while an allowed one is hedged

@@ -14,7 +14,8 @@ from orchestrator.model.bundle import Bundle, load_bundle
 
 
 def test_every_scenario_of_the_issue_exists_with_objectives() -> None:
-    assert list(SCENARIOS) == ["cloud-outage", "pod-crash", "latency", "bad-release", "storage-outage"]
+    assert list(SCENARIOS) == ["cloud-outage", "pod-crash", "latency", "bad-release", "storage-outage",
+                               "silent-bad-model"]
     for name in ("cloud-outage", "pod-crash"):
         for runtime in ("local", "kind"):
             obj = get_scenario(name).objectives(runtime, "failover")
