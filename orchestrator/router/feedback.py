@@ -201,7 +201,12 @@ class KeptPredictions:
         background refresh), answers without feedback are sampled evenly down to about that
         many (labelled and failed ones are all kept; counts stay exact): the refresh must not
         hold the GIL long enough to delay the hot path, which at 1,000 requests/s it did."""
-        from orchestrator.monitoring.live import LiveRow, live_metrics
+        try:
+            from orchestrator.monitoring.live import LiveRow, live_metrics
+        except ImportError as exc:  # a lean router (the in-cluster image) keeps answers but computes nothing
+            from orchestrator.errors import MissingExtraError
+
+            raise MissingExtraError("scikit-learn", "monitor", purpose="live metrics on feedback") from exc
 
         since = time.time() - window_s
         window = []
