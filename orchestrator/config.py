@@ -282,6 +282,11 @@ class RouterTargetConfig(StrictModel):
     replicas: int = Field(default=2, ge=0, description="replicas priced per hour")
     vcpu: float = Field(default=0.5, ge=0, description="vCPU per replica")
     memory_gb: float = Field(default=1.0, ge=0, description="memory per replica (GB)")
+    cloud: str | None = Field(default=None, description="the cloud this target runs in (default: its name); "
+                                                        "the locality policy prefers the router's own cloud")
+    # Plain HTTP to another host crosses networks in the clear (and can be redirected); it is
+    # refused unless the target says so, e.g. a Service address inside the router's own cluster.
+    allow_insecure_http: bool = Field(default=False, description="allow a plain-HTTP URL on a non-loopback host")
 
     @field_validator("url")
     @classmethod
@@ -292,6 +297,22 @@ class RouterTargetConfig(StrictModel):
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"'{value}' is not an http(s) URL such as http://127.0.0.1:9001")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> RouterTargetConfig:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(self.url)
+        if parsed.scheme == "http" and not is_loopback_host(parsed.hostname) and not self.allow_insecure_http:
+            raise ValueError(f"target '{self.name}': {self.url} is plain HTTP to another host, so requests and "
+                             "answers would cross the network in the clear; use https://, or set "
+                             "allow_insecure_http: true on this target if the network is private (e.g. an "
+                             "in-cluster Service)")
+        return self
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud or self.name
 
 
 class RouterHealthConfig(StrictModel):
@@ -330,6 +351,9 @@ class RouterRetryConfig(StrictModel):
     backoff_max_s: float = Field(default=0.025, ge=0)
     hedge: bool = Field(default=True, description="after the target's p95, send a second copy elsewhere")
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
+    # The whole request, every try and backoff included: past it no new try starts and the
+    # client gets 503 + Retry-After (orchestrator.client uses the same rule across entry points).
+    deadline_s: float = Field(default=2.0, gt=0, description="a request's total time budget in the router")
     # GET and HEAD are always safe to repeat; anything else only when listed here as "METHOD /path"
     # (feedback and admin calls are never sent twice)
     retry_allow: list[str] = Field(default_factory=lambda: ["POST /v1/predict"],
@@ -374,6 +398,11 @@ class RouterConfig(StrictModel):
     outlier: RouterOutlierConfig = Field(default_factory=RouterOutlierConfig)
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
     limits: RouterLimitsConfig = Field(default_factory=RouterLimitsConfig)
+    name: str | None = Field(default=None, description="this router's name in x-mco-router (default: host name)")
+    cloud: str | None = Field(default=None, description="the cloud this router runs in (locality, /readyz/local)")
+    spill: Literal["priority", "cost", "latency"] = Field(
+        default="priority", description="locality policy: the order of the other clouds when the own one is down")
+    workers: int = Field(default=1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
 
     @field_validator("policy")
     @classmethod

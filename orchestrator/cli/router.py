@@ -121,6 +121,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default router.host, loopback)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default router.port)")] = None,
     policy: Annotated[str | None, typer.Option(help="routing policy, e.g. failover, weighted, latency or cost")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="processes sharing the port with SO_REUSEPORT "
+                                                                    "(default router.workers)")] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Run the router in the foreground. SIGHUP re-reads the targets from the config file.
@@ -145,6 +147,14 @@ def serve(
         typer.echo(json.dumps({"event": "serving", "url": f"http://{cfg.host}:{cfg.port}", "policy": cfg.policy,
                                "targets": [{"name": t.name, "url": t.url, "priority": t.priority}
                                            for t in cfg.targets]}))
+    n = workers or cfg.workers
+    if n > 1:
+        from orchestrator.router.workers import prepare_worker_config, supervise
+
+        overridden = bool(target or host or port is not None or policy)
+        path = prepare_worker_config(cfg, mco, overridden=overridden)
+        os.environ[cfg.token_env] = token or ""  # the workers' token, through the environment as for one router
+        raise typer.Exit(supervise(path, workers=n, host=cfg.host, port=cfg.port))
     run(cfg, token=token, config_path=mco.source if not target else None)
 
 

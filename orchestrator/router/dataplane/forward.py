@@ -120,6 +120,7 @@ class Forwarder:
             elif done is not None and not done.done():
                 done.set_result(outcome)
 
+        target.stats.bytes_in += len(body)
         pool.send(pool.request_bytes(method, path, headers, body), account, head_only=method == b"HEAD",
                   replayable=repeatable)
         return done
