@@ -264,6 +264,23 @@ class CloudConfig(StrictModel):
     cluster: ClusterConfig | None = None
     priority: int = Field(default=0, description="router failover order: lower is preferred")
     pricing_key: str | None = Field(default=None, description="entry in the price catalog, e.g. aws/us-east-1")
+    router_urls: list[str] = Field(default_factory=list,
+                                   description="this cloud's routers (admin API base URLs), for `mco router status "
+                                               "--all` and the global entry's health checks")
+
+    @field_validator("router_urls")
+    @classmethod
+    def _router_urls(cls, value: list[str]) -> list[str]:
+        from urllib.parse import urlparse
+
+        for url in value:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"'{url}' is not an http(s) URL such as https://router.aws.example.com")
+            if parsed.scheme == "http" and not is_loopback_host(parsed.hostname):
+                raise ValueError(f"'{url}' is plain HTTP to another host: the admin token would cross the network "
+                                 "in the clear; use https:// (plain HTTP only on loopback)")
+        return [u.rstrip("/") for u in value]
 
     @field_validator("provider")
     @classmethod
