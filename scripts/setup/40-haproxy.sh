@@ -21,4 +21,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get install -y -q --no-install-recommends haproxy
-haproxy -v | head -1
+haproxy -v | sed -n 1p  # sed reads it all: head would leave haproxy a SIGPIPE, fatal under pipefail
