@@ -34,6 +34,7 @@ from orchestrator.kube.render import (
     ReleaseValues,
     Resources,
     render_release,
+    sort_for_apply,
 )
 from orchestrator.kube.rollout import (
     RolloutStatus,
@@ -42,6 +43,7 @@ from orchestrator.kube.rollout import (
     wait_for_endpoint,
     wait_for_rollout,
 )
+from orchestrator.kube.router import RouterValues, render_router
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.plan import ReleasePlan, begin_release, plan_release
 from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
@@ -74,6 +76,9 @@ class CloudTarget:
     overlay: str
     image_ref: str | None = None      # REPO@sha256:... or sha256:<image id> (kind)
     image_digest: str | None = None   # what the release records (registry digest, else image id)
+    # the router next to the model (kube/router.py); its image digest is recorded with the
+    # manifests, so a rollback restores the router with the model
+    router: RouterValues | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,8 @@ def _cloud_summary(cloud: CloudRelease) -> dict[str, Any]:
     out: dict[str, Any] = {"status": cloud.status, "image_digest": cloud.image_digest,
                            "ready_replicas": cloud.ready_replicas, "endpoint": cloud.endpoint,
                            "model_digest": cloud.model_digest}
+    if cloud.router_image:
+        out["router_image"] = cloud.router_image
     for key in ("reason", "detail", "rolled_back_to", "source_release"):
         value = getattr(cloud, key)
         if value is not None:
@@ -322,7 +329,10 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
         ingress_cidrs=tuple(target.cluster.ingress_cidrs) if target.cluster.ingress_cidrs is not None else None,
         load_balancer_source_ranges=tuple(target.cluster.load_balancer_source_ranges),
     )
-    return render_release(target.overlay, values, manifests_dir=manifests_dir)
+    objs = render_release(target.overlay, values, manifests_dir=manifests_dir)
+    if target.router is not None:
+        objs = sort_for_apply(objs + render_router(objs, target.router))
+    return objs
 
 
 class _Run:
