@@ -15,7 +15,15 @@ bad-release        a release whose server cannot become        every cloud rolls
 storage-outage     one cloud's artifact store is down during   the deploy completes on the other clouds and
                    a deploy                                    names the failed one, nothing half-written
                                                                is visible, 0 client errors
+region-loss        through the global entry: a whole cloud's   RTO <= 5 s, 0 client errors, failback
+                   node stops, its routers and model together  <= 180 s after the node starts again
+router-crash       through the global entry: one cloud's       0 client errors
+                   router pods are deleted
 =================  ==========================================  ============================================
+
+``region-loss`` and ``router-crash`` need the routers in the clusters (``router.in_cluster``)
+and the local global entry (``mco local up global-entry``): the traffic goes to the entry,
+and the events come from the routers in the clusters (``drills/entry.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ class Scenario:
     recovery: bool = True  # takes a cloud away: RTO, detection and failback are measured
     # before the router and the traffic: (fleet, bundle, run_dir, progress) -> what act() finds in ctx.staged
     prepare: Callable[[Fleet, Bundle, Path, Callable[[str], None]], dict[str, Any]] | None = None
+    entry: bool = False  # the traffic goes through the global entry to the routers in the clusters
 
 
 def _outage_objectives(runtime: str, policy: str) -> Objectives:
@@ -66,6 +75,21 @@ def _latency_objectives(runtime: str, policy: str) -> Objectives:
 
 def _release_objectives(runtime: str, policy: str) -> Objectives:
     return Objectives(max_errors=0)
+
+
+def _region_objectives(runtime: str, policy: str) -> Objectives:
+    return Objectives(max_rto_s=5.0, max_errors=0, max_failback_s=180.0)
+
+
+def router_crash(ctx: DrillContext) -> None:
+    ctx.baseline()
+    cloud = ctx.cloud
+    from orchestrator.drills.fleet import require
+
+    require(ctx.fleet, "crash_routers", "router-crash")
+    ctx.act("fault", cloud, lambda: ctx.fleet.crash_routers(cloud))  # type: ignore[attr-defined]
+    ctx.hold(max(ctx.timing.outage_s, 10.0))  # the Deployment makes new pods; the entry waits for them
+    ctx.hold(ctx.timing.tail_s)
 
 
 def cloud_outage(ctx: DrillContext) -> None:
@@ -180,6 +204,10 @@ SCENARIOS: dict[str, Scenario] = {
                  bad_release, _release_objectives, recovery=False, prepare=_staged_release("bad-release", break_model=True)),
         Scenario("storage-outage", "one cloud's artifact store is down during a deploy", "failover",
                  storage_outage, _release_objectives, recovery=False, prepare=_staged_release("new-release")),
+        Scenario("region-loss", "through the global entry, a whole cloud (its routers and model) goes away",
+                 "locality", cloud_outage, _region_objectives, entry=True),
+        Scenario("router-crash", "through the global entry, one cloud's router pods are deleted", "locality",
+                 router_crash, _release_objectives, recovery=False, entry=True),
     )
 }
 

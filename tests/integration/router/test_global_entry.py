@@ -80,3 +80,26 @@ def _load(url: str, events: dict) -> object:  # type: ignore[type-arg]
     import asyncio
 
     return asyncio.run(run_load(url + "/v1/predict", rate=100, duration=4, events=events))
+
+
+def test_entry_routers_add_up_the_routers_and_skip_one_that_is_gone(servers, start_router) -> None:
+    from orchestrator.drills.entry import EntryRouters
+    from orchestrator.net import free_port
+    from tests.integration.router.conftest import TOKEN
+
+    urls = [s.url for s in servers]
+    routers = [start_router(router_config(urls, policy="locality", cloud=c, name=f"router-{c}"))
+               for c in ("aws", "gcp")]
+    with httpx.Client(timeout=5) as client:
+        for r in routers:
+            for _ in range(3):
+                assert client.post(f"{r.url}/v1/predict", json=BODY).status_code == 200
+    view = EntryRouters([r.url for r in routers] + [f"http://127.0.0.1:{free_port()}"], TOKEN)
+    status = view.status()
+    assert sorted(status["routers"]) == ["router-aws", "router-gcp"]
+    rows = {t["name"]: t for t in status["targets"]}
+    assert rows["aws"]["requests"] == 3 and rows["gcp"]["requests"] == 3 and rows["aws"]["healthy"]
+    routers[0].set_targets(routers[0].cfg.targets[:2])  # an event on one router
+    events = view.events()
+    assert any(e["kind"] == "targets_reloaded" and e["router"] == "router-aws" for e in events)
+    assert [float(e["ts"]) for e in events] == sorted(float(e["ts"]) for e in events)
