@@ -370,7 +370,15 @@ class RouterRetryConfig(StrictModel):
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
     # The whole request, every try and backoff included: past it no new try starts and the
     # client gets 503 + Retry-After (orchestrator.client uses the same rule across entry points).
-    deadline_s: float = Field(default=2.0, gt=0, description="a request's total time budget in the router")
+    # Unset: what the tries can take anyway (attempts x (connect + per-try timeout) + backoff),
+    # so setting the other timeouts never makes the deadline cut a try short by surprise.
+    deadline_s: float | None = Field(default=None, gt=0, description="a request's total time budget in the router")
+
+    @property
+    def deadline(self) -> float:
+        if self.deadline_s is not None:
+            return self.deadline_s
+        return self.attempts * (self.connect_timeout_s + self.per_try_timeout_s + self.backoff_max_s)
     # GET and HEAD are always safe to repeat; anything else only when listed here as "METHOD /path"
     # (feedback and admin calls are never sent twice)
     retry_allow: list[str] = Field(default_factory=lambda: ["POST /v1/predict"],

@@ -143,7 +143,7 @@ class Forwarder:
         last_5xx: Answer | None = None
         fivexx = 0
         attempt = 0
-        deadline = self.loop.time() + retries.deadline_s
+        deadline = self.loop.time() + retries.deadline
         late = False
         while attempt < retries.attempts:
             if attempt:
@@ -209,7 +209,7 @@ class Forwarder:
         if late:
             router.client_errors["deadline"] = router.client_errors.get("deadline", 0) + 1
             return Answer(*json_reply(503, {"error": f"no answer within the router's deadline "
-                                                     f"(retries.deadline_s = {retries.deadline_s} s)",
+                                                     f"(retries.deadline_s = {retries.deadline:g} s)",
                                             "tried": tried}, (b"retry-after", b"1")), None)
         return Answer(*json_reply(502, {"error": "no target answered", "tried": tried}), None)
 
