@@ -46,7 +46,7 @@ from orchestrator.kube.rollout import (
 from orchestrator.kube.router import RouterValues, render_router
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.plan import ReleasePlan, begin_release, plan_release
-from orchestrator.releases.store import CloudPlan, CloudRelease, Release, ReleaseStore
+from orchestrator.releases.store import ROUTER_DEPLOYMENT, CloudPlan, CloudRelease, Release, ReleaseStore
 
 __all__ = [
     "CloudTarget",
@@ -243,6 +243,22 @@ class KubeTarget:
             readiness_grace_s=settings.readiness_grace_s,
             on_progress=lambda st: progress(self.cloud, f"rolling out: {st.progress_line()}"),
         )
+        router = next((o for o in objs if o["kind"] == "Deployment"
+                       and o["metadata"]["name"] == ROUTER_DEPLOYMENT), None)
+        if router is not None:  # router.in_cluster: the release is done when its routers are ready too
+            rname = router["metadata"]["name"]
+
+            def fetch_router() -> Obj | None:
+                if cancelled is not None and cancelled.is_set():
+                    raise RolloutFailed("mco stopped waiting for this cloud", reason="Timeout")
+                return self.client.get("apps/v1", "Deployment", rname, namespace)
+
+            wait_for_rollout(
+                fetch_router, self._pods_of, fetch_controller_pods=self._controller_manager_pods,
+                timeout_s=settings.rollout_timeout_s, poll_s=settings.poll_s,
+                readiness_grace_s=settings.readiness_grace_s,
+                on_progress=lambda st: progress(self.cloud, f"routers rolling out: {st.progress_line()}"),
+            )
         digest = (dep["metadata"].get("annotations") or {}).get(ANNOTATION_MODEL_DIGEST)
         if self.cluster.endpoint and digest and settings.serving_timeout_s > 0:
             # Only an endpoint the config names: it is where clients come in, and reachable from here.
