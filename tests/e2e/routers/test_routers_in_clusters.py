@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.deploy.conftest import deploy_config, mco, mco_json  # noqa: F401  (fixture)
+from tests.e2e.clusters.conftest import local_clusters  # noqa: F401  (re-exported fixture)
+from tests.e2e.deploy.conftest import deploy_config, mco  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow]
 
