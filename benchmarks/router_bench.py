@@ -18,7 +18,10 @@ Prints:
    ``retries.hedge: false``) and on HAProxy: the primary is broken for
    3 s by kill -9, a hang, resets mid-response (with /readyz healthy) and 503 on every
    path; client-visible errors, requests slower than 1 s, p99, time until traffic moved;
-5. router memory (RSS now and peak).
+5. router memory (RSS now and peak);
+6. ``--workers``: saturation (closed loop, 64 connections) of one router process next to
+   ``mco router serve --workers 2`` (two processes on one port, SO_REUSEPORT), interleaved
+   rounds, and the throughput ratio.
 
 The machine is small and shared: numbers are noisy; read medians and ratios.
 """
@@ -156,7 +159,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bundle", type=Path, default=None, help="a trained bundle (default: train one)")
     ap.add_argument("--quick", action="store_true", help="one round, shorter runs")
-    ap.add_argument("--only", choices=("latency", "drills"), action="append",
+    ap.add_argument("--only", choices=("latency", "drills", "workers"), action="append",
                     help="run only these parts (repeatable; default: all)")
     ap.add_argument("--faults", default="kill -9,hang,reset_mid,http503", help="comma-separated drill faults")
     args = ap.parse_args()
@@ -179,12 +182,14 @@ def main() -> None:
         urls = [s.url for s in servers]
         print(f"3 model servers up; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}\n")
 
-        parts = set(args.only or ("latency", "drills"))
+        parts = set(args.only or ("latency", "drills", "workers"))
         rss = peak = None
         if "latency" in parts:
             rss, peak = cost_latency_saturation(urls, servers, work, args.seconds, args.rounds, routers)
         if "drills" in parts:
             drills(urls, servers, work, args.faults.split(","))
+        if "workers" in parts:
+            workers_saturation(urls, work, args.rounds, routers)
         if rss is not None:
             print(f"5. Router memory: RSS {rss:.0f} MB after the latency and throughput runs (peak {peak:.0f} MB)")
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 shared cores: noisy; compare medians and ratios)")
@@ -267,6 +272,28 @@ def cost_latency_saturation(urls: list[str], servers: list[ModelServerProcess], 
     print(f"   recorded, not measured: {OLD_HOT_PATH}")
     print()
     return rss, peak
+
+
+def workers_saturation(urls: list[str], work: Path, rounds: int, routers: list[RouterProcess]) -> float:
+    """One router process next to two on one port: closed-loop throughput and the ratio."""
+    started = {n: RouterProcess(router_cfg(urls), token=TOKEN, state_dir=work / f"r-workers{n}", workers=n).start()
+               for n in (1, 2)}
+    routers.extend(started.values())
+    for r in started.values():
+        asyncio.run(closed_loop(r.url, 1.0))  # warm every worker's pools
+    print(f"6. Workers: closed loop, 64 connections, 3 s, {rounds} interleaved rounds (medians); "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    got: dict[int, list[float]] = {n: [] for n in started}
+    for _ in range(rounds):
+        for n, r in started.items():
+            got[n].append(asyncio.run(closed_loop(r.url, 3.0))[0])
+    med = {n: statistics.median(v) for n, v in got.items()}
+    for n, rate in med.items():
+        print(f"   --workers {n}  {rate:8.0f} req/s")
+    ratio = med[2] / med[1]
+    print(f"   ratio 2 workers / 1 worker: {ratio:.2f}x (the model servers and the load generator share the cores)")
+    print()
+    return ratio
 
 
 def drills(urls: list[str], servers: list[ModelServerProcess], work: Path, faults: list[str]) -> None:

@@ -315,6 +315,22 @@ if deployment_cfg and targets:
     pulumi.export("model_digest", model.model_digest)
     pulumi.export("endpoints", model.endpoints)
 
+global_entry_cfg: dict[str, Any] = config.get_object("globalEntry") or {}
+if global_entry_cfg:
+    # one DNS name in front of every cloud's routers; Route 53 lives in the AWS stack
+    if cloud != "aws":
+        raise pulumi.RunError("mco-infra:globalEntry is a Route 53 component. fix: set it in the aws stack")
+    from components.global_entry import GlobalEntry, GlobalEntryArgs, RouterEndpoint
+
+    entry = GlobalEntry("global-entry", GlobalEntryArgs(
+        zone_id=global_entry_cfg["zoneId"], record_name=global_entry_cfg["recordName"],
+        endpoints=tuple(RouterEndpoint(cloud=e["cloud"], fqdn=e["fqdn"], latency_region=e.get("latencyRegion"))
+                        for e in global_entry_cfg.get("endpoints", [])),
+        routing=global_entry_cfg.get("routing", "latency"), ttl_s=int(global_entry_cfg.get("ttl", 30)),
+        health_check_type=global_entry_cfg.get("healthCheckType", "HTTPS"), tags=tags,
+    ))
+    pulumi.export("global_entry", entry.url)
+
 pulumi.export("stack_cloud", cloud)
 pulumi.export("clouds", clouds)
 if kubeconfigs:

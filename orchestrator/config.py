@@ -267,6 +267,23 @@ class CloudConfig(StrictModel):
     cluster: ClusterConfig | None = None
     priority: int = Field(default=0, description="router failover order: lower is preferred")
     pricing_key: str | None = Field(default=None, description="entry in the price catalog, e.g. aws/us-east-1")
+    router_urls: list[str] = Field(default_factory=list,
+                                   description="this cloud's routers (admin API base URLs), for `mco router status "
+                                               "--all` and the global entry's health checks")
+
+    @field_validator("router_urls")
+    @classmethod
+    def _router_urls(cls, value: list[str]) -> list[str]:
+        from urllib.parse import urlparse
+
+        for url in value:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"'{url}' is not an http(s) URL such as https://router.aws.example.com")
+            if parsed.scheme == "http" and not is_loopback_host(parsed.hostname):
+                raise ValueError(f"'{url}' is plain HTTP to another host: the admin token would cross the network "
+                                 "in the clear; use https:// (plain HTTP only on loopback)")
+        return [u.rstrip("/") for u in value]
 
     @field_validator("provider")
     @classmethod
@@ -285,6 +302,11 @@ class RouterTargetConfig(StrictModel):
     replicas: int = Field(default=2, ge=0, description="replicas priced per hour")
     vcpu: float = Field(default=0.5, ge=0, description="vCPU per replica")
     memory_gb: float = Field(default=1.0, ge=0, description="memory per replica (GB)")
+    cloud: str | None = Field(default=None, description="the cloud this target runs in (default: its name); "
+                                                        "the locality policy prefers the router's own cloud")
+    # Plain HTTP to another host crosses networks in the clear (and can be redirected); it is
+    # refused unless the target says so, e.g. a Service address inside the router's own cluster.
+    allow_insecure_http: bool = Field(default=False, description="allow a plain-HTTP URL on a non-loopback host")
 
     @field_validator("url")
     @classmethod
@@ -295,6 +317,22 @@ class RouterTargetConfig(StrictModel):
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"'{value}' is not an http(s) URL such as http://127.0.0.1:9001")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> RouterTargetConfig:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(self.url)
+        if parsed.scheme == "http" and not is_loopback_host(parsed.hostname) and not self.allow_insecure_http:
+            raise ValueError(f"target '{self.name}': {self.url} is plain HTTP to another host, so requests and "
+                             "answers would cross the network in the clear; use https://, or set "
+                             "allow_insecure_http: true on this target if the network is private (e.g. an "
+                             "in-cluster Service)")
+        return self
+
+    @property
+    def cloud_name(self) -> str:
+        return self.cloud or self.name
 
 
 class RouterHealthConfig(StrictModel):
@@ -333,6 +371,17 @@ class RouterRetryConfig(StrictModel):
     backoff_max_s: float = Field(default=0.025, ge=0)
     hedge: bool = Field(default=True, description="after the target's p95, send a second copy elsewhere")
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
+    # The whole request, every try and backoff included: past it no new try starts and the
+    # client gets 503 + Retry-After (orchestrator.client uses the same rule across entry points).
+    # Unset: what the tries can take anyway (attempts x (connect + per-try timeout) + backoff),
+    # so setting the other timeouts never makes the deadline cut a try short by surprise.
+    deadline_s: float | None = Field(default=None, gt=0, description="a request's total time budget in the router")
+
+    @property
+    def deadline(self) -> float:
+        if self.deadline_s is not None:
+            return self.deadline_s
+        return self.attempts * (self.connect_timeout_s + self.per_try_timeout_s + self.backoff_max_s)
     # GET and HEAD are always safe to repeat; anything else only when listed here as "METHOD /path"
     # (feedback and admin calls are never sent twice). A "*" in the path stands for one segment:
     # "POST /v2/models/*/infer" is every model's Open Inference Protocol inference.
@@ -389,6 +438,13 @@ class RouterConfig(StrictModel):
     retries: RouterRetryConfig = Field(default_factory=RouterRetryConfig)
     limits: RouterLimitsConfig = Field(default_factory=RouterLimitsConfig)
     feedback: RouterFeedbackConfig = Field(default_factory=RouterFeedbackConfig)
+    name: str | None = Field(default=None, description="this router's name in x-mco-router (default: host name)")
+    cloud: str | None = Field(default=None, description="the cloud this router runs in (locality, /readyz/local)")
+    spill: Literal["priority", "cost", "latency"] = Field(
+        default="priority", description="locality policy: the order of the other clouds when the own one is down")
+    workers: int = Field(default=1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
+    in_cluster: bool = Field(default=False, description="`mco deploy` also runs a router in every cloud's cluster")
+    in_cluster_replicas: int = Field(default=2, ge=2, le=20, description="router pods per cluster (at least 2)")
 
     @field_validator("policy")
     @classmethod

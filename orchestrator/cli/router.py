@@ -121,6 +121,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default router.host, loopback)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default router.port)")] = None,
     policy: Annotated[str | None, typer.Option(help="routing policy, e.g. failover, weighted, latency or cost")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="processes sharing the port with SO_REUSEPORT "
+                                                                    "(default router.workers)")] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Run the router in the foreground. SIGHUP re-reads the targets from the config file.
@@ -145,6 +147,14 @@ def serve(
         typer.echo(json.dumps({"event": "serving", "url": f"http://{cfg.host}:{cfg.port}", "policy": cfg.policy,
                                "targets": [{"name": t.name, "url": t.url, "priority": t.priority}
                                            for t in cfg.targets]}))
+    n = workers or cfg.workers
+    if n > 1:
+        from orchestrator.router.workers import prepare_worker_config, supervise
+
+        overridden = bool(target or host or port is not None or policy)
+        path = prepare_worker_config(cfg, mco, overridden=overridden)
+        os.environ[cfg.token_env] = token or ""  # the workers' token, through the environment as for one router
+        raise typer.Exit(supervise(path, workers=n, host=cfg.host, port=cfg.port))
     run(cfg, token=token, config_path=mco.source if not target else None)
 
 
@@ -169,16 +179,66 @@ def _status_table(data: dict[str, Any]) -> Table:
     return table
 
 
+def _fleet_table(data: dict[str, Any]) -> Table:
+    table = compact_table(f"mco routers · {data['reachable']}/{data['total']} answered",
+                          caption="one row per router and cloud it routes to; latency in ms, cost in USD")
+    for col in ("router", "cloud", "state", "requests", "errors", "p50", "p95", "p99", "$/hour", "egress $"):
+        table.add_column(col, justify="left" if col in ("router", "cloud", "state") else "right")
+
+    def num(v: Any, fmt: str = "{:.2f}") -> str:
+        return "–" if v is None else fmt.format(v)
+
+    for r in data["routers"]:
+        who = f"{r['router'] or r['url']} ({r['cloud']})"
+        if not r["reachable"]:
+            table.add_row(who, "–", f"[red]{r['error']}[/]", *["–"] * 7)
+            continue
+        for t in r["targets"]:
+            state = ("[green]up[/]" if t["healthy"] else "[red]down[/]") + (" local" if t["local"] else "")
+            table.add_row(who, t["cloud"], state, str(t["requests"]), str(t["errors"]), num(t["p50_ms"]),
+                          num(t["p95_ms"]), num(t["p99_ms"]), num(t["cost_per_hour"], "{:.4f}"),
+                          num(t["egress_usd"], "{:.6f}"))
+    return table
+
+
+def _fleet_entries(mco: Any, router: list[str] | None) -> list[tuple[str, str]]:
+    entries = [(name, u) for name, cloud in mco.clouds.items() for u in cloud.router_urls]
+    for text in router or []:
+        cloud, sep, u = text.partition("=")
+        if not sep or not u.startswith(("http://", "https://")):
+            raise ConfigError(f"--router '{text}' is not CLOUD=URL", hint="e.g. --router aws=https://router.aws.example")
+        entries.append((cloud, u.rstrip("/")))
+    if not entries:
+        raise ConfigError("no routers to read",
+                          hint="list them under clouds.<cloud>.router_urls in mco.yaml, or pass --router CLOUD=URL")
+    return entries
+
+
 @app.command()
 def status(
     config: ConfigOpt = None,
     url: UrlOpt = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="redraw the table live until Ctrl-C")] = False,
     interval: Annotated[float, typer.Option(help="seconds between redraws with --watch")] = 1.0,
+    all_routers: Annotated[bool, typer.Option("--all", help="every cloud's routers (clouds.<cloud>.router_urls "
+                                                            "and --router), as one table router x cloud")] = False,
+    router: Annotated[list[str] | None, typer.Option("--router", help="CLOUD=URL of a router to read with --all; "
+                                                                      "repeatable")] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Per-cloud requests, errors, p50/p95/p99, health, cost per hour and per 1,000 requests."""
     mco = _load(config)
+    if all_routers or router:
+        from orchestrator.router.fleet import read_fleet
+
+        token = _token(mco)
+        if not token:
+            raise ConfigError("no router admin token found", hint=f"set ${mco.router.token_env}")
+        fleet = read_fleet(_fleet_entries(mco, router), token=token)
+        emit(fleet, output, lambda d: console.print(_fleet_table(d)))
+        if fleet["reachable"] == 0:
+            raise Unreachable("no router answered", hint="check the URLs and the token; each row says why")
+        return
     data = _admin_get(mco, url, "/admin/status")
     if watch and output == OutputFormat.table:
         import time

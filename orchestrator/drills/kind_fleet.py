@@ -109,10 +109,40 @@ class KindFleet:
         proc = self._kubectl(cloud, "get", "deployments", "-o", "json")
         if proc.returncode != 0:
             raise ClusterError(f"cannot list the Deployments of {cloud}: {proc.stderr.strip()}")
-        items = json.loads(proc.stdout).get("items", [])
+        # the model's, not the router's that `router.in_cluster` runs beside it
+        items = [i for i in json.loads(proc.stdout).get("items", []) if i["metadata"]["name"] != "mco-router"]
         if not items:
             raise ClusterError(f"{cloud} runs no model Deployment", hint="deploy first (`mco deploy`)")
         return dict(items[0])
+
+    # ---- the routers in the clusters and the global entry (drills/entry.py) ---------------
+
+    def entry_url(self) -> str:
+        """The local global entry `mco local up global-entry` started (HAProxy on loopback)."""
+        from orchestrator.local.global_entry import GlobalEntry, GlobalEntryStandIn
+
+        entry = GlobalEntry(self.local_ctx.dir_for(GlobalEntryStandIn.name), [])
+        if not entry.running():
+            raise ConfigError("the global entry is not running",
+                              hint="deploy with router.in_cluster: true, then `mco local up global-entry`")
+        return entry.url
+
+    def entry_routers(self) -> Any:
+        from orchestrator.drills.entry import EntryRouters
+        from orchestrator.releases.routers import _token
+
+        urls = [u for name in self.clouds for u in self.cfg.clouds[name].router_urls]
+        if not urls:
+            raise ConfigError("no cloud lists its routers (clouds.<cloud>.router_urls)",
+                              hint="make the clusters again with `mco local down clusters && mco local up clusters`")
+        return EntryRouters(urls, _token(self.cfg))
+
+    def crash_routers(self, cloud: str) -> str:
+        selector = "app.kubernetes.io/name=mco-router"
+        proc = self._kubectl(cloud, "delete", "pods", "-l", selector, "--grace-period=0", "--force", "--wait=false")
+        if proc.returncode != 0:
+            raise ClusterError(f"cannot delete the router pods of {cloud}: {proc.stderr.strip()}")
+        return f"deleted the router pods on {cloud} ({selector})"
 
     def wait_serving(self, cloud: str, timeout: float = READY_TIMEOUT_S) -> None:
         url = f"{self._cluster(cloud).endpoint}/readyz"

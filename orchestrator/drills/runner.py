@@ -12,12 +12,13 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.drills.fleet import Fleet
+from orchestrator.drills.fleet import Fleet, require
 from orchestrator.drills.objectives import (
     READMIT_KINDS,
     SETTLE_ANSWERS,
@@ -271,10 +272,21 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
     token = secrets.token_urlsafe(24)
     # Before the router and the traffic: staging is not what the drill measures.
     staged = scenario.prepare(fleet, bundle, run_dir, say) if scenario.prepare is not None else {}
-    say(f"starting the router ({policy} policy) in front of {', '.join(fleet.clouds)}")
-    with RouterProcess(cfg, token=token, state_dir=run_dir / "router") as router:
+    entry_url = ""
+    if scenario.entry:
+        # through the global entry to the routers in the clusters (drills/entry.py)
+        for method in ("entry_url", "entry_routers"):
+            require(fleet, method, scenario.name)
+        entry_url = fleet.entry_url()  # type: ignore[attr-defined]
+        say(f"through the global entry {entry_url} to the routers in {', '.join(fleet.clouds)}")
+        router_cm: Any = nullcontext(fleet.entry_routers())  # type: ignore[attr-defined]
+    else:
+        say(f"starting the router ({policy} policy) in front of {', '.join(fleet.clouds)}")
+        router_cm = RouterProcess(cfg, token=token, state_dir=run_dir / "router")
+    with router_cm as router:
         _wait_router_ready(router, spec.timing.ready_timeout_s)
-        traffic = TrafficGenerator(TrafficConfig(url=f"{router.url}/v1/predict", rate=spec.rate, body=body))
+        url = f"{entry_url}/v1/predict" if scenario.entry else f"{router.url}/v1/predict"
+        traffic = TrafficGenerator(TrafficConfig(url=url, rate=spec.rate, body=body))
         ctx = DrillContext(fleet=fleet, scenario=scenario, spec=spec, objectives=objectives, bundle=bundle,
                            run_dir=run_dir, traffic=traffic, router=router, progress=say)
         ctx.staged.update(staged)

@@ -19,7 +19,15 @@ silent-bad-model   a model trained on permuted labels (ready,  the waves stop at
                    serving, its own card looks fine) is        back by itself; no other cloud ever serves it;
                    deployed with the waves strategy under      bad answers stay within the first step's share;
                    labelled traffic                            the abort names the metric; 0 client errors
+region-loss        through the global entry: a whole cloud's   RTO <= 5 s, 0 client errors, failback
+                   node stops, its routers and model together  <= 180 s after the node starts again
+router-crash       through the global entry: one cloud's       0 client errors
+                   router pods are deleted
 =================  ==========================================  ============================================
+
+``region-loss`` and ``router-crash`` need the routers in the clusters (``router.in_cluster``)
+and the local global entry (``mco local up global-entry``): the traffic goes to the entry,
+and the events come from the routers in the clusters (``drills/entry.py``).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ class Scenario:
     recovery: bool = True  # takes a cloud away: RTO, detection and failback are measured
     # before the router and the traffic: (fleet, bundle, run_dir, progress) -> what act() finds in ctx.staged
     prepare: Callable[[Fleet, Bundle, Path, Callable[[str], None]], dict[str, Any]] | None = None
+    entry: bool = False  # the traffic goes through the global entry to the routers in the clusters
 
 
 def _outage_objectives(runtime: str, policy: str) -> Objectives:
@@ -70,6 +79,21 @@ def _latency_objectives(runtime: str, policy: str) -> Objectives:
 
 def _release_objectives(runtime: str, policy: str) -> Objectives:
     return Objectives(max_errors=0)
+
+
+def _region_objectives(runtime: str, policy: str) -> Objectives:
+    return Objectives(max_rto_s=5.0, max_errors=0, max_failback_s=180.0)
+
+
+def router_crash(ctx: DrillContext) -> None:
+    ctx.baseline()
+    cloud = ctx.cloud
+    from orchestrator.drills.fleet import require
+
+    require(ctx.fleet, "crash_routers", "router-crash")
+    ctx.act("fault", cloud, lambda: ctx.fleet.crash_routers(cloud))  # type: ignore[attr-defined]
+    ctx.hold(max(ctx.timing.outage_s, 10.0))  # the Deployment makes new pods; the entry waits for them
+    ctx.hold(ctx.timing.tail_s)
 
 
 def cloud_outage(ctx: DrillContext) -> None:
@@ -277,6 +301,10 @@ SCENARIOS: dict[str, Scenario] = {
                  storage_outage, _release_objectives, recovery=False, prepare=_staged_release("new-release")),
         Scenario("silent-bad-model", "a model that serves but is wrong is deployed in waves under labelled traffic",
                  "weighted", silent_bad_model, _release_objectives, recovery=False, prepare=_permuted_model),
+        Scenario("region-loss", "through the global entry, a whole cloud (its routers and model) goes away",
+                 "locality", cloud_outage, _region_objectives, entry=True),
+        Scenario("router-crash", "through the global entry, one cloud's router pods are deleted", "locality",
+                 router_crash, _release_objectives, recovery=False, entry=True),
     )
 }
 

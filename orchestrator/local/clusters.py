@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 NODE_PORT = 30080  # the NodePort the model Service uses in every cluster
+ROUTER_NODE_PORT = 30088  # the in-cluster routers' NodePort (kube/router.py), for the global entry
 NAMESPACE = "mco"
 HOST = "127.0.0.1"
 CREATE_TIMEOUT = 600.0
@@ -73,6 +74,7 @@ class ClusterSpec:
     cloud: str
     host_port: int
     node_port: int = NODE_PORT
+    router_host_port: int | None = None  # where the host reaches the cluster's routers (None: not published)
 
     @property
     def name(self) -> str:
@@ -87,14 +89,20 @@ class ClusterSpec:
         return f"http://{HOST}:{self.host_port}"
 
     def section(self) -> dict[str, Any]:
-        return {"cluster": {"context": self.context, "kind_cluster": self.name, "namespace": NAMESPACE,
-                            "endpoint": self.endpoint, "node_port": self.node_port}}
+        out: dict[str, Any] = {"cluster": {"context": self.context, "kind_cluster": self.name, "namespace": NAMESPACE,
+                                           "endpoint": self.endpoint, "node_port": self.node_port}}
+        if self.router_host_port:
+            # the routers `mco deploy` runs here with router.in_cluster (status --all, the global entry)
+            out["router_urls"] = [f"http://{HOST}:{self.router_host_port}"]
+        return out
 
     def kind_config(self, profile: HostProfile) -> dict[str, Any]:
         node: dict[str, Any] = {
             "role": "control-plane",
             "extraPortMappings": [{"containerPort": self.node_port, "hostPort": self.host_port,
-                                   "listenAddress": HOST, "protocol": "TCP"}],
+                                   "listenAddress": HOST, "protocol": "TCP"}]
+            + ([{"containerPort": ROUTER_NODE_PORT, "hostPort": self.router_host_port, "listenAddress": HOST,
+                 "protocol": "TCP"}] if self.router_host_port else []),
         }
         config: dict[str, Any] = {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": self.name,
                                   "networking": {"apiServerAddress": HOST}, "nodes": [node],
@@ -187,12 +195,24 @@ class ClusterStandIn:
         specs = {}
         taken: set[int] = set()
         for cloud in self.clouds:
-            port = _published_port(node_container(cloud), NODE_PORT) or recorded.get(cloud)
+            container = node_container(cloud)
+            port = _published_port(container, NODE_PORT) or recorded.get(cloud)
             while not port or port in taken:
                 port = free_port(HOST)
             taken.add(int(port))
-            specs[cloud] = ClusterSpec(cloud, int(port))
-        self._ports_path(ctx).write_text(json.dumps({c: s.host_port for c, s in specs.items()}, indent=2))
+            # a cluster made before routers ran in clusters publishes no router port: it is made
+            # again (`mco local down clusters && mco local up clusters`) to get one
+            exists = _container_state(container) != "absent"
+            router_port = _published_port(container, ROUTER_NODE_PORT) if exists else \
+                recorded.get(f"{cloud}-router")
+            while not exists and (not router_port or router_port in taken):
+                router_port = free_port(HOST)
+            if router_port:
+                taken.add(int(router_port))
+            specs[cloud] = ClusterSpec(cloud, int(port), router_host_port=int(router_port) if router_port else None)
+        ports = {c: s.host_port for c, s in specs.items()}
+        ports.update({f"{c}-router": s.router_host_port for c, s in specs.items() if s.router_host_port})
+        self._ports_path(ctx).write_text(json.dumps(ports, indent=2))
         return specs
 
     # ---- StandIn --------------------------------------------------------------------------

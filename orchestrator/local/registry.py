@@ -12,8 +12,10 @@ __all__ = ["STAND_INS", "get_stand_in"]
 STAND_INS: dict[str, str] = {
     "storage": "orchestrator.local.storage:StorageStandIn",  # first: object stores need nothing else
     "registries": "orchestrator.local.registries:RegistryStandIn",
-    # keep "clusters" last: `mco local up` starts storage and registries before it
+    # `mco local up` starts storage and registries before the clusters
     "clusters": "orchestrator.local.clusters:ClusterStandIn",
+    # after the clusters: it health-checks the routers they run (clouds.<cloud>.router_urls)
+    "global-entry": "orchestrator.local.global_entry:GlobalEntryStandIn",
 }
 
 

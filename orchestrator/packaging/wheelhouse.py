@@ -29,7 +29,12 @@ from pathlib import Path
 
 from orchestrator.errors import ConfigError, MCOError
 
-__all__ = ["Wheels", "cache_root", "image_requirements", "prepare_wheels", "python_tag"]
+__all__ = ["ROUTER_IMAGE_EXCLUDES", "Wheels", "cache_root", "image_requirements", "prepare_router_wheels",
+           "prepare_wheels", "python_tag"]
+
+# The router extra's matplotlib draws `mco router report` on the operator's machine; the
+# router in a cluster never draws, so its image leaves it (and its dependencies) out.
+ROUTER_IMAGE_EXCLUDES = frozenset({"matplotlib"})
 
 REQUIREMENTS_FILE = "requirements.txt"
 
@@ -209,6 +214,19 @@ def prepare_wheels(*, fetch_extras: Iterable[str] = ()) -> Wheels:
         raise ConfigError(f"packaging.fetch_extras has unknown entries: {', '.join(sorted(unknown))}",
                           hint=f"choose from {', '.join(known_extras())}")
     requirements = image_requirements(extras)
+    cache_root().mkdir(parents=True, exist_ok=True)
+    deps_dir, deps_cached = _deps_wheelhouse(requirements)
+    mco_wheel, mco_cached = _mco_wheel()
+    return Wheels(deps_dir, mco_wheel, tuple(requirements), deps_cached, mco_cached)
+
+
+def prepare_router_wheels() -> Wheels:
+    """The router image's wheels: mco's core and the ``router`` extra, without what only the
+    CLI uses (``ROUTER_IMAGE_EXCLUDES``)."""
+    from packaging.requirements import Requirement
+
+    requirements = [r for r in image_requirements(("router",))
+                    if Requirement(r).name.lower() not in ROUTER_IMAGE_EXCLUDES]
     cache_root().mkdir(parents=True, exist_ok=True)
     deps_dir, deps_cached = _deps_wheelhouse(requirements)
     mco_wheel, mco_cached = _mco_wheel()

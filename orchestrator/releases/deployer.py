@@ -34,6 +34,7 @@ from orchestrator.kube.render import (
     ReleaseValues,
     Resources,
     render_release,
+    sort_for_apply,
 )
 from orchestrator.kube.rollout import (
     RolloutStatus,
@@ -42,9 +43,10 @@ from orchestrator.kube.rollout import (
     wait_for_endpoint,
     wait_for_rollout,
 )
+from orchestrator.kube.router import RouterValues, render_router
 from orchestrator.releases.plan import ReleasePlan, begin_release, plan_release
 from orchestrator.releases.state.base import History, StateLock
-from orchestrator.releases.store import CloudPlan, CloudRelease, Release
+from orchestrator.releases.store import ROUTER_DEPLOYMENT, CloudPlan, CloudRelease, Release
 
 __all__ = [
     "CloudTarget",
@@ -74,6 +76,9 @@ class CloudTarget:
     overlay: str
     image_ref: str | None = None      # REPO@sha256:... or sha256:<image id> (kind)
     image_digest: str | None = None   # what the release records (registry digest, else image id)
+    # the router next to the model (kube/router.py); its image digest is recorded with the
+    # manifests, so a rollback restores the router with the model
+    router: RouterValues | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ def _cloud_summary(cloud: CloudRelease) -> dict[str, Any]:
     out: dict[str, Any] = {"status": cloud.status, "image_digest": cloud.image_digest,
                            "ready_replicas": cloud.ready_replicas, "endpoint": cloud.endpoint,
                            "model_digest": cloud.model_digest}
+    if cloud.router_image:
+        out["router_image"] = cloud.router_image
     for key in ("reason", "detail", "rolled_back_to", "source_release"):
         value = getattr(cloud, key)
         if value is not None:
@@ -238,6 +245,22 @@ class KubeTarget:
             readiness_grace_s=settings.readiness_grace_s,
             on_progress=lambda st: progress(self.cloud, f"rolling out: {st.progress_line()}"),
         )
+        router = next((o for o in objs if o["kind"] == "Deployment"
+                       and o["metadata"]["name"] == ROUTER_DEPLOYMENT), None)
+        if router is not None:  # router.in_cluster: the release is done when its routers are ready too
+            rname = router["metadata"]["name"]
+
+            def fetch_router() -> Obj | None:
+                if cancelled is not None and cancelled.is_set():
+                    raise RolloutFailed("mco stopped waiting for this cloud", reason="Timeout")
+                return self.client.get("apps/v1", "Deployment", rname, namespace)
+
+            wait_for_rollout(
+                fetch_router, self._pods_of, fetch_controller_pods=self._controller_manager_pods,
+                timeout_s=settings.rollout_timeout_s, poll_s=settings.poll_s,
+                readiness_grace_s=settings.readiness_grace_s,
+                on_progress=lambda st: progress(self.cloud, f"routers rolling out: {st.progress_line()}"),
+            )
         digest = (dep["metadata"].get("annotations") or {}).get(ANNOTATION_MODEL_DIGEST)
         if self.cluster.endpoint and digest and settings.serving_timeout_s > 0:
             # Only an endpoint the config names: it is where clients come in, and reachable from here.
@@ -324,7 +347,10 @@ def _render(target: CloudTarget, model_digest: str, settings: DeploySettings, re
         ingress_cidrs=tuple(target.cluster.ingress_cidrs) if target.cluster.ingress_cidrs is not None else None,
         load_balancer_source_ranges=tuple(target.cluster.load_balancer_source_ranges),
     )
-    return render_release(target.overlay, values, manifests_dir=manifests_dir)
+    objs = render_release(target.overlay, values, manifests_dir=manifests_dir)
+    if target.router is not None:
+        objs = sort_for_apply(objs + render_router(objs, target.router))
+    return objs
 
 
 class _Run:

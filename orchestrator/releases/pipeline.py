@@ -295,6 +295,11 @@ def _deploy_locked(cfg: MCOConfig, bundle: Bundle, chosen: dict[str, CloudConfig
         with store:
             load_errors = stage_images(img, chosen, progress, skip=set(failed))
             failed.update({c: ("ImageLoadFailed", m) for c, m in load_errors.items()})
+            if cfg.router.in_cluster:  # the router next to the model in every cluster (releases/routers.py)
+                from orchestrator.releases.routers import with_routers
+
+                targets, router_errors = with_routers(cfg, chosen, targets, progress=progress)
+                failed.update({c: ("RouterSetupFailed", m) for c, m in router_errors.items() if c not in failed})
             result = strategy.run(DeployJob(cfg, store, lock, targets, model_digest=bundle.digest,
                                             settings=settings, bundle_ref=bundle.ref, gate_forced=gate.forced,
                                             gate_summary=gate.summary, progress=progress,

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+ROUTER_DEPLOYMENT = "mco-router"  # kube/router.py; a name, so the store needs nothing from kube/
 # skipped: a waves deploy stopped before this cloud's wave; the cloud was never touched
 CLOUD_FINAL = frozenset({"deployed", "failed", "rolled_back", "interrupted", "skipped"})
 
@@ -145,12 +146,25 @@ class CloudRelease:
     rolled_back_to: int | None
     updated_at: str
 
+    @property
+    def router_image(self) -> str | None:
+        """The router image (by digest) this release runs next to the model on this cloud, read
+        from its recorded manifests: a rollback re-applies them, so it restores this image too."""
+        for obj in self.manifests:
+            if obj.get("kind") == "Deployment" and obj.get("metadata", {}).get("name") == ROUTER_DEPLOYMENT:
+                image = obj["spec"]["template"]["spec"]["containers"][0].get("image")
+                return str(image) if image else None
+        return None
+
     def summary(self) -> dict[str, Any]:
         """The per-cloud part of ``mco deploy --output json`` and ``mco history``."""
         out: dict[str, Any] = {
             "status": self.status, "model_digest": self.model_digest, "image_digest": self.image_digest,
             "image_ref": self.image_ref, "ready_replicas": self.ready_replicas, "endpoint": self.endpoint,
         }
+        router_image = self.router_image
+        if router_image:
+            out["router_image"] = router_image
         if self.reason:
             out["reason"] = self.reason
         if self.detail:

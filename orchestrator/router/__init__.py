@@ -10,7 +10,7 @@ pydantic model) configures everything; ``RouterTargetConfig`` is one target::
 
     from orchestrator.config import RouterConfig, RouterTargetConfig
     cfg = RouterConfig(
-        port=8088, policy="failover",   # a registered policy: failover | weighted | latency | cost
+        port=8088, policy="failover",   # a registered policy: failover | weighted | latency | cost | locality
         targets=[RouterTargetConfig(name="aws", url="http://127.0.0.1:9001", priority=0,
                                     weight=1, pricing_key="aws/us-east-1"),
                  RouterTargetConfig(name="gcp", url="http://127.0.0.1:9002", priority=1,
@@ -53,9 +53,16 @@ of routing policies), ``health/``, ``accounting.py``, ``retries.py``, ``asgi.py`
 
 HTTP surface
 ------------
-* Every path except ``/metrics`` and ``/admin/...`` is proxied to a target
-  (``POST /v1/predict``, ``GET /readyz``...). Responses carry ``x-mco-cloud: NAME``
-  naming the target that answered.
+* Every path except ``/metrics``, ``/admin/...`` and the router's own probes is proxied
+  to a target (``POST /v1/predict``...). Responses carry ``x-mco-cloud: NAME`` naming
+  the target that answered, and ``x-mco-router: NAME`` naming the router
+  (``router.name``, default the host name).
+* The router's own probes: ``GET /healthz`` (alive), ``GET /readyz`` (200 while some
+  target is healthy: *I can route somewhere*, else 503 + ``Retry-After``) and
+  ``GET /readyz/local`` (200 while a target in ``router.cloud`` is healthy: what a global
+  entry checks).
+* ``--workers N`` (``workers.py``): N processes on one port (SO_REUSEPORT); the status
+  and ``/metrics`` of any worker add up every worker.
 * ``GET /metrics``: Prometheus text (per-target requests, errors by kind, latency
   histogram, healthy, cost per hour and per 1,000 requests). No token.
 * Admin endpoints need ``Authorization: Bearer TOKEN`` (401 otherwise). The token comes

@@ -16,13 +16,22 @@ def main(argv: list[str] | None = None) -> None:
     from orchestrator.errors import MCOError
     from orchestrator.router.server import serve
     from orchestrator.router.settings import read_token, router_config_with_targets
+    from orchestrator.router.workers import WorkerInfo, supervise
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.router")
     parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=None, help="processes on one port (default router.workers)")
     args = parser.parse_args(argv)
     try:
         mco = load_config(args.config, required=True)
         cfg = router_config_with_targets(mco)
+        worker = WorkerInfo.from_env()
+        if worker is not None:  # one of a supervisor's workers: the port it shares with its peers
+            cfg = cfg.model_copy(update={"port": worker.public_port})
+        else:
+            workers = args.workers or cfg.workers
+            if workers > 1:
+                sys.exit(supervise(args.config, workers=workers, host=cfg.host, port=cfg.port))
         token = read_token(cfg, base=args.config.parent)
         serve(cfg, token=token, config_path=args.config)
     except MCOError as exc:

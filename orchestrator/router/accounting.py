@@ -50,6 +50,15 @@ class CostModel:
 
     compute_per_hour: float | None  # None: no pricing key, cost unknown
     egress_per_gb: float | None
+    # a cross-cloud target's requests leave the router's own cloud at that cloud's price
+    request_egress_per_gb: float | None = None
+
+    def egress_usd(self, bytes_out: int, bytes_in: int) -> float | None:
+        """What the bytes exchanged with this target cost so far: answers at the target's egress
+        price, requests at the router's own (cross-cloud only)."""
+        if self.egress_per_gb is None:
+            return None
+        return bytes_out / 1e9 * self.egress_per_gb + bytes_in / 1e9 * (self.request_egress_per_gb or 0.0)
 
     @classmethod
     def for_target(cls, pricing_key: str | None, *, vcpu: float, memory_gb: float, replicas: int) -> CostModel:
@@ -89,6 +98,7 @@ class TargetStats:
     retries: int = 0                   # tries that were retries of a failure elsewhere
     hedges: int = 0
     bytes_out: int = 0                 # response bytes sent back to clients (egress)
+    bytes_in: int = 0                  # request bytes sent to this target (egress of a cross-cloud router)
     ewma_s: float = 0.0
     latency_sum_s: float = 0.0         # of the answered tries: the histogram's _sum, for rate(sum)/rate(count)
     counts: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS_S) + 1))

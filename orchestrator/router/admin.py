@@ -26,6 +26,7 @@ from orchestrator.errors import MCOError
 from orchestrator.router.asgi import Receive, Reply, Scope, json_reply
 from orchestrator.router.metrics import render_metrics
 from orchestrator.router.report import series_report, status_report
+from orchestrator.router.workers import SECRET_HEADER, merged_view, worker_state
 
 if TYPE_CHECKING:
     from orchestrator.router.state import Router
@@ -52,8 +53,16 @@ class AdminApi:
 
     async def handle(self, scope: Scope, receive: Receive) -> Reply:
         path, method = scope["path"], scope["method"]
+        worker = self.router.worker
+        if path == "/admin/worker-state" and worker is not None:
+            # a peer worker adding up all workers (workers.py): its own secret, not the admin token
+            secret = next((v for k, v in scope["headers"] if k == SECRET_HEADER), None)
+            if not worker.peer_ok(secret):
+                return _json(401, {"error": "worker-state is for the router's own workers"})
+            return _json(200, worker_state(self.router))
         if path == "/metrics":
-            body, content_type = render_metrics(self.router)
+            view, _ = await merged_view(self.router)
+            body, content_type = render_metrics(view)
             return 200, [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())], body
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         if not check_token(self.router.token, auth):
@@ -101,7 +110,15 @@ class AdminApi:
                 return b"".join(chunks)
 
     async def _status(self, scope: Scope, body: bytes) -> Reply:
-        return _json(200, status_report(self.router))
+        view, workers = await merged_view(self.router)
+        doc = status_report(view)
+        doc["router"] = self.router.name
+        doc["cloud"] = self.router.cfg.cloud
+        if workers:  # --workers N: the sums of every worker, and each one's reachability and load
+            doc["workers"] = workers
+            for row in doc["targets"]:
+                row["healthy_workers"] = view.healthy_workers.get(row["name"], 0)
+        return _json(200, doc)
 
     async def _events(self, scope: Scope, body: bytes) -> Reply:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["CLOUD_HEADER", "CLOUD_HEADER_BYTES"]
+__all__ = ["CLOUD_HEADER", "CLOUD_HEADER_BYTES", "ROUTER_HEADER", "ROUTER_HEADER_BYTES"]
 
 # Which cloud answered: set by the router (and by the HAProxy/Envoy configs it exports) on
 # every forwarded answer; an upstream's own value is dropped. Lower case, as HTTP/2 wants it.
 CLOUD_HEADER = "x-mco-cloud"
 CLOUD_HEADER_BYTES = CLOUD_HEADER.encode()
+
+# Which router answered (``router.name``, by default the host or pod name): with a router in
+# every cloud behind one global entry, this tells the entry point apart from the model's cloud.
+ROUTER_HEADER = "x-mco-router"
+ROUTER_HEADER_BYTES = ROUTER_HEADER.encode()

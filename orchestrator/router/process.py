@@ -25,7 +25,7 @@ __all__ = ["RouterProcess"]
 
 
 class RouterProcess:
-    def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path) -> None:
+    def __init__(self, cfg: RouterConfig, *, token: str, state_dir: Path, workers: int = 1) -> None:
         from orchestrator.net import free_port
 
         if cfg.port == 0:
@@ -36,6 +36,7 @@ class RouterProcess:
         self.config_path = self.state_dir / "router.yaml"
         self.log_path = self.state_dir / "router.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.workers = workers  # > 1: a supervisor and that many workers on one port (workers.py)
 
     @property
     def url(self) -> str:
@@ -57,7 +58,8 @@ class RouterProcess:
         env = {**os.environ, self.cfg.token_env: self.token}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.router", "--config", str(self.config_path)],
+            [sys.executable, "-m", "orchestrator.router", "--config", str(self.config_path),
+             "--workers", str(self.workers)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout

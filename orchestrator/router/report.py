@@ -59,6 +59,10 @@ def status_report(router: Router) -> dict[str, Any]:
             "rps": round(t.recent_rps, 2), "window_10s": t.window,
             "cost_per_hour": _money(cost_h),
             "cost_per_1k_requests": _money(t.cost.per_1k_requests(t.recent_rps, t.recent_bytes_per_s)),
+            # cross-cloud bytes (locality: none for the router's own cloud) at the source cloud's price
+            "local": t.local, "egress_gb": round((s.bytes_out + (0 if t.local else s.bytes_in)) / 1e9, 9)
+            if router.cfg.cloud else round(s.bytes_out / 1e9, 9),
+            "egress_usd": _money(t.cost.egress_usd(s.bytes_out, s.bytes_in)),
         })
     o = router.overall
     total_rps = sum(t.recent_rps for t in router.balancer.by_priority)

@@ -15,7 +15,10 @@ import os
 import secrets
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from orchestrator.config import MCOConfig, RouterConfig, RouterTargetConfig
+from orchestrator.errors import ConfigError
 from orchestrator.secret_files import read_secret_file
 
 __all__ = ["MIN_TOKEN_BYTES", "ensure_token_file", "read_token", "router_config_with_targets", "targets_from_config"]
@@ -48,8 +51,13 @@ def targets_from_config(cfg: MCOConfig) -> list[RouterTargetConfig]:
         url = released.get(name) or (cloud.cluster.endpoint if cloud.cluster is not None else None)
         if name in named or not url:
             continue
-        targets.append(RouterTargetConfig(name=name, url=url, priority=cloud.priority,
-                                          pricing_key=cloud.pricing_key))
+        try:
+            targets.append(RouterTargetConfig(name=name, url=url, priority=cloud.priority,
+                                              pricing_key=cloud.pricing_key))
+        except ValidationError as exc:
+            raise ConfigError(f"clouds.{name}.cluster.endpoint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+                              hint=f"serve it over https://, or list it under router.targets as '{name}' with "
+                                   "allow_insecure_http: true") from None
     return targets
 
 

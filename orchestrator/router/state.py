@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +20,14 @@ from typing import Any
 from orchestrator.config import RouterConfig, RouterTargetConfig
 from orchestrator.errors import ConfigError
 from orchestrator.router.accounting import CostModel, TargetStats
+from orchestrator.router.asgi import Reply, json_reply
 from orchestrator.router.balancer import Balancer, TargetState
 from orchestrator.router.events import EventLog
 from orchestrator.router.health.active import ActiveChecker
 from orchestrator.router.health.passive import OutlierDetector
 from orchestrator.router.retries import RetryBudget
 from orchestrator.router.sampler import Sampler
+from orchestrator.router.workers import WorkerInfo
 
 __all__ = ["Router"]
 
@@ -40,7 +43,7 @@ class Router:
         self.started = time.time()
         self.events = EventLog(path=cfg.events_file)
         self.balancer = Balancer([self._state(t, i) for i, t in enumerate(cfg.targets)], cfg.policy, self.events,
-                                 slo_p95_s=cfg.slo_p95_ms / 1000)
+                                 slo_p95_s=cfg.slo_p95_ms / 1000, spill=cfg.spill)
         self._check_unique(cfg.targets)
         self.active = ActiveChecker(cfg.health, self.balancer.sink("active"), self.events)
         self.passive = OutlierDetector(cfg.outlier, self.balancer.sink("passive"), self.events)
@@ -64,6 +67,13 @@ class Router:
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handle_sighup = False
+        # who answers: x-mco-router on every answer (the pod's name in a cluster)
+        self.name = cfg.name or socket.gethostname()
+        self.name_bytes = self.name.encode()
+        # --workers N (workers.py): this process's index, the port it shares with its peers
+        # (SO_REUSEPORT) and every worker's private loopback admin port, which the status
+        # and /metrics of any worker read to add up all of them
+        self.worker: WorkerInfo | None = WorkerInfo.from_env()
 
     @staticmethod
     def _check_unique(targets: list[RouterTargetConfig]) -> None:
@@ -73,11 +83,24 @@ class Router:
             raise ConfigError(f"router targets must have unique names; repeated: {', '.join(dupes)}",
                               hint="rename the targets so each cloud appears once")
 
-    @staticmethod
-    def _state(t: RouterTargetConfig, index: int) -> TargetState:
-        return TargetState(cfg=t, index=index,
-                           cost=CostModel.for_target(t.pricing_key, vcpu=t.vcpu, memory_gb=t.memory_gb,
-                                                     replicas=t.replicas))
+    def _state(self, t: RouterTargetConfig, index: int) -> TargetState:
+        cost = CostModel.for_target(t.pricing_key, vcpu=t.vcpu, memory_gb=t.memory_gb, replicas=t.replicas)
+        own = self.cfg.cloud
+        local = own is not None and t.cloud_name == own
+        if own is not None:
+            # cross-cloud: the answer leaves the target's cloud (its egress price) and the request
+            # leaves the router's (the price of its own cloud's target); inside one cloud, no egress
+            cost.egress_per_gb = 0.0 if local else cost.egress_per_gb
+            cost.request_egress_per_gb = None if local else self._own_egress()
+        return TargetState(cfg=t, index=index, cost=cost, local=local)
+
+    def _own_egress(self) -> float | None:
+        for t in self.cfg.targets:
+            if t.cloud_name == self.cfg.cloud and t.pricing_key:
+                from orchestrator.catalog import price
+
+                return price(t.pricing_key).egress_gb
+        return None
 
     # -- lifecycle ------------------------------------------------------------------
     async def startup(self) -> None:
@@ -133,13 +156,15 @@ class Router:
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:
         """Replace the targets; ones with the same name and URL keep their stats and health."""
         self._check_unique(targets)
+        self.cfg = self.cfg.model_copy(update={"targets": list(targets)})
         old = self.balancer.targets
         states: list[TargetState] = []
         for i, t in enumerate(targets):
             prev = old.get(t.name)
             if prev is not None and prev.cfg.url == t.url:
                 prev.cfg, prev.index = t, i
-                prev.cost = self._state(t, i).cost
+                fresh = self._state(t, i)
+                prev.cost, prev.local = fresh.cost, fresh.local
                 states.append(prev)
             else:
                 states.append(self._state(t, i))
@@ -157,6 +182,26 @@ class Router:
         from orchestrator.router.settings import targets_from_config
 
         self.set_targets(targets_from_config(load_config(self.config_path)))
+
+    # -- the router's own probes ------------------------------------------------------
+    def probe(self, path: str) -> Reply:
+        """``/healthz``: the process answers. ``/readyz``: *I can route somewhere*, at least one
+        target is healthy. ``/readyz/local``: *my own cloud can serve*, a healthy target in
+        ``router.cloud`` (the same as ``/readyz`` without one): what a global entry checks, so
+        it stops sending to a cloud whose router is up but whose model is down, while that
+        router still spills what reaches it during the DNS TTL."""
+        if path == "/healthz":
+            return json_reply(200, {"status": "alive", "router": self.name})
+        healthy = self.balancer.healthy
+        if path == "/readyz/local" and self.cfg.cloud is not None:
+            healthy = tuple(t for t in healthy if t.local)
+        body = {"ready": bool(healthy), "router": self.name, "cloud": self.cfg.cloud,
+                "healthy_targets": [t.name for t in healthy]}
+        if healthy:
+            return json_reply(200, body)
+        body["error"] = ("no healthy target in this router's cloud" if path == "/readyz/local" and self.cfg.cloud
+                         else "no healthy target: this router cannot route anywhere")
+        return json_reply(503, body, (b"retry-after", b"1"), (b"cache-control", b"no-store"))
 
     # -- reports (built in report.py) --------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class TargetState:
     stats: TargetStats = field(default_factory=TargetStats)
     up: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(SOURCES, True))
     healthy: bool = True
+    local: bool = False  # in the router's own cloud (router.cloud): the locality policy prefers it
     # recent window figures, refreshed by the sampler beside the hot path
     recent_p95_s: float | None = None
     recent_rps: float = 0.0
@@ -60,11 +61,12 @@ class _Sink:
 
 
 class Balancer:
-    def __init__(self, targets: list[TargetState], policy: str, events: EventLog, *, slo_p95_s: float) -> None:
+    def __init__(self, targets: list[TargetState], policy: str, events: EventLog, *, slo_p95_s: float,
+                 spill: str = "priority") -> None:
         self.events = events
         self.slo_p95_s = slo_p95_s
         self._lock = threading.Lock()
-        self.policy: Policy = make_policy(policy, slo_p95_s=slo_p95_s)
+        self.policy: Policy = make_policy(policy, slo_p95_s=slo_p95_s, spill=spill)
         self.targets: dict[str, TargetState] = {}
         self.by_priority: tuple[TargetState, ...] = ()
         self.healthy: tuple[TargetState, ...] = ()

@@ -78,8 +78,9 @@ class Policy:
     haproxy: ClassVar[HAProxyPlan | NotExpressible]
     envoy: ClassVar[EnvoyPlan | NotExpressible]
 
-    def __init__(self, *, slo_p95_s: float) -> None:
+    def __init__(self, *, slo_p95_s: float, spill: str = "priority") -> None:
         self.slo_p95_s = slo_p95_s
+        self.spill = spill  # the locality policy's order for the other clouds
         self._rng = random.Random()
 
     @classmethod
@@ -124,8 +125,8 @@ def policy_class(name: str) -> type[Policy]:
     return cls
 
 
-def make_policy(name: str, *, slo_p95_s: float) -> Policy:
-    return policy_class(name)(slo_p95_s=slo_p95_s)
+def make_policy(name: str, *, slo_p95_s: float, spill: str = "priority") -> Policy:
+    return policy_class(name)(slo_p95_s=slo_p95_s, spill=spill)
 
 
 def _weighted_pick(group: tuple[TargetState, ...], rng: random.Random) -> TargetState:
@@ -151,8 +152,8 @@ class Failover(Policy):
     haproxy = HAProxyPlan(balance="first", backups="lower_priorities")
     envoy = EnvoyPlan(lb_policy="ROUND_ROBIN", levels="by_priority")
 
-    def __init__(self, *, slo_p95_s: float) -> None:
-        super().__init__(slo_p95_s=slo_p95_s)
+    def __init__(self, *, slo_p95_s: float, spill: str = "priority") -> None:
+        super().__init__(slo_p95_s=slo_p95_s, spill=spill)
         self._top: tuple[TargetState, ...] = ()
 
     def refresh(self, healthy: tuple[TargetState, ...]) -> None:
@@ -214,8 +215,8 @@ class CheapestWithinSlo(Policy):
     envoy = EnvoyPlan(lb_policy="ROUND_ROBIN", levels="by_rank",
                       approximation="cost-within-SLO routing is rendered as a static cheapest-first priority order")
 
-    def __init__(self, *, slo_p95_s: float) -> None:
-        super().__init__(slo_p95_s=slo_p95_s)
+    def __init__(self, *, slo_p95_s: float, spill: str = "priority") -> None:
+        super().__init__(slo_p95_s=slo_p95_s, spill=spill)
         self._order: tuple[TargetState, ...] = ()
 
     @classmethod
@@ -235,6 +236,45 @@ class CheapestWithinSlo(Policy):
 
     def order(self, healthy: tuple[TargetState, ...]) -> tuple[TargetState, ...]:
         # the cache is rebuilt on every health change, so it holds exactly the healthy set
+        return self._order or healthy
+
+
+@register_policy
+class Locality(Policy):
+    """The router's own cloud first (``router.cloud``; targets whose ``cloud``, or name, is it),
+    equal ones sharing by weight; the others only when no local target is healthy, in
+    ``router.spill`` order: priority, cost (compute price, then egress) or latency (EWMA)."""
+
+    name = "locality"
+    summary = "the router's own cloud while it is healthy; spill to the others by priority, cost or latency"
+    needs_latency = True  # spill by latency re-ranks on each sample
+    needs_cost = True
+    haproxy = HAProxyPlan(balance="first", backups="lower_priorities",
+                          approximation="locality is rendered as priority order: give the own cloud priority 0")
+    envoy = EnvoyPlan(lb_policy="ROUND_ROBIN", levels="by_priority",
+                      approximation="locality is rendered as priority levels: give the own cloud priority 0")
+
+    def __init__(self, *, slo_p95_s: float, spill: str = "priority") -> None:
+        super().__init__(slo_p95_s=slo_p95_s, spill=spill)
+        self._local: tuple[TargetState, ...] = ()
+        self._order: tuple[TargetState, ...] = ()
+
+    def _spill_key(self, t: TargetState) -> tuple[float, ...]:
+        if self.spill == "cost":
+            hourly = t.cost.compute_per_hour
+            return (float("inf") if hourly is None else hourly, t.cost.egress_per_gb or 0.0, t.cfg.priority, t.index)
+        if self.spill == "latency":
+            return (t.stats.ewma_s if t.stats.ewma_s else float("inf"), t.cfg.priority, t.index)
+        return (t.cfg.priority, t.index)
+
+    def refresh(self, healthy: tuple[TargetState, ...]) -> None:
+        self._local = tuple(t for t in healthy if t.local)
+        remote = sorted((t for t in healthy if not t.local), key=self._spill_key)
+        self._order = self._local + tuple(remote)
+
+    def order(self, healthy: tuple[TargetState, ...]) -> tuple[TargetState, ...]:
+        if len(self._local) > 1:
+            return _first_then_rest(_weighted_pick(self._local, self._rng), self._order)
         return self._order or healthy
 
 

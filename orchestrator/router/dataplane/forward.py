@@ -62,6 +62,8 @@ class Forwarder:
         self._rng = random.Random()
         self._pools: dict[str, Pool] = {}
         self.loop = asyncio.get_running_loop()
+        retries = router.cfg.retries
+        self._try_bound = retries.connect_timeout_s + retries.per_try_timeout_s  # the longest one try can take
         entries = [tuple(e.encode().split(b" ", 1)) for e in router.cfg.retries.retry_allow]
         self.allow = frozenset(e for e in entries if b"*" not in e[1])
         # "*" stands for one path segment; patterns are tried only when the exact set misses
@@ -128,6 +130,7 @@ class Forwarder:
             elif done is not None and not done.done():
                 done.set_result(outcome)
 
+        target.stats.bytes_in += len(body)
         pool.send(pool.request_bytes(method, path, headers, body), account, head_only=method == b"HEAD",
                   replayable=repeatable)
         return done
@@ -148,22 +151,38 @@ class Forwarder:
         last_5xx: Answer | None = None
         fivexx = 0
         attempt = 0
+        deadline = self.loop.time() + retries.deadline
+        late = False
         while attempt < retries.attempts:
             if attempt:
                 if not router.budget.try_acquire():
                     break
                 pause = backoff(attempt, base_s=retries.backoff_base_s, max_s=retries.backoff_max_s, rng=self._rng)
+                if self.loop.time() + pause >= deadline:
+                    late = True  # no time left for another try: say so now rather than hang
+                    break
                 if pause:
                     await asyncio.sleep(pause)
-            if attempt == 0 and retries.hedge and repeatable and n > 1:
-                outcomes = await self._hedged(candidates, method, target_path, headers, body)
-            else:
-                target = candidates[attempt % n]
-                if attempt:
-                    target.stats.retries += 1
-                sent = self._try(target, method, target_path, headers, body, repeatable)
-                assert sent is not None
-                outcomes = [(target, await sent)]
+            remaining = deadline - self.loop.time()
+            # a try ends by its own timeouts; the deadline's timer is armed only when it could end later
+            guard = remaining if remaining < self._try_bound else None
+            try:
+                if attempt == 0 and retries.hedge and repeatable and n > 1:
+                    hedged = self._hedged(candidates, method, target_path, headers, body)
+                    outcomes = await (asyncio.wait_for(hedged, remaining) if remaining < 2 * self._try_bound
+                                      else hedged)
+                else:
+                    target = candidates[attempt % n]
+                    if attempt:
+                        target.stats.retries += 1
+                    sent = self._try(target, method, target_path, headers, body, repeatable)
+                    assert sent is not None
+                    # the try runs on past the deadline to its own outcome, so it is still accounted
+                    outcomes = [(target, await (sent if guard is None else asyncio.wait_for(sent, guard)))]
+            except TimeoutError:
+                late = True
+                tried.append({"target": candidates[attempt % n].name, "failure": "deadline"})
+                break
             attempt += len(outcomes)
             stop = False
             for target, outcome in outcomes:
@@ -195,6 +214,11 @@ class Forwarder:
         if router.balancer.all_down:
             return Answer(*json_reply(503, {"error": "no healthy cloud: every target is down", "tried": tried},
                                       (b"retry-after", b"1")), None)
+        if late:
+            router.client_errors["deadline"] = router.client_errors.get("deadline", 0) + 1
+            return Answer(*json_reply(503, {"error": f"no answer within the router's deadline "
+                                                     f"(retries.deadline_s = {retries.deadline:g} s)",
+                                            "tried": tried}, (b"retry-after", b"1")), None)
         return Answer(*json_reply(502, {"error": "no target answered", "tried": tried}), None)
 
     async def _hedged(self, candidates: tuple[TargetState, ...], method: bytes, path: bytes, headers: bytes,

@@ -36,7 +36,7 @@ from orchestrator.router.asgi import Headers, Reply, json_reply
 from orchestrator.router.dataplane.forward import Forwarder
 from orchestrator.router.dataplane.overload import LoopMonitor
 from orchestrator.router.feedback import REQUEST_ID_HEADER, handle_feedback
-from orchestrator.router.headers import CLOUD_HEADER_BYTES
+from orchestrator.router.headers import CLOUD_HEADER_BYTES, ROUTER_HEADER_BYTES
 from orchestrator.router.state import Router
 
 __all__ = ["DataPlane", "DataPlaneThread", "serve"]
@@ -47,9 +47,11 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"pro
 # what the router sets itself on the way up (Host, Content-Length, X-Forwarded-For) or
 # must not pass on (Expect: the body is already read)
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for"}
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", CLOUD_HEADER_BYTES, REQUEST_ID_HEADER}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", CLOUD_HEADER_BYTES, ROUTER_HEADER_BYTES, REQUEST_ID_HEADER}
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _SWEEP_S = 0.25
+# answered by the router itself, never forwarded: a global entry checks the router, not a model
+_OWN_PROBES = frozenset({b"/healthz", b"/readyz", b"/readyz/local"})
 _LINGER_S = 2.0  # after refusing a request, read and drop what the client still sends, then close
 _IDLE, _HEAD, _BODY, _DONE = range(4)  # where the parser is in the current request
 
@@ -228,6 +230,7 @@ class ClientConnection(asyncio.Protocol):
                 parts += (name, b": ", value, b"\r\n")
         if cloud is not None:
             parts += (CLOUD_HEADER_BYTES, b": ", cloud.encode(), b"\r\n")
+        parts += (ROUTER_HEADER_BYTES, b": ", self.plane.router.name_bytes, b"\r\n")
         if request_id is not None:
             parts += (REQUEST_ID_HEADER, b": ", request_id, b"\r\n")
         parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
@@ -291,6 +294,7 @@ class DataPlane:
         self.inflight = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._server: asyncio.AbstractServer | None = None
+        self._admin_server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         router.saturation = self.saturation  # the status report shows it
 
@@ -298,13 +302,20 @@ class DataPlane:
         self.loop = asyncio.get_running_loop()
         await self.router.startup()
         self.monitor.start()
+        worker = self.router.worker
         self._server = await self.loop.create_server(lambda: ClientConnection(self), self.cfg.host, self.cfg.port,
-                                                     backlog=2048, reuse_address=True)
+                                                     backlog=2048, reuse_address=True,
+                                                     reuse_port=worker is not None)
+        if worker is not None:  # the private port where the other workers read this one (workers.py)
+            self._admin_server = await self.loop.create_server(lambda: ClientConnection(self), "127.0.0.1",
+                                                               worker.admin_port, reuse_address=True)
         self._sweeper = self.loop.call_later(_SWEEP_S, self._sweep)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._admin_server is not None:
+            self._admin_server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
@@ -339,6 +350,11 @@ class DataPlane:
             return
         if path == b"/v1/feedback":  # joined by the router itself (feedback.py), never forwarded
             conn.task = self.loop.create_task(self._feedback(conn, request))
+            return
+        if path in _OWN_PROBES:
+            conn.write(self.router.probe(path.decode()), close=not request.keep_alive,
+                       head_only=request.method == b"HEAD")
+            conn.answered(request)
             return
         limits = self.cfg.limits
         errors = self.router.client_errors

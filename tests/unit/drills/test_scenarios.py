@@ -15,7 +15,11 @@ from orchestrator.model.bundle import Bundle, load_bundle
 
 def test_every_scenario_of_the_issue_exists_with_objectives() -> None:
     assert list(SCENARIOS) == ["cloud-outage", "pod-crash", "latency", "bad-release", "storage-outage",
-                               "silent-bad-model"]
+                               "silent-bad-model", "region-loss", "router-crash"]
+    region = get_scenario("region-loss")
+    assert region.entry and region.policy == "locality"
+    assert region.objectives("kind", "locality").max_rto_s == 5.0
+    assert get_scenario("router-crash").entry and get_scenario("router-crash").objectives("kind", "locality").max_errors == 0
     for name in ("cloud-outage", "pod-crash"):
         for runtime in ("local", "kind"):
             obj = get_scenario(name).objectives(runtime, "failover")

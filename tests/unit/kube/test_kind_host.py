@@ -85,6 +85,20 @@ def test_cluster_section_matches_the_config_schema() -> None:
     assert parsed.endpoint == "http://127.0.0.1:40001" and parsed.node_port == NODE_PORT
 
 
+def test_a_cluster_publishes_its_routers_port_and_lists_them_for_the_global_entry() -> None:
+    from orchestrator.config import CloudConfig
+    from orchestrator.local.clusters import ROUTER_NODE_PORT
+
+    profile = HostProfile(privileged_works=True, privileged_error="", node_image=None, mco_node_image=False)
+    spec = ClusterSpec("aws", 40000, router_host_port=40010)
+    mappings = spec.kind_config(profile)["nodes"][0]["extraPortMappings"]
+    assert {(m["containerPort"], m["hostPort"], m["listenAddress"]) for m in mappings} == {
+        (NODE_PORT, 40000, "127.0.0.1"), (ROUTER_NODE_PORT, 40010, "127.0.0.1")}
+    section = spec.section()
+    assert CloudConfig(provider="aws", **section).router_urls == ["http://127.0.0.1:40010"]
+    assert "router_urls" not in ClusterSpec("aws", 40000).section()  # an older cluster: no router port
+
+
 def test_sysctl_guard_records_once_and_reports_changes(tmp_path: Path) -> None:
     guard = SysctlGuard(tmp_path)
     guard.record()

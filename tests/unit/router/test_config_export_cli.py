@@ -31,7 +31,7 @@ def test_targets_also_come_from_clouds_with_an_endpoint(tmp_path, monkeypatch):
             "azure": {"provider": "azure", "priority": 2,
                       "cluster": {"context": "kind-azure", "endpoint": "http://127.0.0.1:30083"}},
         },
-        "router": {"targets": [{"name": "azure", "url": "http://10.0.0.1:80", "priority": 5}]},
+        "router": {"targets": [{"name": "azure", "url": "http://10.0.0.1:80", "priority": 5, "allow_insecure_http": True}]},
     })
     targets = {t.name: t for t in targets_from_config(cfg)}
     assert set(targets) == {"aws", "azure"}

@@ -56,7 +56,7 @@ def _targets() -> list[RouterTargetConfig]:
 
 
 def test_the_builtin_policies_are_registered_with_what_exporters_need() -> None:
-    assert policy_names() == ("failover", "weighted", "latency", "cost")
+    assert policy_names() == ("failover", "weighted", "latency", "cost", "locality")
     for name in policy_names():
         cls = policies.policy_class(name)
         assert isinstance(cls.haproxy, HAProxyPlan) and isinstance(cls.envoy, EnvoyPlan)
