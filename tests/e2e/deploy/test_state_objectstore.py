@@ -60,7 +60,8 @@ def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, s
     # --wait queues behind a running deploy, then deploys.
     first, second = (_start("deploy", str(second_bundle.path), config=a),
                      _start("deploy", str(digits_bundle.path), "--wait", "600", config=b))
-    assert first.wait(timeout=900) == 0 and second.wait(timeout=900) == 0
+    outs = [p.communicate(timeout=900) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
     assert mco_json("history", config=a)["releases"] == mco_json("history", config=b)["releases"]
 
     # A killed deploy: the next one gets the lock within TTL + 5 s; history marks the interrupted release.
