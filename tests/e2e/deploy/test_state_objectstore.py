@@ -45,6 +45,16 @@ def _start(*args: str, config: Path) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _wait_for_holder(proc: subprocess.Popen[str], config: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        holder = mco_json("state", "lock", config=config)["holder"]
+        if holder is not None and holder["pid"] == proc.pid:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"pid {proc.pid} never held the lock (exit code {proc.poll()})")
+
+
 @pytest.mark.timeout(3600)
 def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, second_bundle: Any,
                                       emulators: Emulators) -> None:  # noqa: F811
@@ -58,8 +68,9 @@ def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, s
     loser = next(json.loads(o) for (o, _e), p in zip(outs, (first, second)) if p.returncode == 1)
     assert loser["kind"] == "LockHeld" and "is running" in loser["error"]
     # --wait queues behind a running deploy, then deploys.
-    first, second = (_start("deploy", str(second_bundle.path), config=a),
-                     _start("deploy", str(digits_bundle.path), "--wait", "600", config=b))
+    first = _start("deploy", str(second_bundle.path), config=a)
+    _wait_for_holder(first, b)  # the queued deploy starts once the first holds the lock
+    second = _start("deploy", str(digits_bundle.path), "--wait", "600", config=b)
     outs = [p.communicate(timeout=900) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs
     assert mco_json("history", config=a)["releases"] == mco_json("history", config=b)["releases"]
