@@ -72,7 +72,7 @@ def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, s
     _wait_for_holder(first, b)  # the queued deploy starts once the first holds the lock
     second = _start("deploy", str(digits_bundle.path), "--wait", "600", config=b)
     outs = [p.communicate(timeout=900) for p in (first, second)]
-    assert first.returncode == 0 and second.returncode == 0, outs
+    assert first.returncode == 0 and second.returncode == 0, "\n".join(o + e for o, e in outs)
     assert mco_json("history", config=a)["releases"] == mco_json("history", config=b)["releases"]
 
     # A killed deploy: the next one gets the lock within TTL + 5 s; history marks the interrupted release.
