@@ -104,6 +104,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# The fields ``update_cloud`` may change, in either state backend.
+CLOUD_FIELDS = frozenset({"status", "reason", "detail", "ready_replicas", "endpoint", "rolled_back_to"})
+
+
+def check_cloud_fields(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - CLOUD_FIELDS
+    if unknown:
+        raise ValueError(f"unknown release cloud fields: {sorted(unknown)}")
+
+
 def current_user() -> str:
     """``user@host`` of whoever runs mco."""
     try:
@@ -328,12 +338,8 @@ class ReleaseStore:
                 )
         return number
 
-    _CLOUD_FIELDS = frozenset({"status", "reason", "detail", "ready_replicas", "endpoint", "rolled_back_to"})
-
     def update_cloud(self, number: int, cloud: str, **fields: Any) -> None:
-        unknown = set(fields) - self._CLOUD_FIELDS
-        if unknown:
-            raise ValueError(f"unknown release cloud fields: {sorted(unknown)}")
+        check_cloud_fields(fields)
         if not fields:
             return
         cols = ", ".join(f"{k}=?" for k in fields)

@@ -24,7 +24,7 @@ from orchestrator.errors import LeaseLost, MCOError, PreconditionFailed, Release
 from orchestrator.releases.state.lease import LEASE, Lease, parse_lease
 from orchestrator.releases.state.records import Folded, Record, fold
 from orchestrator.releases.state.replicas import LogView, Replicas, StoreReport
-from orchestrator.releases.store import CloudPlan, CloudRelease, Release, _now, current_user
+from orchestrator.releases.store import CloudPlan, CloudRelease, Release, _now, check_cloud_fields, current_user
 
 __all__ = ["ObjectBackend", "ObjectHistory", "open_replicas"]
 
@@ -246,12 +246,8 @@ class ObjectHistory:
                 "gate_summary": gate_summary, "rollback_of": rollback_of, "clouds": plans})
             return number
 
-    _CLOUD_FIELDS = frozenset({"status", "reason", "detail", "ready_replicas", "endpoint", "rolled_back_to"})
-
     def update_cloud(self, number: int, cloud: str, **fields: Any) -> None:
-        unknown = set(fields) - self._CLOUD_FIELDS
-        if unknown:
-            raise ValueError(f"unknown release cloud fields: {sorted(unknown)}")
+        check_cloud_fields(fields)
         if not fields:
             return
         with self.backend._mutex:
