@@ -245,6 +245,14 @@ def _overall(statuses: list[str]) -> str:
     return "failed"
 
 
+def render_values(cur: CloudRelease | None) -> dict[str, Any] | None:
+    """What ``mco render`` takes as defaults from the release live on a cloud (either state backend)."""
+    if cur is None:
+        return None
+    return {"release": cur.release, "model_digest": cur.model_digest, "image_ref": cur.image_ref,
+            "replicas": cur.replicas}
+
+
 class ReleaseStore:
     """The history of one service (the project), in ``<state_dir>/releases.db``."""
 
@@ -444,11 +452,7 @@ class ReleaseStore:
 
     def current_cloud_values(self, cloud: str) -> dict[str, Any] | None:
         """The release values now live on ``cloud`` (for ``mco render`` defaults)."""
-        cur = self.current(cloud)
-        if cur is None:
-            return None
-        return {"release": cur.release, "model_digest": cur.model_digest, "image_ref": cur.image_ref,
-                "replicas": cur.replicas}
+        return render_values(self.current(cloud))
 
     def iter_clouds(self) -> Iterator[str]:
         for row in self._query("SELECT DISTINCT cloud FROM release_clouds WHERE service=? ORDER BY cloud", (self.service,)):
