@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import MissingExtraError
+from orchestrator.plotting import pyplot, save_panels
 
 __all__ = ["monitor_rows", "write_monitor_report"]
 
@@ -42,13 +42,7 @@ def _num(values: list[Any]) -> list[float]:
 
 
 def write_monitor_report(series: dict[str, Any], live: dict[str, Any], out_dir: Path) -> dict[str, str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise MissingExtraError("matplotlib", "router", purpose="monitor reports") from exc
+    plt = pyplot(extra="router", purpose="monitor reports")
     out_dir.mkdir(parents=True, exist_ok=True)
     points = series.get("points", [])
     t0 = points[0]["t"] if points else 0.0
@@ -70,15 +64,9 @@ def write_monitor_report(series: dict[str, Any], live: dict[str, Any], out_dir: 
     ax_f1.set_ylabel("live macro F1")
     ax_f1.set_ylim(0, 1.02)
     ax_f1.set_xlabel("seconds since the first sample")
-    for ax in (ax_psi, ax_f1):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="upper left", ncol=2)
-    ax_psi.set_title("mco monitor: prediction drift and live F1 per cloud")
-    fig.tight_layout()
     png = out_dir / "monitor-report.png"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_panels(fig, (ax_psi, ax_f1), png, title="mco monitor: prediction drift and live F1 per cloud",
+                legend_columns=2)
     page = out_dir / "monitor-report.html"
     page.write_text(_html(monitor_rows(live), png.name, len(points)))
     return {"png": str(png), "html": str(page)}

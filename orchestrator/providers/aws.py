@@ -34,7 +34,6 @@ from orchestrator.errors import (
     MCOError,
     MissingExtraError,
     NotFound,
-    PreconditionFailed,
     ProviderError,
     Throttled,
     Unreachable,
@@ -484,20 +483,19 @@ class S3ConditionalStore(S3Store, ConditionalStore):
     def where(self) -> str:
         return f"s3://{self.bucket} ({self.cloud})"
 
-    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+    def _precondition_detail(self, exc: BaseException) -> str | None:
         from botocore.exceptions import ClientError
 
         if isinstance(exc, ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if status == 412 or (status == 409 and code == "ConditionalRequestConflict"):
-                return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed ({code})",
-                                          cloud=self.cloud)
-        err = self._translate(exc, during, key)
-        if isinstance(err, AccessDenied):
-            err.hint = (f"the identity needs s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on "
-                        f"bucket '{self.bucket}' (the release state lives under its prefix)")
-        return err
+                return code
+        return None
+
+    def _access_hint(self) -> str:
+        return (f"the identity needs s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on "
+                f"bucket '{self.bucket}' (the release state lives under its prefix)")
 
     def read(self, key: str) -> Versioned | None:
         self.check_key(key)

@@ -373,19 +373,17 @@ class AzureConditionalStore(AzureBlobStore, ConditionalStore):
     def where(self) -> str:
         return f"az://{self.container_name} ({self.cloud})"
 
-    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+    def _precondition_detail(self, exc: BaseException) -> str | None:
         from azure.core import exceptions as aexc
 
         if isinstance(exc, (aexc.ResourceExistsError, aexc.ResourceModifiedError)) or (
                 isinstance(exc, aexc.HttpResponseError) and exc.status_code == 412):
-            return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed "
-                                      f"({exc.status_code if isinstance(exc, aexc.HttpResponseError) else ''})",
-                                      cloud=self.cloud)
-        err = self._translate(exc, during, key)
-        if isinstance(err, AccessDenied):
-            err.hint = (f"the identity needs Storage Blob Data Contributor (read, write, delete, list) on container "
-                        f"'{self.container_name}' (the release state lives under its prefix)")
-        return err
+            return f"{exc.status_code if isinstance(exc, aexc.HttpResponseError) else ''}"
+        return None
+
+    def _access_hint(self) -> str:
+        return (f"the identity needs Storage Blob Data Contributor (read, write, delete, list) on container "
+                f"'{self.container_name}' (the release state lives under its prefix)")
 
     def read(self, key: str) -> Versioned | None:
         self.check_key(key)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from orchestrator.config import CloudConfig, StorageConfig
-from orchestrator.errors import CapabilityError, ConfigError, IntegrityError
+from orchestrator.errors import AccessDenied, CapabilityError, ConfigError, IntegrityError, MCOError, PreconditionFailed
 from orchestrator.names import unsafe_name_reason
 
 if TYPE_CHECKING:
@@ -294,6 +294,33 @@ class ConditionalStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    # -- errors, for the cloud stores: each also is an ArtifactStore (uri, _translate) and names
+    # its SDK's precondition failure and the permissions the state needs in its own module.
+    if TYPE_CHECKING:
+        def uri(self, key: str) -> str: ...
+        def _translate(self, exc: BaseException, during: str, key: str) -> MCOError: ...
+
+    def _precondition_detail(self, exc: BaseException) -> str | None:
+        """What the service said (a status, an error code) if ``exc`` is its refusal of a
+        precondition, else None. Judged from the status, never from message text."""
+        raise NotImplementedError
+
+    def _access_hint(self) -> str:
+        """The permissions on the bucket the release state needs, for an AccessDenied's hint."""
+        raise NotImplementedError
+
+    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+        """``exc`` as mco's error: PreconditionFailed when the service refused the precondition,
+        else the store's usual translation (with the state's permissions in AccessDenied's hint)."""
+        detail = self._precondition_detail(exc)
+        if detail is not None:
+            return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed ({detail})",
+                                      cloud=self.cloud)
+        err = self._translate(exc, during, key)
+        if isinstance(err, AccessDenied):
+            err.hint = self._access_hint()
+        return err
 
 
 class Provider(ABC):

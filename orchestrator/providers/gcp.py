@@ -318,19 +318,17 @@ class GcsConditionalStore(GcsStore, ConditionalStore):
     def where(self) -> str:
         return f"gs://{self.storage.bucket} ({self.cloud})"
 
-    def _conditional(self, exc: BaseException, during: str, key: str) -> MCOError:
+    def _precondition_detail(self, exc: BaseException) -> str | None:
         from google.api_core import exceptions as gexc
 
+        # _translate unwraps a RetryError the same way, so both judge the same exception.
         if isinstance(exc, gexc.RetryError) and exc.cause is not None:
             exc = exc.cause
-        if isinstance(exc, gexc.PreconditionFailed):
-            return PreconditionFailed(f"{self.cloud}: {during} {self.uri(key)}: precondition failed (412)",
-                                      cloud=self.cloud)
-        err = self._translate(exc, during, key)
-        if isinstance(err, AccessDenied):
-            err.hint = (f"the identity needs storage.objects.create, get, delete and list on bucket "
-                        f"'{self.storage.bucket}' (roles/storage.objectAdmin; the release state lives under its prefix)")
-        return err
+        return "412" if isinstance(exc, gexc.PreconditionFailed) else None
+
+    def _access_hint(self) -> str:
+        return (f"the identity needs storage.objects.create, get, delete and list on bucket "
+                f"'{self.storage.bucket}' (roles/storage.objectAdmin; the release state lives under its prefix)")
 
     def read(self, key: str) -> Versioned | None:
         self.check_key(key)

@@ -15,11 +15,11 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from orchestrator.errors import LockHeld, ReleaseError
 
-__all__ = ["DeployLock"]
+__all__ = ["DeployLock", "ReentrantLock"]
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -32,7 +32,32 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
-class DeployLock:
+class ReentrantLock:
+    """``with`` takes the lock once: re-entering a lock this object holds is a no-op (the CLI
+    takes it before building, the deploy again), and only the outermost exit releases it.
+    Shared by the file lock here and the object-store lease (releases/state/lease.py)."""
+
+    _depth: int = 0
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if self._depth == 0:
+            self.acquire()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.release()
+
+
+class DeployLock(ReentrantLock):
     """``with DeployLock(state_dir, "digits", wait_s=0, purpose="deploy"):`` -- or LockHeld."""
 
     def __init__(self, state_dir: Path, service: str, *, wait_s: float = 0.0, purpose: str = "deploy",
@@ -111,14 +136,3 @@ class DeployLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
-
-    def __enter__(self) -> DeployLock:
-        if self._depth == 0:
-            self.acquire()
-        self._depth += 1
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            self.release()

@@ -104,6 +104,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# The fields ``update_cloud`` may change, in either state backend.
+CLOUD_FIELDS = frozenset({"status", "reason", "detail", "ready_replicas", "endpoint", "rolled_back_to"})
+
+
+def check_cloud_fields(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - CLOUD_FIELDS
+    if unknown:
+        raise ValueError(f"unknown release cloud fields: {sorted(unknown)}")
+
+
 def current_user() -> str:
     """``user@host`` of whoever runs mco."""
     try:
@@ -235,6 +245,14 @@ def _overall(statuses: list[str]) -> str:
     return "failed"
 
 
+def render_values(cur: CloudRelease | None) -> dict[str, Any] | None:
+    """What ``mco render`` takes as defaults from the release live on a cloud (either state backend)."""
+    if cur is None:
+        return None
+    return {"release": cur.release, "model_digest": cur.model_digest, "image_ref": cur.image_ref,
+            "replicas": cur.replicas}
+
+
 class ReleaseStore:
     """The history of one service (the project), in ``<state_dir>/releases.db``."""
 
@@ -328,12 +346,8 @@ class ReleaseStore:
                 )
         return number
 
-    _CLOUD_FIELDS = frozenset({"status", "reason", "detail", "ready_replicas", "endpoint", "rolled_back_to"})
-
     def update_cloud(self, number: int, cloud: str, **fields: Any) -> None:
-        unknown = set(fields) - self._CLOUD_FIELDS
-        if unknown:
-            raise ValueError(f"unknown release cloud fields: {sorted(unknown)}")
+        check_cloud_fields(fields)
         if not fields:
             return
         cols = ", ".join(f"{k}=?" for k in fields)
@@ -438,11 +452,7 @@ class ReleaseStore:
 
     def current_cloud_values(self, cloud: str) -> dict[str, Any] | None:
         """The release values now live on ``cloud`` (for ``mco render`` defaults)."""
-        cur = self.current(cloud)
-        if cur is None:
-            return None
-        return {"release": cur.release, "model_digest": cur.model_digest, "image_ref": cur.image_ref,
-                "replicas": cur.replicas}
+        return render_values(self.current(cloud))
 
     def iter_clouds(self) -> Iterator[str]:
         for row in self._query("SELECT DISTINCT cloud FROM release_clouds WHERE service=? ORDER BY cloud", (self.service,)):

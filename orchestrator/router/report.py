@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.plotting import pyplot, save_panels
 from orchestrator.router.accounting import as_ms, percentile
 from orchestrator.router.sampler import STEP_S, SeriesPoint
 
@@ -102,15 +103,7 @@ def _clean(v: Any) -> float:
 
 def write_report(series: dict[str, Any], events: list[dict[str, Any]], out_dir: Path,
                  *, status: dict[str, Any] | None = None) -> dict[str, str]:
-    from orchestrator.errors import MissingExtraError
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise MissingExtraError("matplotlib", "router", purpose="router reports") from exc
+    plt = pyplot(extra="router", purpose="router reports")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = series["columns"]
@@ -143,16 +136,8 @@ def write_report(series: dict[str, Any], events: list[dict[str, Any]], out_dir: 
     ax_cost_h.set_ylabel("cost per hour (USD)")
     ax_cost_k.set_ylabel("cost per 1,000 req (USD)")
     ax_cost_k.set_xlabel("seconds since the first sample")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        handles, _labels = ax.get_legend_handles_labels()
-        if handles:
-            ax.legend(fontsize=8, loc="upper left", ncol=3)
-    ax_lat.set_title("mco router: latency, traffic and cost per cloud")
-    fig.tight_layout()
     png = out_dir / "router-report.png"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_panels(fig, axes, png, title="mco router: latency, traffic and cost per cloud", legend_columns=3)
 
     page = out_dir / "router-report.html"
     page.write_text(_html(targets, cols, events, status, png.name))

@@ -8,18 +8,8 @@ if command -v promtool >/dev/null 2>&1; then
     echo "promtool present: $(promtool --version 2>&1 | head -1)"
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if ! apt-cache show prometheus >/dev/null 2>&1; then
-    $SUDO apt-get update -q
-fi
-# Only the checker is used: the package's Prometheus service must not start (policy-rc.d
-# keeps the postinst from starting it where invoke-rc.d applies).
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod +x /usr/sbin/policy-rc.d
-    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-$SUDO apt-get install -y -q --no-install-recommends prometheus
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+# Only the checker is used: the package's Prometheus service must not start.
+apt_install prometheus
 promtool --version 2>&1 | head -1

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import LeaseLost, LockHeld, MCOError, NotFound, PreconditionFailed, StateUnavailable
+from orchestrator.releases.lock import ReentrantLock
 
 if TYPE_CHECKING:
     from orchestrator.releases.state.objectstore import ObjectBackend
@@ -58,7 +59,7 @@ def parse_lease(data: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and isinstance(body.get("fence"), int) else None
 
 
-class Lease:
+class Lease(ReentrantLock):
     """``with backend.lock(wait_s=0, purpose="deploy"):`` -- or ``LockHeld`` / ``StateUnavailable``."""
 
     def __init__(self, backend: ObjectBackend, *, wait_s: float = 0.0, purpose: str = "deploy",
@@ -254,14 +255,3 @@ class Lease:
     @property
     def held(self) -> bool:
         return bool(self._versions) and self._lost is None
-
-    def __enter__(self) -> Lease:
-        if self._depth == 0:
-            self.acquire()
-        self._depth += 1
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            self.release()

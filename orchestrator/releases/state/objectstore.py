@@ -24,7 +24,15 @@ from orchestrator.errors import LeaseLost, MCOError, PreconditionFailed, Release
 from orchestrator.releases.state.lease import LEASE, Lease, parse_lease
 from orchestrator.releases.state.records import Folded, Record, fold
 from orchestrator.releases.state.replicas import LogView, Replicas, StoreReport
-from orchestrator.releases.store import CloudPlan, CloudRelease, Release, _now, current_user
+from orchestrator.releases.store import (
+    CloudPlan,
+    CloudRelease,
+    Release,
+    _now,
+    check_cloud_fields,
+    current_user,
+    render_values,
+)
 
 __all__ = ["ObjectBackend", "ObjectHistory", "open_replicas"]
 
@@ -246,12 +254,8 @@ class ObjectHistory:
                 "gate_summary": gate_summary, "rollback_of": rollback_of, "clouds": plans})
             return number
 
-    _CLOUD_FIELDS = frozenset({"status", "reason", "detail", "ready_replicas", "endpoint", "rolled_back_to"})
-
     def update_cloud(self, number: int, cloud: str, **fields: Any) -> None:
-        unknown = set(fields) - self._CLOUD_FIELDS
-        if unknown:
-            raise ValueError(f"unknown release cloud fields: {sorted(unknown)}")
+        check_cloud_fields(fields)
         if not fields:
             return
         with self.backend._mutex:
@@ -336,11 +340,7 @@ class ObjectHistory:
         return self._deployed(cloud, before)
 
     def current_cloud_values(self, cloud: str) -> dict[str, Any] | None:
-        cur = self.current(cloud)
-        if cur is None:
-            return None
-        return {"release": cur.release, "model_digest": cur.model_digest, "image_ref": cur.image_ref,
-                "replicas": cur.replicas}
+        return render_values(self.current(cloud))
 
     def iter_clouds(self) -> Iterator[str]:
         folded = self._folded()

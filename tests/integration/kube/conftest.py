@@ -17,10 +17,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.net import free_port
+from orchestrator.releases.deployer import CloudTarget, DeploySettings
 
 CACHE = Path(os.environ.get("MCO_CACHE", Path.home() / ".cache" / "mco"))
 
@@ -149,6 +151,20 @@ def controllers(apiserver: dict[str, object], tmp_path_factory: pytest.TempPathF
 # Images the simulated node treats specially (any other image starts and becomes ready).
 CRASHING_IMAGE = "sha256:" + "c" * 64
 UNPULLABLE_IMAGE = "sha256:" + "e" * 64
+
+# What the deploy-flow and waves-flow tests release: two images, two models, two "clouds"
+# (namespaces of one API server).
+IMAGE_A = "sha256:" + "a" * 64
+IMAGE_B = "sha256:" + "b" * 64
+MODEL_A = "1" * 64
+MODEL_B = "2" * 64
+CLOUDS = ("aws", "gcp")
+SETTINGS = DeploySettings(replicas=2, rollout_timeout_s=60, poll_s=0.3, readiness_grace_s=20)
+
+
+def targets(env: dict[str, Any], image: str, clouds: tuple[str, ...] = CLOUDS) -> list[CloudTarget]:
+    """The flow tests' clouds (``env["clusters"]``) deploying ``image``, kind-style."""
+    return [CloudTarget(c, env["clusters"][c], "kind", image_ref=image, image_digest=image) for c in clouds]
 
 
 # The namespaces the simulated node serves (the deploy-flow tests'); pods elsewhere stay

@@ -20,18 +20,20 @@ import pytest
 from orchestrator.config import ClusterConfig
 from orchestrator.errors import LockHeld
 from orchestrator.kube.client import KubeClient
-from orchestrator.releases.deployer import CloudTarget, DeploySettings, deploy_release, rollback_release
+from orchestrator.releases.deployer import DeploySettings, deploy_release, rollback_release
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import ReleaseStore
-from tests.integration.kube.conftest import CRASHING_IMAGE, UNPULLABLE_IMAGE
-
-IMAGE_A = "sha256:" + "a" * 64
-IMAGE_B = "sha256:" + "b" * 64
-MODEL_A = "1" * 64
-MODEL_B = "2" * 64
-CLOUDS = ("aws", "gcp")
-SETTINGS = DeploySettings(replicas=2, rollout_timeout_s=60, poll_s=0.3, readiness_grace_s=20)
-
+from tests.integration.kube.conftest import (
+    CLOUDS,
+    CRASHING_IMAGE,
+    IMAGE_A,
+    IMAGE_B,
+    MODEL_A,
+    MODEL_B,
+    SETTINGS,
+    UNPULLABLE_IMAGE,
+)
+from tests.integration.kube.conftest import targets as _targets
 
 LATE_IMAGE = "sha256:" + "d" * 64  # on the node only once the test "loads" it
 _ENVS = itertools.count(1)
@@ -48,10 +50,6 @@ def env(simulated_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFact
     yield {"root": root, "clusters": clusters, "store": store, "lock": DeployLock(root, "flow"),
            "apiserver": simulated_cluster}
     store.close()
-
-
-def _targets(env: dict[str, Any], image: str, clouds: tuple[str, ...] = CLOUDS) -> list[CloudTarget]:
-    return [CloudTarget(c, env["clusters"][c], "kind", image_ref=image, image_digest=image) for c in clouds]
 
 
 def _deploy(env: dict[str, Any], image: str, model: str, settings: DeploySettings = SETTINGS, **kw: Any) -> Any:

@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 from orchestrator.config import ClusterConfig, RouterConfig, RouterRetryConfig, RouterTargetConfig, parse_config
 from orchestrator.kube.client import KubeClient
 from orchestrator.net import free_port
-from orchestrator.releases.deployer import CloudTarget, DeploySettings, deploy_release
+from orchestrator.releases.deployer import deploy_release
 from orchestrator.releases.lock import DeployLock
 from orchestrator.releases.store import ReleaseStore
 from orchestrator.releases.strategies import DeployJob
@@ -28,13 +28,9 @@ from orchestrator.releases.strategies.waves import RouterTraffic, Waves
 from orchestrator.router.process import RouterProcess
 from orchestrator.testing.labelled import LabelledTraffic
 from orchestrator.testing.model_server import ModelServerProcess
+from tests.integration.kube.conftest import CLOUDS, IMAGE_A, IMAGE_B, MODEL_A, MODEL_B, SETTINGS
+from tests.integration.kube.conftest import targets as _targets
 
-IMAGE_A = "sha256:" + "a" * 64
-IMAGE_B = "sha256:" + "b" * 64
-MODEL_A = "1" * 64
-MODEL_B = "2" * 64
-CLOUDS = ("aws", "gcp")
-SETTINGS = DeploySettings(replicas=2, rollout_timeout_s=60, poll_s=0.3, readiness_grace_s=20)
 TOKEN = "test-router-token-for-kube-waves"
 _ENVS = itertools.count(1)
 
@@ -59,10 +55,6 @@ def env(simulated_cluster: dict[str, Any], digits_bundle: Any, tmp_path: Path) -
         router.stop()
         for s in servers:
             s.stop()
-
-
-def _targets(env: dict[str, Any], image: str) -> list[CloudTarget]:
-    return [CloudTarget(c, env["clusters"][c], "kind", image_ref=image, image_digest=image) for c in CLOUDS]
 
 
 def _live_model(env: dict[str, Any], cloud: str) -> str:

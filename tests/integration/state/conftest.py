@@ -12,9 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.config import MCOConfig, load_config
-from orchestrator.local.base import LocalContext, update_local_config
-from orchestrator.local.storage import StorageStandIn, azurite_binary
-from tests.integration.storage.conftest import Emulators
+from tests.integration.storage.conftest import Emulators, running_emulators
 
 STORES = ["aws", "gcp", "azure"]
 _names = itertools.count(1)
@@ -22,17 +20,8 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    root = tmp_path_factory.mktemp("state-emulators")
-    ctx = LocalContext(state_dir=root / "local", config_path=root / "mco.local.yaml")
-    stand_in = StorageStandIn()
-    if not azurite_binary(ctx.cache_dir).is_file():
-        pytest.fail("the storage emulators are not installed: run `make setup` "
-                    "(scripts/setup/20-storage-emulators.sh)")
-    try:
-        update_local_config(ctx.config_path, stand_in.up(ctx))
-        yield Emulators(ctx, stand_in)
-    finally:
-        stand_in.down(ctx)
+    with running_emulators(tmp_path_factory.mktemp("state-emulators")) as emus:
+        yield emus
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ state under a temporary directory, and are stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -43,9 +44,9 @@ class Emulators:
         self.stand_in.start(self.ctx, cloud)
 
 
-@pytest.fixture(scope="session")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    root = tmp_path_factory.mktemp("storage-emulators")
+@contextlib.contextmanager
+def running_emulators(root: Path) -> Iterator[Emulators]:
+    """The three emulators, run as `mco local up storage` runs them, with their state under ``root``."""
     ctx = LocalContext(state_dir=root / "local", config_path=root / "mco.local.yaml")
     stand_in = StorageStandIn()
     if not azurite_binary(ctx.cache_dir).is_file():
@@ -56,6 +57,12 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
         yield Emulators(ctx, stand_in)
     finally:
         stand_in.down(ctx)
+
+
+@pytest.fixture(scope="session")
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+    with running_emulators(tmp_path_factory.mktemp("storage-emulators")) as emus:
+        yield emus
 
 
 @pytest.fixture(scope="session")
