@@ -25,12 +25,19 @@ pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow]
 TTL = 5.0
 
 
-def _workdir(deploy_config: Path, emu: Emulators, name: str) -> Path:
+def _unique_prefix(cfg: dict[str, Any], name: str) -> None:
+    """The session's emulators are shared: each test keeps its state under a prefix of its own."""
+    for cloud in STORES:
+        cfg["clouds"][cloud]["storage"]["prefix"] = name
+
+
+def _workdir(deploy_config: Path, emu: Emulators, name: str, *, prefix: str) -> Path:
     """A working directory of its own (its own project.state_dir), sharing the objectstore state."""
     cfg = yaml.safe_load(deploy_config.read_text())
     storage = yaml.safe_load(emu.config_path.read_text())["clouds"]
     for cloud in STORES:
         cfg["clouds"][cloud]["storage"] = storage[cloud]["storage"]
+    _unique_prefix(cfg, prefix)
     cfg["state"] = {"backend": "objectstore", "stores": list(STORES), "lease_ttl_s": TTL}
     root = deploy_config.parent / name
     root.mkdir(exist_ok=True)
@@ -55,10 +62,23 @@ def _wait_for_holder(proc: subprocess.Popen[str], config: Path, timeout: float =
     raise AssertionError(f"pid {proc.pid} never held the lock (exit code {proc.poll()})")
 
 
+def _wait_for_rollout(proc: subprocess.Popen[str], config: Path, *, after: int, timeout: float = 300) -> None:
+    """Until ``proc``'s release (numbered above ``after``) is in the history with a cloud still rolling out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        latest = mco_json("history", config=config)["releases"][0]
+        if latest["release"] > after and any(c["status"] in ("pending", "applying")
+                                             for c in latest["clouds"].values()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"pid {proc.pid}'s release never showed up rolling out (exit code {proc.poll()})")
+
+
 @pytest.mark.timeout(3600)
 def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, second_bundle: Any,
                                       emulators: Emulators) -> None:  # noqa: F811
-    a, b = _workdir(deploy_config, emulators, "a"), _workdir(deploy_config, emulators, "b")
+    a, b = (_workdir(deploy_config, emulators, "a", prefix="e2e-acceptance"),
+            _workdir(deploy_config, emulators, "b", prefix="e2e-acceptance"))
 
     # Two deploys from two working directories: exactly one deploys, the other names the holder.
     first, second = _start("deploy", str(digits_bundle.path), config=a), _start("deploy", str(digits_bundle.path), config=b)
@@ -76,8 +96,9 @@ def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, s
     assert mco_json("history", config=a)["releases"] == mco_json("history", config=b)["releases"]
 
     # A killed deploy: the next one gets the lock within TTL + 5 s; history marks the interrupted release.
+    before = mco_json("history", config=a)["releases"][0]["release"]
     killed = _start("deploy", str(second_bundle.path), config=a)
-    time.sleep(8)  # in the middle of its rollout
+    _wait_for_rollout(killed, a, after=before)  # killed in the middle of its rollout, not before it began
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     started = time.monotonic()
@@ -132,7 +153,7 @@ def test_migrate_then_rollback_from_the_objectstore(deploy_config: Path, digits_
                                                     emulators: Emulators) -> None:  # noqa: F811
     for bundle in (digits_bundle, second_bundle, digits_bundle):
         assert mco("deploy", str(bundle.path), config=deploy_config).returncode == 0
-    objcfg = _workdir(deploy_config, emulators, "migrated")
+    objcfg = _workdir(deploy_config, emulators, "migrated", prefix="e2e-migrate")
     cfg = yaml.safe_load(objcfg.read_text())
     cfg["project"]["state_dir"] = yaml.safe_load(deploy_config.read_text())["project"]["state_dir"]
     cfg["state"]["backend"] = "sqlite"
