@@ -116,8 +116,9 @@ def test_objectstore_state_acceptance(deploy_config: Path, digits_bundle: Any, s
     assert any(r["status"] == "interrupted" for r in history)
 
     # A paused holder: SIGSTOP past its lease, another deploy takes over, the first's writes are refused.
+    before = mco_json("history", config=a)["releases"][0]["release"]
     paused = _start("deploy", str(second_bundle.path), config=a)
-    time.sleep(8)
+    _wait_for_rollout(paused, a, after=before)  # paused holding the lease, with history still to write
     paused.send_signal(signal.SIGSTOP)
     try:
         assert mco("deploy", str(digits_bundle.path), "--wait", "120", config=b).returncode == 0
