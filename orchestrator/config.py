@@ -95,6 +95,13 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+
+def _registered(name: str, known: tuple[str, ...] | list[str], what: str, plural: str) -> str:
+    """``name`` if a registry (policies, strategies: they register themselves) knows it."""
+    if name not in known:
+        raise ValueError(f"unknown {what} '{name}'; known {plural}: {', '.join(known)}")
+    return name
+
 class StrictModel(BaseModel):
     """Unknown keys are errors: a typo must not silently do nothing."""
 
@@ -452,10 +459,7 @@ class RouterConfig(StrictModel):
         # the policies register themselves; the registry, not this schema, knows their names
         from orchestrator.router.balancer.policies import policy_names
 
-        known = policy_names()
-        if name not in known:
-            raise ValueError(f"unknown router policy '{name}'; known policies: {', '.join(known)}")
-        return name
+        return _registered(name, policy_names(), "router policy", "policies")
 
 
 # Kubernetes quantities: (pattern, examples) per resource.
@@ -505,10 +509,7 @@ class DeployConfig(StrictModel):
         # the strategies register themselves; the registry, not this schema, knows their names
         from orchestrator.releases.strategies import strategy_names
 
-        known = strategy_names()
-        if name not in known:
-            raise ValueError(f"unknown release strategy '{name}'; known strategies: {', '.join(known)}")
-        return name
+        return _registered(name, strategy_names(), "release strategy", "strategies")
 
     @field_validator("waves")
     @classmethod
