@@ -379,7 +379,7 @@ class RouterRetryConfig(StrictModel):
     hedge: bool = Field(default=True, description="after the target's p95, send a second copy elsewhere")
     hedge_min_delay_s: float = Field(default=0.01, gt=0)
     # The whole request, every try and backoff included: past it no new try starts and the
-    # client gets 503 + Retry-After (orchestrator.client uses the same rule across entry points).
+    # client gets 503 + Retry-After (the entry-point client, client.py, uses the same rule).
     # Unset: what the tries can take anyway (attempts x (connect + per-try timeout) + backoff),
     # so setting the other timeouts never makes the deadline cut a try short by surprise.
     deadline_s: float | None = Field(default=None, gt=0, description="a request's total time budget in the router")

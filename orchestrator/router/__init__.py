@@ -122,7 +122,7 @@ Behaviour worth knowing
 * When every target is down the router tries them all anyway in priority order (panic)
   and answers 503 with the list of tries and ``Retry-After: 1``.
 
-CLI: ``mco router serve|status|report|export`` (see ``orchestrator/cli/router.py``).
+CLI: ``mco router serve|status|report|export`` (see ``cli/router.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``mco state``: who holds the lock, breaking it, checking the replicas, migrating the history.
 
-The CLI (orchestrator/cli/state.py) only parses and draws; these functions return plain data.
+The CLI (cli/state.py) only parses and draws; these functions return plain data.
 """
 
 from __future__ import annotations

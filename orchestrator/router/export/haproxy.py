@@ -38,7 +38,7 @@ def ms(seconds: float) -> str:
 def global_and_defaults(*, connect_s: float, server_s: float, check_s: float, retries: int,
                         retry_on: str) -> list[str]:
     """The ``global`` and ``defaults`` sections of an HTTP proxy in front of mco's servers; also
-    the local global entry's (orchestrator/local/global_entry.py), which differs only in these."""
+    the local global entry's (local/global_entry.py), which differs only in these."""
     return [
         "global",
         "    maxconn 4096",
