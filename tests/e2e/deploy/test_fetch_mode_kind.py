@@ -3,7 +3,7 @@ at startup from a storage emulator over the network, checks every sha256, and se
 
 The emulator is moto's S3 server, started by this module on the gateway of kind's Docker
 network: this machine as the nodes and their pods see it (a pod cannot reach this machine's
-loopback, which is why mco refuses a loopback endpoint; the second test holds it to that). The
+loopback, which is why mco refuses a loopback endpoint; a test here holds it to that). The
 config names the store with ``credentials: sdk``: ``mco deploy`` on this machine reads the keys
 from its environment, the pod from a Kubernetes Secret (``cluster.fetch_credentials_secret``).
 Neither the applied objects nor the release record hold them.
@@ -135,9 +135,9 @@ def store_secret(aws_cluster: dict[str, Any]) -> Iterator[str]:
     kubectl(cluster["context"], "-n", cluster["namespace"], "delete", "secret", SECRET)
 
 
-def write_config(root: Path, section: dict[str, Any], storage: dict[str, Any]) -> Path:
+def write_config(root: Path, section: dict[str, Any], storage: dict[str, Any], *, secret: str = SECRET) -> Path:
     cloud = json.loads(json.dumps(section))
-    cloud["cluster"]["fetch_credentials_secret"] = SECRET
+    cloud["cluster"]["fetch_credentials_secret"] = secret
     cfg = {
         "project": {"name": "e2e-fetch", "state_dir": str(root / "state")},
         "deploy": {"replicas": 1, "rollout_timeout_s": 120, "auto_rollback": True},
@@ -207,8 +207,13 @@ def test_a_fetch_mode_pod_pulls_its_bundle_from_the_store_verifies_and_serves(
     gets = [line for line in store.log.read_text(errors="replace").splitlines()
             if '"GET ' in line and f"/{digits_bundle.digest}/model.onnx " in line]
     assert any(line.startswith(f"{node} ") for line in gets), (node, gets)
-    logs = kubectl(cluster["context"], "-n", cluster["namespace"], "logs", f"deployment/{APP_NAME}")
-    assert f"fetching bundle sha256:{digits_bundle.digest[:12]}" in logs.stdout + logs.stderr
+    serving = [p["metadata"]["name"] for p in model_pods(cluster)
+               if p["metadata"].get("annotations", {}).get("mco.dev/model-digest") == digits_bundle.digest
+               and not p["metadata"].get("deletionTimestamp")]
+    assert serving, cluster_report(cluster["context"])
+    for pod in serving:
+        logs = kubectl(cluster["context"], "-n", cluster["namespace"], "logs", pod)
+        assert f"fetching bundle sha256:{digits_bundle.digest[:12]}" in logs.stdout, logs.stdout[-2000:]
 
     # What the pod was given: the store's settings and a reference to the Secret, never the keys.
     dep = live_deployment(cluster)
@@ -280,3 +285,22 @@ def test_a_loopback_store_is_refused_before_anything_is_applied(aws_cluster: dic
     assert docker("exec", node_container(CLOUD), "crictl", "images", "-q") == node_images
     history = mco("history", "--output", "json", config=config, timeout=60)
     assert history.returncode == 0 and json.loads(history.stdout)["releases"] == [], history.stdout
+
+
+@pytest.mark.timeout(300)
+def test_a_missing_credentials_secret_fails_the_cloud_before_anything_is_applied(
+        aws_cluster: dict[str, Any], store: Store, digits_bundle: Any, tmp_path: Path) -> None:
+    """The pods would wait in CreateContainerConfigError for a Secret nobody made: the cloud
+    fails naming it, and what ran before runs on untouched."""
+    cluster = aws_cluster["cluster"]
+    missing = "mco-e2e-no-such-secret"
+    config = write_config(tmp_path, aws_cluster, storage_section(store.endpoint), secret=missing)
+    before = live_deployment(cluster)
+    proc = mco("deploy", str(digits_bundle.path), "--output", "json", config=config, env=KEYS, timeout=240)
+    assert proc.returncode == 1, f"{proc.stdout}\n{proc.stderr}"
+    info = json.loads(proc.stdout)["clouds"][CLOUD]
+    assert info["status"] == "failed" and info["reason"] == "PreflightFailed", info
+    assert f"'{missing}'" in info["detail"] and "nothing was applied" in info["detail"], info
+    after = live_deployment(cluster)
+    assert (after or {}).get("metadata", {}).get("generation") == (before or {}).get("metadata", {}).get("generation")
+    assert (after or {}).get("spec") == (before or {}).get("spec")
