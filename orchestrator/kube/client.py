@@ -224,6 +224,22 @@ class KubeClient:
             raise self._error(f"reading {kind}/{name} failed", exc) from exc
         return result.to_dict()
 
+    def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool | None:
+        """Whether the object exists; ``None`` when this identity may not read it (403)."""
+        from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
+
+        resource = self._resource(api_version, kind)
+        try:
+            resource.get(name=name, namespace=namespace if resource.namespaced else None,
+                         _request_timeout=self._timeout)
+        except NotFoundError:
+            return False
+        except ForbiddenError:
+            return None
+        except Exception as exc:
+            raise self._error(f"reading {kind}/{name} failed", exc) from exc
+        return True
+
     def list(self, api_version: str, kind: str, namespace: str | None = None, *,
              label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
         resource = self._resource(api_version, kind)

@@ -25,6 +25,7 @@ from orchestrator.kube.kind_host import HostProfile, detect, docker_wrapper_dir
 
 __all__ = [
     "KIND_DEFAULT_IMAGE",
+    "KIND_NETWORK",
     "KIND_STATE_DIR",
     "Kind",
     "cluster_name",
@@ -37,6 +38,9 @@ __all__ = [
 
 # kind v0.30's default node image; used only on hosts where stock kind can run (see kind_host).
 KIND_DEFAULT_IMAGE = "kindest/node:v1.34.0"
+# The Docker network kind puts every cluster's nodes on (made with the first cluster). Its
+# gateway is this machine as the nodes and their pods see it.
+KIND_NETWORK = "kind"
 # Where the kind CLI's docker wrapper lives when no other directory is given (see kind_host).
 KIND_STATE_DIR = Path(".mco/kind")
 

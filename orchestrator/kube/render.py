@@ -112,7 +112,6 @@ class Resources:
                 resources.setdefault(section, {})[resource] = value
 
 
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # What makes each cloud's load balancer internal (manifests/overlays/*/service.yaml), and what a
 # public one limited by loadBalancerSourceRanges has instead (None: the annotation goes).
 _INTERNAL_LB = {
@@ -129,7 +128,15 @@ def _check_cidr(cidr: str) -> None:
         ipaddress.ip_network(cidr)
     except ValueError:
         raise ConfigError(f"'{cidr}' is not an address range", hint="use CIDR notation, e.g. 10.0.0.0/16") from None
+
+
 _TMP_MIN_MIB = 64  # what a baked-model pod's /tmp gets
+# How long a fetch-mode pod may take to answer its first probe: the SDK's import, the server's
+# start and a slow first connection, plus the bundle at a pull rate a bucket in another region
+# still manages. The liveness probe (15 s on kind, 30 s in the clouds) waits until then.
+_FETCH_START_S = 60
+_FETCH_MIB_PER_S = 8
+_STARTUP_PERIOD_S = 2
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ class FetchSource:
                               hint="use packaging.model_source: baked for this cloud, or a cloud object store")
         endpoint = self.storage.get("endpoint")
         host = urlsplit(endpoint).hostname if endpoint else None
-        if self.storage.get("credentials") == "emulator" or (host is not None and host in _LOOPBACK_HOSTS):
+        if self.storage.get("credentials") == "emulator" or _names_this_machine(host):
             raise ConfigError(f"{who}'s store is at {endpoint or 'a loopback emulator'}, on this machine's loopback; "
                               "a fetch-mode pod cannot reach it",
                               hint="bake the model into the image (packaging.model_source: baked) for local "
@@ -188,6 +195,11 @@ class FetchSource:
         """/tmp holds the bundle twice while a pull moves it into place, plus what Python needs."""
         return _TMP_MIN_MIB + -(-2 * self.bundle_bytes // (1 << 20))
 
+    @property
+    def startup_seconds(self) -> int:
+        """How long the pod may take to pull, verify and load its bundle before it must answer."""
+        return _FETCH_START_S + -(-self.bundle_bytes // (_FETCH_MIB_PER_S << 20))
+
     def storage_json(self) -> str:
         import json
 
@@ -195,6 +207,23 @@ class FetchSource:
         if self.cloud:
             spec["cloud"] = self.cloud
         return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def _names_this_machine(host: str | None) -> bool:
+    """Whether a pod connecting to ``host`` would reach itself rather than the store: a loopback
+    name or address (localhost, 127.0.0.0/8, ::1), or the unspecified address (0.0.0.0, ::).
+    Any other address may be reachable from the cluster (a storage emulator on the kind
+    network's gateway is), so it is left to the network to decide."""
+    import ipaddress
+
+    from orchestrator.config import is_loopback_host
+
+    if is_loopback_host(host):
+        return True
+    try:
+        return ipaddress.ip_address((host or "").strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def fetch_sources(config: MCOConfig, clouds: Iterable[str], bundle_bytes: int) -> dict[str, FetchSource]:
@@ -503,6 +532,13 @@ def _fetch_mode(pod: Obj, container: Obj, fetch: FetchSource) -> None:
         raise ConfigError("the model Deployment has no 'tmp' volume for the fetched bundle",
                           hint="keep the base manifest's tmp emptyDir")
     tmp["emptyDir"] = {**tmp.get("emptyDir", {}), "sizeLimit": f"{fetch.scratch_mib}Mi"}
+    # The server answers nothing until the bundle is fetched and verified. Without a startup
+    # probe the liveness probe would restart a pod whose pull takes longer than its few
+    # failures allow, again and again; with one, liveness and readiness wait for the first answer.
+    liveness = container.get("livenessProbe") or {"httpGet": {"path": "/healthz", "port": "http"}}
+    container["startupProbe"] = {**{k: v for k, v in liveness.items() if k in ("httpGet", "tcpSocket", "exec")},
+                                 "periodSeconds": _STARTUP_PERIOD_S, "timeoutSeconds": 2,
+                                 "failureThreshold": -(-fetch.startup_seconds // _STARTUP_PERIOD_S)}
 
 
 def _order(kind: str) -> int:

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ClusterError, ConfigError, MCOError
-from orchestrator.kube.kind import KIND_DEFAULT_IMAGE, Kind, cluster_name, kubectl_binary, node_container, run
+from orchestrator.kube.kind import (
+    KIND_DEFAULT_IMAGE,
+    KIND_NETWORK,
+    Kind,
+    cluster_name,
+    kubectl_binary,
+    node_container,
+    run,
+)
 from orchestrator.kube.kind_host import MCO_NODE_IMAGE, HostProfile, SysctlGuard, detect
 from orchestrator.local.base import CLOUDS, LocalContext, update_local_config
 from orchestrator.net import free_port
@@ -302,6 +310,6 @@ def _wait_for_network(first: Future[None], *, timeout: float = CREATE_TIMEOUT) -
     """Return once kind's Docker network exists (or the first cluster's creation ended)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not first.done():
-        if run(["docker", "network", "inspect", "kind"], timeout=30).returncode == 0:
+        if run(["docker", "network", "inspect", KIND_NETWORK], timeout=30).returncode == 0:
             return
         time.sleep(0.5)

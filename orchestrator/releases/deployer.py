@@ -192,6 +192,28 @@ class KubeTarget:
             out.append((obj, live, result))
         return out
 
+    def check_secrets(self, objs: list[Obj]) -> None:
+        """Every Secret a Deployment's containers take their whole environment from (``envFrom``,
+        not optional) exists in its namespace: a fetch-mode pod's store credentials
+        (``cluster.fetch_credentials_secret``). Without it the pods would wait in
+        CreateContainerConfigError, so the cloud fails here, before anything is applied. An
+        identity that may not read Secrets skips the check (the rollout still names the wait)."""
+        for dep in (o for o in objs if o["kind"] == "Deployment"):
+            namespace = dep["metadata"]["namespace"]
+            for container in dep["spec"]["template"]["spec"]["containers"]:
+                for ref in container.get("envFrom") or []:
+                    secret = ref.get("secretRef") or {}
+                    if not secret.get("name") or secret.get("optional"):
+                        continue
+                    if self.client.exists("v1", "Secret", secret["name"], namespace) is False:
+                        raise ClusterError(
+                            f"{self.cloud}: the Secret '{secret['name']}' that the model pods take their store "
+                            f"credentials from is not in namespace '{namespace}'; nothing was applied",
+                            hint=f"create it first (`kubectl --context {self.cluster.context} -n {namespace} create "
+                                 f"secret generic {secret['name']} --from-env-file=FILE`, with the variables the "
+                                 "store's SDK reads, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or unset "
+                                 f"clouds.{self.cloud}.cluster.fetch_credentials_secret to use the pods' cloud identity")
+
     def apply(self, objs: list[Obj], *, force: bool) -> None:
         dep = next((o for o in objs if o["kind"] == "Deployment"), None)
         if dep is not None:
@@ -380,6 +402,8 @@ class _Run:
         stage = "connect"
         try:
             kube = self.factory(target)
+            stage = "preflight"
+            kube.check_secrets(objs)
             stage = "dry-run"
             self.progress(cloud, "server-side dry-run")
             kube.dry_run(objs, force=self.settings.force_conflicts, with_live=False)
@@ -521,6 +545,7 @@ def _reapply_unchanged(store: History, targets: list[CloudTarget], plan: Release
         kube = target_factory(target)
         try:
             progress(target.cloud, "unchanged: re-applying")
+            kube.check_secrets(objs)
             kube.apply(objs, force=settings.force_conflicts)
             state = kube.watch(objs, settings, progress)
             progress(target.cloud, f"unchanged: {state.ready}/{state.replicas} ready")

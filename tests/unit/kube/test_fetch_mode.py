@@ -80,6 +80,11 @@ def test_a_baked_pod_keeps_dns_only_egress_and_a_small_tmp():
     ({"bucket": "b", "endpoint": "http://127.0.0.1:9000", "credentials": "emulator"}, "aws", "loopback"),
     ({"bucket": "b", "endpoint": "http://localhost:4443"}, "gcp", "loopback"),
     ({"bucket": "/tmp/store"}, "local", "directory on this machine"),
+    # every way of naming this machine, not only the two spellings mco's own emulators use
+    ({"bucket": "b", "endpoint": "http://127.0.0.2:9000"}, "aws", "loopback"),
+    ({"bucket": "b", "endpoint": "http://[::1]:9000"}, "aws", "loopback"),
+    ({"bucket": "b", "endpoint": "http://LOCALHOST:9000"}, "aws", "loopback"),
+    ({"bucket": "b", "endpoint": "http://0.0.0.0:9000"}, "aws", "loopback"),
 ])
 def test_cases_that_cannot_work_are_refused_with_a_message(storage, provider, said):
     cfg = _config(storage, provider=provider)
@@ -107,3 +112,34 @@ def test_mco_deploy_refuses_an_unreachable_store_before_building(tmp_path, digit
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["kind"] == "ConfigError" and "cannot reach it" in payload["error"]
     assert "baked" in payload["hint"]
+
+
+@pytest.mark.parametrize("endpoint", ["http://172.18.0.1:45000", "http://10.96.0.20:9000", "http://minio.storage.svc:9000"])
+def test_a_store_the_cluster_can_reach_is_accepted(endpoint):
+    """An emulator on the kind network's gateway, a Service address or name: not this machine's
+    loopback, so the pod may reach it (the e2e test tests/e2e/deploy/test_fetch_mode_kind.py does)."""
+    cfg = _config({"bucket": "b", "endpoint": endpoint}, secret="store-creds")
+    fetch = fetch_sources(cfg, ["aws"], bundle_bytes=1000)["aws"]
+    assert json.loads(fetch.storage_json())["storage"]["endpoint"] == endpoint
+
+
+def test_a_fetch_mode_pod_has_until_its_bundle_is_pulled_before_liveness_counts():
+    """The server answers nothing while it pulls; the startup probe holds liveness back for the
+    pull of the whole bundle at a slow rate, so a large bundle is not restarted mid-pull."""
+    cfg = _config({"bucket": "b", "region": "us-east-1"})
+    small, large = (_render(fetch_sources(cfg, ["aws"], bundle_bytes=n)["aws"], overlay=overlay)["Deployment"]
+                    for n, overlay in ((1000, "kind"), (2 << 30, "aws")))
+    budgets = []
+    for dep in (small, large):
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        probe = container["startupProbe"]
+        assert probe["httpGet"] == container["livenessProbe"]["httpGet"]  # the same check, held back
+        budgets.append(probe["periodSeconds"] * probe["failureThreshold"])
+    liveness = small["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    assert budgets[0] >= 60 > liveness["periodSeconds"] * liveness["failureThreshold"]
+    assert budgets[1] >= 60 + 2048 / 8  # 2 GiB at 8 MiB/s
+
+
+def test_a_baked_pod_has_no_startup_probe():
+    (container,) = _render(None)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "startupProbe" not in container
