@@ -158,6 +158,9 @@ class FetchSource:
     bundle_bytes: int
     cloud: str | None = None
     credentials_secret: str | None = None
+    # (CIDR, port) of the provider's identity endpoints (``Provider.identity_egress``); opened
+    # only when no Secret carries the credentials
+    identity_egress: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         from urllib.parse import urlsplit
@@ -236,9 +239,12 @@ def fetch_sources(config: MCOConfig, clouds: Iterable[str], bundle_bytes: int) -
             raise ConfigError(f"packaging.model_source is fetch, but cloud '{cloud}' has no storage section: "
                               "its pods would have nowhere to fetch the bundle from",
                               hint=f"add clouds.{cloud}.storage, or use packaging.model_source: baked")
+        from orchestrator.providers.loader import provider_class
+
         secret = cloud_cfg.cluster.fetch_credentials_secret if cloud_cfg.cluster else None
         out[cloud] = FetchSource(provider=cloud_cfg.provider, storage=cloud_cfg.storage.model_dump(mode="json"),
-                                 bundle_bytes=bundle_bytes, cloud=cloud, credentials_secret=secret)
+                                 bundle_bytes=bundle_bytes, cloud=cloud, credentials_secret=secret,
+                                 identity_egress=provider_class(cloud_cfg.provider).identity_egress)
     return out
 
 
@@ -476,8 +482,12 @@ def _apply_values(obj: Obj, values: ReleaseValues) -> None:
         if values.fetch is not None:
             # The pod pulls its bundle at startup: egress to the store's port, to any address
             # (object stores have no fixed addresses), and nothing else beyond DNS.
-            obj["spec"].setdefault("egress", []).append(
-                {"ports": [{"port": values.fetch.egress_port, "protocol": "TCP"}]})
+            egress = obj["spec"].setdefault("egress", [])
+            egress.append({"ports": [{"port": values.fetch.egress_port, "protocol": "TCP"}]})
+            if values.fetch.credentials_secret is None:
+                # credentials come from the pod's identity: its token endpoint, and only that
+                egress.extend({"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": port, "protocol": "TCP"}]}
+                              for cidr, port in values.fetch.identity_egress)
     elif kind == "Service" and obj["spec"].get("type") == "LoadBalancer":
         _load_balancer(obj, values.load_balancer_source_ranges)
     elif kind == "HorizontalPodAutoscaler":

@@ -104,6 +104,9 @@ class AwsProvider(Provider):
     color = "#ff9900"
     unsupported: ClassVar[Mapping[Capability, str]] = {}
     upload_digests = frozenset({DigestKind.CRC32})
+    # EKS Pod Identity's agent on every node; IRSA instead calls STS on 443, which the store's
+    # rule already opens.
+    identity_egress = (("169.254.170.23/32", 80),)
 
     def emulator_gaps(self) -> Mapping[Capability, str]:
         storage = self.config.storage

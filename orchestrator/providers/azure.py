@@ -86,6 +86,9 @@ class AzureProvider(Provider):
     registry_auth_hint = "check the Azure identity has AcrPush on the registry"
     color = "#008ad7"
     unsupported: ClassVar[Mapping[Capability, str]] = {}
+    # Managed identity through the instance metadata service. (Workload identity exchanges its
+    # projected token with Entra ID on 443, which the store's rule already opens.)
+    identity_egress = (("169.254.169.254/32", 80),)
 
     def upload_digests_for(self, size: int) -> frozenset[DigestKind]:
         # One Put Blob: compared with the MD5 the service computes. Blocks: checked per request.

@@ -348,6 +348,9 @@ class Provider(ABC):
     # What this cloud's artifact store needs from ``FileDigests`` to verify an upload, so a
     # push hashes only what some target will compare.
     upload_digests: ClassVar[frozenset[DigestKind]] = frozenset()
+    # Where a pod's workload identity gets its credentials, as (CIDR, TCP port): a fetch-mode
+    # pod without a credentials Secret needs egress there beside the store's port.
+    identity_egress: ClassVar[tuple[tuple[str, int], ...]] = ()
 
     def __init__(self, cloud: str, config: CloudConfig, *, base_dir: Path | None = None) -> None:
         self.cloud = cloud

@@ -73,6 +73,9 @@ class GcpProvider(Provider):
     color = "#4285f4"
     unsupported: ClassVar[Mapping[Capability, str]] = {}
     upload_digests = frozenset({DigestKind.CRC32C})
+    # GKE's metadata server answers workload identity's token requests; with Dataplane V2 it
+    # listens on 169.254.169.252:988 as well.
+    identity_egress = (("169.254.169.254/32", 80), ("169.254.169.252/32", 988))
 
     @classmethod
     def registry_credentials(cls, cloud: str, cfg: RegistryConfig, base_dir: Path | None) -> RegistryCredentials:

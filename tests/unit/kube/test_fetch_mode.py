@@ -143,3 +143,24 @@ def test_a_fetch_mode_pod_has_until_its_bundle_is_pulled_before_liveness_counts(
 def test_a_baked_pod_has_no_startup_probe():
     (container,) = _render(None)["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert "startupProbe" not in container
+
+
+@pytest.mark.parametrize("provider,endpoints", [
+    ("aws", {("169.254.170.23/32", 80)}),
+    ("gcp", {("169.254.169.254/32", 80), ("169.254.169.252/32", 988)}),
+    ("azure", {("169.254.169.254/32", 80)}),
+])
+def test_a_pod_identity_reaches_its_token_endpoint_and_nothing_more(provider, endpoints):
+    """Without a credentials Secret the pod's identity supplies them: egress opens to the
+    provider's own token endpoint only (an address block and port), never to any address."""
+    def identity_rules(cfg) -> set[tuple[str, int]]:
+        objs = _render(fetch_sources(cfg, ["aws"], bundle_bytes=1000)["aws"], overlay=provider)
+        rules = [r for r in objs["NetworkPolicy"]["spec"]["egress"] if "to" in r]
+        assert all(len(r["to"]) == 1 and set(r["to"][0]) == {"ipBlock"} for r in rules), rules
+        return {(r["to"][0]["ipBlock"]["cidr"], p["port"]) for r in rules for p in r["ports"]
+                if any("ipBlock" in peer for peer in r["to"])}
+
+    storage = {"bucket": "mco-models"}
+    assert endpoints <= identity_rules(_config(storage, provider=provider))
+    with_secret = identity_rules(_config(storage, provider=provider, secret="mco-store-creds"))
+    assert not (endpoints & with_secret)
