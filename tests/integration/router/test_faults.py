@@ -113,9 +113,16 @@ def test_fault_on_primary_is_invisible_to_clients(fault, reason, hedge, proxies,
 
     wait_for(aws_back, timeout=15)
     assert ("failback", "aws") in kinds(router.events())
+    def tries_on_aws() -> int:
+        return next(t["requests"] for t in router.status()["targets"] if t["name"] == "aws")
+
+    before = tries_on_aws()
     after = load(router, duration=1.0)
-    # (with hedging a few answers may come from gcp when aws is slower than its own p95)
-    assert after.errors == [] and after.by_cloud().get("aws", 0) >= 0.8 * len(after.samples), after.by_cloud()
+    # Traffic is back when the requests go to aws first. With hedging, gcp answers those that
+    # aws is slower on than its own p95 (more of them on a busy machine), so count the tries
+    # aws got, not the answers it won.
+    assert after.errors == [], after.summary()
+    assert tries_on_aws() - before >= 0.8 * len(after.samples), (after.by_cloud(), router.status()["targets"])
 
 
 @pytest.mark.slow
