@@ -327,6 +327,8 @@ class Waves(Strategy):
         traffic = job.extra.get("traffic") or RouterTraffic(job.cfg.deploy.routers, router_token(job.cfg))
         note = job.extra.get("note") or getattr(job.progress, "note", None) or (lambda text: None)
         try:
+            # before the release is recorded: a router that cannot move a share changes nothing
+            traffic.check_weights_honoured()
             clouds = [t.cloud for t in job.targets if t.cloud not in job.failed_before_apply]
             if job.failed_before_apply:
                 raise ReleaseError("a waves deploy needs every cloud ready before it starts: " + "; ".join(
