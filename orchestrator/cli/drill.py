@@ -172,6 +172,10 @@ def render_result(result: dict[str, Any]) -> None:
         checks.add_row(c["objective"], str(c["limit"]), str(c["value"]),
                        "[green]pass[/]" if c["passed"] else "[bold red]MISSED[/]")
     console.print(checks)
+    if result.get("rollout"):
+        from orchestrator.drills.report import rollout_line
+
+        console.print(f"rollout: {rollout_line(result['rollout'])}", highlight=False)
     render_clouds(result.get("clouds", []))
     line = f"requests {result['requests']}, client errors {result['client_errors']}"
     if result.get("rto_seconds") is not None:

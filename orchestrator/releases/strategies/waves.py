@@ -166,7 +166,7 @@ def _abort(plan: WavePlan, ops: CloudOps, traffic: Traffic, usual: dict[str, int
     reason = failure["reason"]
     note(f"wave {wave['wave']} ({', '.join(clouds)}) fails: {reason}; rolling back")
     wave["status"] = "rolled_back"
-    doc["abort"] = {"wave": wave["wave"], "clouds": clouds, **failure}
+    doc["abort"] = {"wave": wave["wave"], "clouds": clouds, **failure, "at": time.time()}
     if doc["status"] != "interrupted":
         doc["status"] = "rolled_back"
     # A second Ctrl-C must not leave the wave half rolled back: finish, then stop.
