@@ -60,6 +60,9 @@ class DrillSpec:
     cloud: str | None = None
     policy: str | None = None
     rate: float = 200.0
+    # labelled requests/s (each answer's true label posted as feedback) beside ``rate``, for
+    # the drills judged on live quality (silent-bad-model)
+    labelled_rate: float = 60.0
     timing: DrillTiming = field(default_factory=DrillTiming)
     objectives: dict[str, Any] = field(default_factory=dict)  # overrides; None values are ignored
     runs_dir: Path = Path("runs/drills")

@@ -205,7 +205,6 @@ SILENT_BAD_RULES = ["error_rate<0.05", "live_macro_f1>=0.7"]
 SILENT_BAD_ANALYSIS: dict[str, Any] = {"require": SILENT_BAD_RULES, "steps": [10, 50, 100], "bake_s": 2.0,
                                        "max_wait_s": 60.0, "interval_s": 0.5, "min_samples": 40}
 SILENT_BAD_WEIGHT = 100  # each cloud's usual weight: 10 % of it is still a whole number
-LABELLED_RATE = 60.0  # labelled requests/s beside the drill's own traffic
 
 
 def _permuted_model(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
@@ -287,7 +286,7 @@ def silent_bad_model(ctx: DrillContext) -> None:
     ctx.router._call("PUT", "/admin/weights", {"weights": dict.fromkeys(clouds, SILENT_BAD_WEIGHT),
                                                 "releases": dict.fromkeys(clouds, "current")})
     ds = load_dataset(str(bad.card["training_data"]["dataset"]))
-    labelled = LabelledTraffic(ctx.router.url, ds.X, ds.y, rate=LABELLED_RATE).start()
+    labelled = LabelledTraffic(ctx.router.url, ds.X, ds.y, rate=ctx.spec.labelled_rate).start()
     waves_run = _waves_local if getattr(fleet, "rt", None) is not None else _waves_kind
     try:
         ctx.baseline()
