@@ -143,10 +143,11 @@ def status_cmd(
 ) -> None:
     """Per cloud: the current release, image digest, ready replicas and endpoint (read live)."""
     from orchestrator.config import load_config
-    from orchestrator.releases.pipeline import cloud_status, cluster_clouds, short_digest
+    from orchestrator.releases.pipeline import cloud_status, cluster_clouds, short_digest, unfinished_release
 
     cfg = load_config(config)
     rows = cloud_status(cfg, cluster_clouds(cfg, split_clouds(clouds)))
+    unfinished = unfinished_release(cfg)
 
     def render(data: dict[str, Any]) -> None:
         table = compact_table("deployments")
@@ -159,8 +160,15 @@ def status_cmd(
             table.add_row(name, str(r["release"] or "-"), state, ready, short_digest(r["model_digest"], 10),
                           short_digest(r["image_digest"], 10), r["endpoint"] or "-")
         console.print(table)
+        if data.get("unfinished"):
+            u = data["unfinished"]
+            color = {"running": "yellow"}.get(u["state"], "red")
+            console.print(f"[{color}]{u['state']}:[/] {u['message']}", highlight=False)
 
-    emit({"clouds": rows}, output, render)
+    data: dict[str, Any] = {"clouds": rows}
+    if unfinished is not None:
+        data["unfinished"] = unfinished
+    emit(data, output, render)
 
 
 def register(app: typer.Typer) -> None:

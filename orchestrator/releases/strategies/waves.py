@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from orchestrator.config import AnalysisConfig, MCOConfig
     from orchestrator.releases.deployer import DeployResult
 
-__all__ = ["CloudOps", "RouterTraffic", "Traffic", "WavePlan", "Waves", "default_waves", "run_waves"]
+__all__ = ["CloudOps", "RouterTraffic", "Traffic", "WavePlan", "Waves", "default_waves", "restore_after_kill",
+           "run_waves"]
 
 Note = Callable[[str], None]
 
@@ -313,6 +314,30 @@ def router_token(cfg: MCOConfig) -> str:
     return token
 
 
+def restore_after_kill(store: Any, traffic: Traffic, note: Note) -> int | None:
+    """A waves deploy killed mid-wave (-9, a lost machine) left its cloud at a step's share
+    and its record ``in_progress``. Under the lock, before anything else: give the routers
+    the usual weights it recorded (else they would pass for the usual ones now), and record
+    the waves as interrupted. Returns that release's number, if any."""
+    newest = store.list(limit=1)
+    if not newest or newest[0].analysis is None or newest[0].analysis.get("status") != "in_progress":
+        return None
+    rel, doc = newest[0], dict(newest[0].analysis)
+    usual = {str(c): int(w) for c, w in (doc.get("usual_weights") or {}).items()}
+    if usual:
+        traffic.set(usual, {})
+    note(f"release {rel.number}'s waves deploy ended mid-wave without finishing; the routers' usual weights "
+         f"({', '.join(f'{c} {w}' for c, w in usual.items())}) are back")
+    doc.update(status="interrupted", finished_at=time.time(),
+               interrupted={"reason": "the deploy process ended mid-wave (killed, or its machine went away)",
+                            "restored_weights": usual, "restored_at": time.time()})
+    for wave in doc.get("waves", []):
+        if wave.get("status") == "in_progress":
+            wave["status"] = "interrupted"
+    store.set_analysis(rel.number, doc)
+    return int(rel.number)
+
+
 # ---------------------------------------------------------------------------- the strategy
 
 
@@ -333,9 +358,10 @@ class Waves(Strategy):
             if job.failed_before_apply:
                 raise ReleaseError("a waves deploy needs every cloud ready before it starts: " + "; ".join(
                     f"{c}: {r} ({d})" for c, (r, d) in job.failed_before_apply.items()))
-            waves = default_waves(clouds, traffic.traffic(), job.cfg.deploy.waves)
-            plan = WavePlan.from_config(waves, job.cfg.analysis)
             with job.lock:
+                restore_after_kill(job.store, traffic, note)
+                waves = default_waves(clouds, traffic.traffic(), job.cfg.deploy.waves)
+                plan = WavePlan.from_config(waves, job.cfg.analysis)
                 ops = KubeWaveOps(job)
                 if ops.plan.unchanged:  # nothing new to judge: re-apply and watch, as all-at-once does
                     from orchestrator.releases.strategies.all_at_once import AllAtOnce
