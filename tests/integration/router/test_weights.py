@@ -50,3 +50,26 @@ def test_a_clouds_share_moves_in_steps_and_the_release_label_follows(servers, st
             assert resp.status_code == 400, (bad, resp.text)
         assert "oracle" in put({"weights": {"oracle": 1}}).json()["error"]
         assert client.put(router.url + "/admin/weights", json={"weights": {"aws": 1}}).status_code == 401
+
+
+@pytest.mark.timeout(120)
+def test_a_drained_cloud_gets_no_hedge_and_no_first_retry(proxies, start_router) -> None:
+    """A waves deploy drains a cloud (weight 0) while it changes release: hedges, which go to
+    the second candidate, must not reach it even when the others are slow enough to be hedged.
+    (Before, the rest came by priority, and aws, first by priority, took every hedge.)"""
+    cfg = router_config([p.url for p in proxies], policy="weighted",
+                        retries=RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=2.0, hedge=True,
+                                                  hedge_min_delay_s=0.01))
+    cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"weight": 0 if t.name == "aws" else 100})
+                                             for t in cfg.targets]})
+    router = start_router(cfg)
+    for slow in proxies[1:]:
+        slow.set_mode("slow", delay=0.05)  # every answer past the hedge delay: each request is hedged
+    with httpx.Client(timeout=10) as client:
+        answered = _shares(client, router.url, 150)
+        status = client.get(router.url + "/admin/status", headers=AUTH).json()
+    by_name = {t["name"]: t for t in status["targets"]}
+    assert answered["aws"] == 0 and sum(answered.values()) == 150
+    assert by_name["aws"]["requests"] == 0, by_name["aws"]
+    # hedges fired (past the slow clouds' recent p95), and went to the other slow cloud, not aws
+    assert by_name["gcp"]["hedges"] + by_name["azure"]["hedges"] > 0
