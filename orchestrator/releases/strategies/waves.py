@@ -46,6 +46,7 @@ class CloudOps(Protocol):
     """How a wave changes the release its clouds serve."""
 
     release: str  # the new release's label (what the routers group live metrics by)
+    model_digest: str | None  # its model: the routers judge only that model's answers as the release
 
     def deploy(self, clouds: list[str]) -> dict[str, str | None]: ...  # cloud -> error (None: serving it)
 
@@ -67,7 +68,8 @@ class Traffic(Protocol):
 
     def check_weights_honoured(self) -> None: ...  # raises ConfigError when a router ignores weights
 
-    def set(self, weights: dict[str, int], releases: dict[str, str]) -> None: ...
+    def set(self, weights: dict[str, int], releases: dict[str, str], models: dict[str, str] | None = None,
+            ) -> None: ...
 
     def live(self, window_s: float) -> list[list[dict[str, Any]]]: ...  # per router: its groups
 
@@ -206,7 +208,10 @@ def _one_wave(plan: WavePlan, ops: CloudOps, traffic: Traffic, usual: dict[str, 
     wave_started = time.time()
     for percent in plan.steps:
         weights = {c: _scaled(usual[c], percent) for c in clouds}
-        traffic.set(weights, dict.fromkeys(clouds, new))
+        # the release's live metrics count its model's answers only: an old pod still answering
+        # on a kept-alive connection after the rollout is not judged as the new release
+        traffic.set(weights, dict.fromkeys(clouds, new),
+                    dict.fromkeys(clouds, ops.model_digest) if ops.model_digest else None)
         step: dict[str, Any] = {"percent": percent, "weights": weights, "started_at": time.time()}
         wave["steps"].append(step)
         ops.record(doc)
@@ -295,9 +300,13 @@ class RouterTraffic:
                                   "by weight, so a waves deploy cannot move a cloud's share",
                                   hint="set router.policy: weighted (or failover with equal priorities)")
 
-    def set(self, weights: dict[str, int], releases: dict[str, str]) -> None:
+    def set(self, weights: dict[str, int], releases: dict[str, str], models: dict[str, str] | None = None,
+            ) -> None:
+        body: dict[str, Any] = {"weights": weights, "releases": releases}
+        if models:
+            body["models"] = models
         for url in self.urls:
-            self._call("PUT", url, "/admin/weights", {"weights": weights, "releases": releases})
+            self._call("PUT", url, "/admin/weights", body)
 
     def live(self, window_s: float) -> list[list[dict[str, Any]]]:
         return [self._call("GET", url, f"/admin/live?window_s={window_s:.3f}")["groups"] for url in self.urls]

@@ -73,3 +73,28 @@ def test_a_drained_cloud_gets_no_hedge_and_no_first_retry(proxies, start_router)
     assert by_name["aws"]["requests"] == 0, by_name["aws"]
     # hedges fired (past the slow clouds' recent p95), and went to the other slow cloud, not aws
     assert by_name["gcp"]["hedges"] + by_name["azure"]["hedges"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_a_release_label_counts_only_the_model_it_names(servers, start_router) -> None:
+    """After a rollout, a kept-alive connection can still reach an old pod: answers from
+    another model than the one a release label names are grouped apart, not judged as it."""
+    cfg = router_config([s.url for s in servers], policy="weighted", **CALM)
+    cfg = cfg.model_copy(update={"targets": [t.model_copy(update={"weight": 100 if t.name == "aws" else 0})
+                                             for t in cfg.targets]})
+    router = start_router(cfg)
+    with httpx.Client(timeout=10) as client:
+        put = lambda body: client.put(router.url + "/admin/weights", json=body, headers=AUTH)  # noqa: E731
+        live = lambda: {(g["cloud"], g["release"]): g["requests"]  # noqa: E731
+                        for g in client.get(router.url + "/admin/live", headers=AUTH).json()["groups"]}
+        serving = client.post(router.url + "/v1/predict", json=ROW).json()["model_digest"]
+        assert put({"releases": {"aws": "2"}, "models": {"aws": "f" * 64}}).status_code == 200  # not what aws runs
+        for _ in range(30):
+            assert client.post(router.url + "/v1/predict", json=ROW).status_code == 200
+        groups = live()
+        assert ("aws", "2") not in groups and groups[("aws", serving[:12])] == 31
+        assert put({"models": {"aws": "sha256:" + serving.removeprefix("sha256:")}}).status_code == 200
+        groups = live()
+        assert groups[("aws", "2")] == 30 and groups[("aws", serving[:12])] == 1  # the one sent before the label
+        assert put({"models": {"aws": ""}}).status_code == 400
+        assert put({"models": {"oracle": serving}}).status_code == 400
