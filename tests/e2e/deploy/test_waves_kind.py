@@ -177,3 +177,53 @@ def _assert_three_waves(waves: dict[str, Any]) -> None:
         # the counts grow step by step: each step is judged on the wave's traffic so far
         samples = [next(c["samples"] for c in s["checks"] if c["metric"] == "error_rate") for s in wave["steps"]]
         assert samples == sorted(samples), samples
+
+
+@pytest.mark.timeout(600)
+def test_a_waves_deploy_killed_mid_wave_is_explained_by_status(waves_config: Path, router: Any, digits_bundle: Any,
+                                                               second_bundle: Any) -> None:
+    """`kill -9` of `mco deploy --strategy waves` while its first wave is at the 10 % step:
+    `mco status` says the release was interrupted, where, and that the routers still hold
+    the wave's weights; `mco history` shows it unfinished."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.e2e.deploy.conftest import MCO
+
+    assert mco_json("deploy", str(digits_bundle.path), config=waves_config)["status"] == "deployed"
+    _stage(second_bundle, waves_config)
+    router.start()
+    _wait_healthy(router)
+    # No traffic: the first step stays inconclusive (too few samples) for analysis.max_wait_s.
+    argv = [*MCO, "deploy", str(second_bundle.path), "--strategy", "waves", "--config", str(waves_config)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, TOKEN_ENV: TOKEN})
+    try:
+        deadline = time.monotonic() + 240
+        waves: dict[str, Any] = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            newest = mco_json("history", "--limit", "1", config=waves_config)["releases"][0]
+            waves = newest.get("waves") or {}
+            if waves.get("waves") and waves["waves"][0]["steps"]:
+                break
+            time.sleep(1)
+        assert proc.poll() is None, f"the waves deploy ended before it could be killed: {waves}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    first = waves["waves"][0]["clouds"][0]
+    status = mco("status", "--output", "json", config=waves_config, env={TOKEN_ENV: TOKEN})
+    assert status.returncode == 0, status.stderr
+    unfinished = json.loads(status.stdout)["unfinished"]
+    assert unfinished["state"] == "interrupted" and unfinished["holder"]["pid"] == proc.pid
+    assert unfinished["waves"]["wave"] == 1 and unfinished["waves"]["step"] == 10
+    assert unfinished["waves"]["router_weights"][first] == 10 and unfinished["waves"]["usual_weights"][first] == 100
+    assert unfinished["clouds"][first] in ("deployed", "applying")
+    assert f"{first} 10 (usual 100)" in unfinished["message"]
+    table = mco("status", config=waves_config, env={TOKEN_ENV: TOKEN})
+    assert "interrupted" in table.stdout and "wave 1 of 3" in " ".join(table.stdout.split()), table.stdout
+    assert mco_json("history", config=waves_config)["releases"][0]["status"] == "in_progress"
