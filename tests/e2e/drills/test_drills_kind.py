@@ -105,6 +105,10 @@ def test_demo_on_kind(drill_config: tuple[Path, Any], kind_drill_fleet: Any, tmp
     assert proc.returncode == 0 and out["passed"], proc.stderr + proc.stdout
     assert out["runtime"] == "kind" and out["client_errors"] == 0
     assert Path(out["files"]["png"]).is_file() and Path(out["files"]["html"]).is_file()
+    waves = out["waves"]  # after cloud-outage: a silently bad model stopped at its first wave
+    assert waves["passed"] and waves["client_errors"] == 0, waves["missed"]
+    assert waves["rollout"]["stopped_at"]["wave"] == 1 and waves["rollout"]["stopped_at"]["metric"] == "live_macro_f1"
+    assert Path(waves["files"]["html"]).is_file()
     assert time.monotonic() - started < 900
 
 
