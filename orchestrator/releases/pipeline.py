@@ -425,7 +425,8 @@ def unfinished_release(cfg: MCOConfig) -> dict[str, Any] | None:
                            "clouds": {c: v.status for c, v in rel.clouds.items()}}
     try:
         lock = lock_info(cfg)
-        out["state"] = "running" if lock["held"] else "interrupted"
+        out["state"] = "running" if lock["held"] and not lease_expired(
+            lock.get("holder"), skew_s=cfg.state.clock_skew_s) else "interrupted"
         out["holder"] = lock.get("holder") or lock.get("ended_without_release")
     except MCOError as exc:
         out["state"], out["lock_error"] = "unknown", exc.message
@@ -444,6 +445,23 @@ def unfinished_release(cfg: MCOConfig) -> dict[str, Any] | None:
         out["waves"] = position
     out["message"] = _unfinished_message(out, finished, unfinished)
     return out
+
+
+def lease_expired(holder: dict[str, Any] | None, *, skew_s: float = 0.0) -> bool:
+    """Whether a lease's holder let it run out (``until`` past): a live deploy renews it, so
+    an expired one was left by a deploy that ended without releasing it (objectstore state)."""
+    from datetime import UTC, datetime, timedelta
+
+    until = (holder or {}).get("until")
+    if not until:
+        return False
+    try:
+        end = datetime.fromisoformat(str(until))
+    except ValueError:
+        return False
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return datetime.now(UTC) > end + timedelta(seconds=skew_s)
 
 
 def _router_weights(cfg: MCOConfig) -> dict[str, Any]:

@@ -81,3 +81,16 @@ def test_history_shows_each_wave_and_where_a_waves_deploy_stopped(tmp_path: Path
     assert "waves: aws ↩ (10 %); stopped: live_macro_f1 is 0.02 on aws, needs >=0.7" in text, table.stdout
     data = json.loads(subprocess.run([*argv, "--output", "json"], capture_output=True, text=True, timeout=60).stdout)
     assert data["releases"][0]["waves"]["abort"]["wave"] == 1
+
+
+def test_a_lease_past_its_until_counts_as_left_by_a_dead_deploy() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.releases.pipeline import lease_expired
+
+    now = datetime.now(UTC)
+    assert lease_expired({"until": (now - timedelta(seconds=5)).isoformat(timespec="seconds")})
+    assert not lease_expired({"until": (now + timedelta(seconds=60)).isoformat(timespec="seconds")})
+    assert not lease_expired({"until": (now - timedelta(seconds=5)).isoformat()}, skew_s=30)
+    assert not lease_expired({"until": None}) and not lease_expired(None)  # the file lock: no expiry
+    assert not lease_expired({"until": "not a time"})
