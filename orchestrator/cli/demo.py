@@ -2,7 +2,9 @@
 
 1. train the reference model; 2. evaluate and gate it; 3. bring up the stand-ins;
 4. deploy to all three "clouds"; 5. start the router; 6. run the cloud-outage drill;
-7. print the cost and latency table per cloud, and where the report is.
+7. run the silent-bad-model drill: a model that serves but is wrong goes out in waves
+   under labelled traffic, and the first wave stops it; 8. print the cost and latency table
+   per cloud, where the waves stopped and why, and where the reports are.
 
 ``--runtime local`` (the embedded default when there is no Docker) runs the three model
 servers as local processes with the filesystem as the artifact store, and the drill kills a
@@ -34,7 +36,7 @@ def demo(
     runs_dir: Annotated[Path, typer.Option(help="where the demo and drill write their runs")] = Path("runs"),
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Train, gate, deploy to three clouds, fail one over and back, and show the numbers."""
+    """Train, gate, deploy to three clouds, fail one over and back, stop a bad model in waves, show the numbers."""
     from orchestrator.cli.drill import finish, render_clouds
     from orchestrator.config import load_config
     from orchestrator.drills.environments import choose_runtime
@@ -68,29 +70,56 @@ def demo(
 
         raise GateError(gate["summary"], hint="the reference model should pass; retrain it with `mco model train`")
     if chosen == "kind":
-        drill = _run_kind(cfg, config, bundle, cloud, runs_dir, step)
+        drill, waves = _run_kind(cfg, config, bundle, cloud, runs_dir, step)
     else:
-        drill = _run_local(demo_dir, bundle, cloud, runs_dir, step)
+        drill, waves = _run_local(demo_dir, bundle, cloud, runs_dir, step)
     result = {
-        "passed": bool(drill["passed"]), "runtime": chosen, "fallback_reason": fallback,
+        "passed": bool(drill["passed"] and waves["passed"]), "runtime": chosen, "fallback_reason": fallback,
         "duration_s": round(time.monotonic() - started, 2), "model": bundle.ref, "gate": gate["summary"],
         "steps": steps, "scenario": drill["scenario"], "rto_seconds": drill["rto_seconds"],
         "client_errors": drill["client_errors"], "requests": drill["requests"],
         "failback_seconds": drill["failback_seconds"], "clouds": drill["clouds"], "report": drill["report"],
-        "files": drill.get("files"), "checks": drill["checks"], "missed": drill["missed"],
+        "files": drill.get("files"), "checks": drill["checks"], "missed": drill["missed"] + waves["missed"],
+        "waves": _waves_summary(waves),
     }
     if people:
+        from orchestrator.drills.report import rollout_line
+
         render_clouds(drill["clouds"])
-        verdict = "[bold green]passed[/]" if result["passed"] else "[bold red]FAILED[/]"
+        verdict = "[bold green]passed[/]" if drill["passed"] else "[bold red]FAILED[/]"
         console.print(f"cloud-outage drill on {drill['cloud']}: {verdict}: {drill['requests']} requests, "
                       f"{drill['client_errors']} client errors, RTO {drill['rto_seconds']} s, "
                       f"failback {drill['failback_seconds']} s")
-        console.print(f"report: [bold]{drill['report']}[/]   ({result['duration_s']:.1f} s in all)")
+        console.print(f"report: [bold]{drill['report']}[/]")
+        verdict = "[bold green]passed[/]" if waves["passed"] else "[bold red]FAILED[/]"
+        console.print(f"silent-bad-model drill: {verdict}: {rollout_line(waves.get('rollout'))}; "
+                      f"{waves['client_errors']} client errors", highlight=False)
+        console.print(f"report: [bold]{waves['report']}[/]   ({result['duration_s']:.1f} s in all)")
         if not result["passed"]:
             err_console.print("[bold red]demo failed[/], missed: " + "; ".join(result["missed"]), highlight=False)
             raise typer.Exit(1)
         return
     finish(result, output)
+
+
+def _waves_summary(waves: dict[str, Any]) -> dict[str, Any]:
+    """What the demo reports of its silent-bad-model drill: the verdict, where the waves stopped and why."""
+    return {k: waves.get(k) for k in ("scenario", "passed", "rollout", "client_errors", "requests", "checks",
+                                      "missed", "report", "files")}
+
+
+# Requests/s, plain and labelled: the first step gives the bad model about 1 in 21 answers, and
+# the waves wait for 40 labelled ones from it; more labelled traffic, a shorter wait.
+WAVES_RATE, WAVES_LABELLED_RATE = 30.0, 120.0
+
+
+def _waves_drill(fleet: Any, bundle: Any, runs_dir: Path, step: Callable[..., Any], router: Any = None) -> Any:
+    from orchestrator.drills.runner import DrillSpec, DrillTiming, run_drill
+
+    spec = DrillSpec(scenario="silent-bad-model", runs_dir=runs_dir / "drills", rate=WAVES_RATE, router=router,
+                     labelled_rate=WAVES_LABELLED_RATE, timing=DrillTiming(baseline_s=1.0, tail_s=1.0))
+    return step("deploy a model that serves but is wrong, in waves (the silent-bad-model drill)",
+                lambda: run_drill(fleet, spec, bundle=bundle))
 
 
 def _train(out: Path) -> Any:
@@ -116,7 +145,8 @@ def _gate(bundle: Any, requirements: list[str]) -> dict[str, Any]:
     return {"passed": result.passed, "summary": result.summary(), "accuracy": report["accuracy"]}
 
 
-def _run_local(demo_dir: Path, bundle: Any, cloud: str, runs_dir: Path, step: Callable[..., Any]) -> dict[str, Any]:
+def _run_local(demo_dir: Path, bundle: Any, cloud: str, runs_dir: Path,
+               step: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     from orchestrator.drills.environments import local_fleet
     from orchestrator.drills.runner import DrillSpec, DrillTiming, run_drill
 
@@ -128,14 +158,15 @@ def _run_local(demo_dir: Path, bundle: Any, cloud: str, runs_dir: Path, step: Ca
         # 100 requests/s: three servers, the router and the clients share this machine's cores.
         spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills", rate=100,
                          timing=DrillTiming(baseline_s=2.5, outage_s=4.0, tail_s=1.5))
-        return step(f"start the router and run the cloud-outage drill on {cloud}",
-                    lambda: run_drill(fleet, spec, bundle=bundle))
+        drill = step(f"start the router and run the cloud-outage drill on {cloud}",
+                     lambda: run_drill(fleet, spec, bundle=bundle))
+        return drill, _waves_drill(fleet, bundle, runs_dir, step)
     finally:
         fleet_cm.__exit__(None, None, None)
 
 
 def _run_kind(cfg: Any, config: Path | None, bundle: Any, cloud: str, runs_dir: Path,
-              step: Callable[..., Any]) -> dict[str, Any]:
+              step: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     from orchestrator.config import load_config
     from orchestrator.drills.kind_fleet import kind_fleet
     from orchestrator.drills.runner import DrillSpec, run_drill
@@ -148,8 +179,9 @@ def _run_kind(cfg: Any, config: Path | None, bundle: Any, cloud: str, runs_dir: 
     fleet, bundle = step("deploy to aws, gcp and azure (mco push, mco deploy)", fleet_cm.__enter__)
     try:
         spec = DrillSpec(scenario="cloud-outage", cloud=cloud, runs_dir=runs_dir / "drills", router=local_cfg.router)
-        return step(f"start the router and run the cloud-outage drill on {cloud}",
-                    lambda: run_drill(fleet, spec, bundle=bundle))
+        drill = step(f"start the router and run the cloud-outage drill on {cloud}",
+                     lambda: run_drill(fleet, spec, bundle=bundle))
+        return drill, _waves_drill(fleet, bundle, runs_dir, step, router=local_cfg.router)
     finally:
         fleet_cm.__exit__(None, None, None)
 

@@ -60,7 +60,8 @@ def _pair(local: float | None, kind: float | None) -> str:
 
 @app.command()
 def run(
-    scenario: Annotated[str, typer.Argument(help="cloud-outage, pod-crash, latency, bad-release or storage-outage")],
+    scenario: Annotated[str, typer.Argument(help="a scenario from `mco drill list`, e.g. cloud-outage or "
+                                                 "silent-bad-model")],
     cloud: Annotated[str | None, typer.Option(help="the cloud to break (default: the one serving most traffic)")] = None,
     config: ConfigOpt = None,
     runtime: RuntimeOpt = "auto",
@@ -72,6 +73,8 @@ def run(
     slow_request: Annotated[float | None, typer.Option(
         "--slow-request", help="a request slower than this (s) counts as not yet recovered")] = None,
     rate: Annotated[float, typer.Option(help="client requests per second")] = 200.0,
+    labelled_rate: Annotated[float, typer.Option(
+        "--labelled-rate", help="labelled requests per second, with feedback (silent-bad-model)")] = 60.0,
     baseline: Annotated[float, typer.Option(help="seconds of steady traffic before the fault")] = 3.0,
     outage: Annotated[float, typer.Option(help="seconds the fault lasts before the repair")] = 5.0,
     bundle: Annotated[Path | None, typer.Option(help="model bundle to drill with "
@@ -90,6 +93,9 @@ def run(
     get_scenario(scenario)  # a typo fails before anything starts
     if not 0 < rate <= 5000:
         raise ConfigError(f"--rate {rate:g} is out of range", hint="use 1 to 5000 requests per second")
+    if not 0 < labelled_rate <= 1000:
+        raise ConfigError(f"--labelled-rate {labelled_rate:g} is out of range",
+                          hint="use 1 to 1000 labelled requests per second")
     if policy is not None:
         from orchestrator.router.balancer.policies import policy_class
 
@@ -107,7 +113,7 @@ def run(
     if fallback and output == OutputFormat.table:
         err_console.print(f"[yellow]using the local runtime:[/] {fallback}")
     spec = DrillSpec(
-        scenario=scenario, cloud=cloud, policy=policy, rate=rate, router=cfg.router,
+        scenario=scenario, cloud=cloud, policy=policy, rate=rate, labelled_rate=labelled_rate, router=cfg.router,
         timing=DrillTiming(baseline_s=baseline, outage_s=outage), runs_dir=runs_dir,
         objectives={"max_rto_s": max_rto, "max_errors": max_errors, "max_failback_s": max_failback,
                     "slow_request_s": slow_request},
@@ -172,6 +178,10 @@ def render_result(result: dict[str, Any]) -> None:
         checks.add_row(c["objective"], str(c["limit"]), str(c["value"]),
                        "[green]pass[/]" if c["passed"] else "[bold red]MISSED[/]")
     console.print(checks)
+    if result.get("rollout"):
+        from orchestrator.drills.report import rollout_line
+
+        console.print(f"rollout: {rollout_line(result['rollout'])}", highlight=False)
     render_clouds(result.get("clouds", []))
     line = f"requests {result['requests']}, client errors {result['client_errors']}"
     if result.get("rto_seconds") is not None:

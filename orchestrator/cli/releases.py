@@ -72,6 +72,18 @@ def _mark(cloud: dict[str, Any]) -> str:
     return f"[{STATUS_STYLE.get(str(status), 'white')}]{text}[/]"
 
 
+def _waves_line(doc: dict[str, Any]) -> str:
+    """A waves deploy in one line: each wave's clouds and outcome, and where it stopped."""
+    marks = {"passed": "✓", "rolled_back": "↩", "in_progress": "…"}
+    parts = [f"{'+'.join(w['clouds'])} {marks.get(str(w.get('status')), str(w.get('status')))}"
+             f" ({'/'.join(str(s['percent']) for s in w.get('steps', []))} %)" for w in doc.get("waves", [])]
+    line = "waves: " + " → ".join(parts or ["none started"])
+    abort = doc.get("abort")
+    if abort:
+        line += f"; stopped: {abort.get('reason')}"
+    return line
+
+
 def history_cmd(
     limit: Annotated[int | None, typer.Option(help="show only the newest N releases")] = None,
     manifests: Annotated[bool, typer.Option("--manifests", help="include the rendered manifests (JSON output)")] = False,
@@ -114,6 +126,8 @@ def history_cmd(
                 kind += " [yellow](gate forced)[/]"
             clouds_txt = "\n".join(f"{c} {_mark(v)}" + (f" {v['reason']}" if v.get("reason") else "")
                                    for c, v in r["clouds"].items())
+            if r.get("waves"):
+                clouds_txt += "\n" + _waves_line(r["waves"])
             when = str(r["created_at"])[5:16].replace("T", " ")
             table.add_row(str(r["release"]), when, kind, styled(r["status"]), short_digest(r["model_digest"], 8),
                           clouds_txt)
@@ -129,10 +143,11 @@ def status_cmd(
 ) -> None:
     """Per cloud: the current release, image digest, ready replicas and endpoint (read live)."""
     from orchestrator.config import load_config
-    from orchestrator.releases.pipeline import cloud_status, cluster_clouds, short_digest
+    from orchestrator.releases.pipeline import cloud_status, cluster_clouds, short_digest, unfinished_release
 
     cfg = load_config(config)
     rows = cloud_status(cfg, cluster_clouds(cfg, split_clouds(clouds)))
+    unfinished = unfinished_release(cfg)
 
     def render(data: dict[str, Any]) -> None:
         table = compact_table("deployments")
@@ -145,8 +160,15 @@ def status_cmd(
             table.add_row(name, str(r["release"] or "-"), state, ready, short_digest(r["model_digest"], 10),
                           short_digest(r["image_digest"], 10), r["endpoint"] or "-")
         console.print(table)
+        if data.get("unfinished"):
+            u = data["unfinished"]
+            color = {"running": "yellow"}.get(u["state"], "red")
+            console.print(f"[{color}]{u['state']}:[/] {u['message']}", highlight=False)
 
-    emit({"clouds": rows}, output, render)
+    data: dict[str, Any] = {"clouds": rows}
+    if unfinished is not None:
+        data["unfinished"] = unfinished
+    emit(data, output, render)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ clients and router in this process.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -47,17 +48,20 @@ __all__ = ["KindFleet", "kind_fleet"]
 READY_TIMEOUT_S = 300.0
 
 
-def _run(argv: list[str], *, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], *, timeout: float = 120.0, env: dict[str, str] | None = None,
+         ) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                              env={**os.environ, **env} if env else None)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ClusterError(f"`{' '.join(argv[:3])} …` failed: {exc}") from exc
 
 
-def _mco(args: list[str], *, timeout: float = 1800.0) -> tuple[int, dict[str, Any], str]:
+def _mco(args: list[str], *, timeout: float = 1800.0, env: dict[str, str] | None = None,
+         ) -> tuple[int, dict[str, Any], str]:
     """Run an ``mco`` command with ``--output json``; returns (exit code, JSON, stderr)."""
     exe = str(Path(sys.executable).with_name("mco"))
-    proc = _run([exe, *args, "--output", "json"], timeout=timeout)
+    proc = _run([exe, *args, "--output", "json"], timeout=timeout, env=env)
     try:
         data = json.loads(proc.stdout) if proc.stdout.strip() else {}
     except json.JSONDecodeError:
@@ -305,6 +309,33 @@ class KindFleet:
                               "reason": " ".join(str(res.get(k)) for k in ("reason", "detail") if res.get(k)),
                               "rolled_back": status == "rolled_back", "status": status}
         return out
+
+    def waves_release(self, bundle: Bundle, *, router_url: str, token: str,
+                      analysis: dict[str, Any]) -> dict[str, Any]:
+        """``mco deploy BUNDLE --strategy waves`` shifting traffic on the router at
+        ``router_url`` and judged by ``analysis`` (the config's ``analysis`` section); returns
+        the deploy's JSON (its ``waves`` record), whether the waves passed or stopped.
+
+        The deploy reads its routers and analysis from a copy of the config with those two
+        changed, written beside it (relative paths in it resolve as before), removed after."""
+        import yaml
+
+        data = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        data.setdefault("deploy", {})["routers"] = [router_url]
+        data["analysis"] = {**(data.get("analysis") or {}), **analysis}
+        derived = self.config_path.with_name(f".{self.config_path.stem}.waves-drill-{os.getpid()}.yaml")
+        derived.write_text("# written by an mco drill for one waves deploy; removed when it ends\n"
+                           + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        try:
+            code, result, err = _mco(["deploy", str(bundle.path), "--strategy", "waves", "--config", str(derived)],
+                                     env={self.cfg.router.token_env: token})
+        finally:
+            derived.unlink(missing_ok=True)
+        if not result.get("waves"):
+            raise ClusterError(f"mco deploy --strategy waves did not run its waves (exit {code}): "
+                               f"{result.get('error') or err.strip()[-400:]}",
+                               hint=str(result.get("hint") or "see `mco history --output json`"))
+        return result
 
     def _storage(self) -> tuple[Any, Any]:
         from orchestrator.local.storage import StorageStandIn

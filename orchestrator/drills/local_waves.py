@@ -18,6 +18,7 @@ class LocalWaveOps:
         self.rt = rt
         self.new, self.old = new, previous
         self.release = release
+        self.model_digest: str | None = new.digest
         self.previous_release = previous_release
         self.records: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}

@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator.testing.traffic import RequestRecord
 
-__all__ = ["MARKER_KINDS", "health_intervals", "markers_from", "per_second", "write_report"]
+__all__ = ["MARKER_KINDS", "health_intervals", "markers_from", "per_second", "rollout_line", "write_report"]
 
 # Router event kinds drawn as markers, with the drill's own "fault" and "repair".
 MARKER_KINDS = ("fault", "ejection", "health_down", "failover", "repair", "repaired", "readmission", "health_up",
@@ -237,6 +237,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}h1 
 <p>{esc(report.get('description', ''))}</p>
 <table>{sum_rows}</table>
 <h2>Objectives</h2><table><tr><th>objective</th><th>limit</th><th>measured</th><th>result</th><th></th></tr>{rows}</table>
+{_rollout_html(report.get("rollout"))}
 <h2>Timeline</h2><img alt="drill timeline" style="max-width:100%" src="data:image/png;base64,{image}">
 <h2>Events</h2><table><tr><th>t</th><th>time (UTC)</th><th>event</th><th>target</th><th>detail</th></tr>{ev_rows}</table>
 <h2>Per cloud (router)</h2><table><tr><th>cloud</th><th>requests</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>
@@ -244,6 +245,41 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}h1 
 <p>Raw client records: <code>requests.csv</code>; router events: <code>events.json</code>.</p>
 </body></html>
 """
+
+
+def rollout_line(rollout: dict[str, Any] | None) -> str | None:
+    """One line on a release the drill made in waves: where it stopped and why, or that it went through."""
+    if not rollout:
+        return None
+    at = rollout.get("stopped_at")
+    if not at:
+        return f"the waves rollout went through: {rollout.get('status')}"
+    step = f", {at['step']} % step" if at.get("step") is not None else ""
+    return f"stopped at wave {at['wave']} ({', '.join(at.get('clouds') or [])}{step}): {at.get('reason')}"
+
+
+def _rollout_html(rollout: dict[str, Any] | None) -> str:
+    """The waves a drill's release went through: each step's verdict and measured values."""
+    if not rollout:
+        return ""
+    esc = html.escape
+    rows = []
+    for wave in rollout.get("waves", []):
+        for step in wave.get("steps", []) or [{}]:
+            measured = ", ".join(
+                f"{m}={v:.4g}" if isinstance(v, (int, float)) else f"{m}=n/a"
+                for m, v in (step.get("measured") or {}).items())
+            verdict = step.get("verdict") or wave.get("status")
+            color = {"passed": "#2ca02c", "failed": "#d62728"}.get(str(verdict), "#ff7f0e")
+            rows.append(f"<tr><td>{esc(str(wave.get('wave')))}</td><td>{esc(', '.join(wave.get('clouds') or []))}</td>"
+                        f"<td>{esc(str(step.get('percent', '-')))} %</td><td style='color:{color}'>{esc(str(verdict))}"
+                        f"</td><td>{esc(measured or '-')}</td></tr>")
+    never = rollout.get("never_touched") or []
+    return (f"<h2>Rollout in waves</h2><p><b>{esc(rollout_line(rollout) or '')}</b></p>"
+            f"<p>rules: <code>{esc(', '.join(rollout.get('rules') or []))}</code>"
+            + (f"; never touched: {esc(', '.join(never))}" if never else "") + "</p>"
+            "<table><tr><th>wave</th><th>clouds</th><th>step</th><th>verdict</th><th>measured</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def write_report(run_dir: Path, report: dict[str, Any], records: Sequence[RequestRecord],
@@ -266,6 +302,9 @@ def write_report(run_dir: Path, report: dict[str, Any], records: Sequence[Reques
               "files": {k: str(v) for k, v in files.items()}}
     title = (f"mco drill {report['scenario']} ({report['runtime']}, policy {report.get('policy')}): "
              f"{'passed' if report['passed'] else 'FAILED'}")
+    stopped = rollout_line(report.get("rollout"))
+    if stopped:
+        title += "\n" + stopped
     _plot(files["png"], series, clouds, health, marks, start, end - start, title)
     files["html"].write_text(_html(report, files["png"], marks, start))
     files["json"].write_text(json.dumps(report, indent=2, default=str))

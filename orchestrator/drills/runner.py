@@ -60,6 +60,9 @@ class DrillSpec:
     cloud: str | None = None
     policy: str | None = None
     rate: float = 200.0
+    # labelled requests/s (each answer's true label posted as feedback) beside ``rate``, for
+    # the drills judged on live quality (silent-bad-model)
+    labelled_rate: float = 60.0
     timing: DrillTiming = field(default_factory=DrillTiming)
     objectives: dict[str, Any] = field(default_factory=dict)  # overrides; None values are ignored
     runs_dir: Path = Path("runs/drills")
@@ -94,6 +97,7 @@ class DrillContext:
         self.extra_checks: list[Check] = []
         self.facts: dict[str, Any] = {}
         self.staged: dict[str, Any] = {}  # what the scenario's prepare step made (e.g. the release to deploy)
+        self.rollout: dict[str, Any] | None = None  # a release the drill made: where it stopped and why (report)
         self._cloud = spec.cloud
         if self._cloud is not None and self._cloud not in fleet.clouds:
             raise ConfigError(f"cloud '{self._cloud}' is not part of this deployment",
@@ -318,6 +322,7 @@ def run_drill(fleet: Fleet, spec: DrillSpec, *, bundle: Bundle,
         "report": str(run_dir / "timeline.html"), "run_dir": str(run_dir),
         "objectives": objectives.__dict__, "checks": [c.as_dict() for c in checks],
         "measures": measures.as_dict(), "clouds": clouds, "facts": ctx.facts, "rate": spec.rate,
+        **({"rollout": ctx.rollout} if ctx.rollout is not None else {}),
         # what counted as a failed try or a failed check in this run
         "router": {"per_try_timeout_s": cfg.retries.per_try_timeout_s, "attempts": cfg.retries.attempts,
                    "health_timeout_s": cfg.health.timeout_s},

@@ -201,30 +201,80 @@ def storage_outage(ctx: DrillContext) -> None:
 # Macro F1 counts a class missing from a small window as 0 (the gate's code): 40 labelled answers and
 # 0.7 keep a sound model clear of that; a model on permuted labels scores near 0.
 SILENT_BAD_RULES = ["error_rate<0.05", "live_macro_f1>=0.7"]
+# the config's `analysis` section, as the drill sets it (on kind: the copy the deploy reads)
+SILENT_BAD_ANALYSIS: dict[str, Any] = {"require": SILENT_BAD_RULES, "steps": [10, 50, 100], "bake_s": 2.0,
+                                       "max_wait_s": 60.0, "interval_s": 0.5, "min_samples": 40}
 SILENT_BAD_WEIGHT = 100  # each cloud's usual weight: 10 % of it is still a whole number
-LABELLED_RATE = 60.0  # labelled requests/s beside the drill's own traffic
 
 
 def _permuted_model(fleet: Fleet, bundle: Bundle, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """A prepare step: the drill bundle's model trained again on permuted labels (its card looks fine)."""
+    """A prepare step: the drill bundle's model trained again on permuted labels (its card looks
+    fine), staged on the fleet (on kind: its image built and loaded into the nodes)."""
     from orchestrator.errors import CapabilityError
     from orchestrator.model.train import TrainSpec, train_bundle
 
-    if getattr(fleet, "rt", None) is None:  # the drill's cloud operations (LocalWaveOps) need the local runtime
-        raise CapabilityError(f"the {fleet.runtime} runtime cannot run the silent-bad-model drill yet",
-                              hint="run it with --runtime local; on kind, `mco deploy --strategy waves` does the same")
+    if getattr(fleet, "rt", None) is None and not callable(getattr(fleet, "waves_release", None)):
+        raise CapabilityError(f"the {fleet.runtime} runtime cannot deploy in waves, so it cannot run the "
+                              "silent-bad-model drill", hint="run it with --runtime local or --runtime kind")
     data = bundle.card.get("training_data", {})
     spec = TrainSpec(dataset=str(data.get("dataset", "digits")), strategy=str(bundle.card.get("strategy", "multinomial")),
                      seed=int(data.get("seed", 42)), version="permuted-labels", permute_labels=7)
     say("training the silently bad model (labels permuted before the split)")
     bad = train_bundle(spec, run_dir / "silent-bad-model")
+    say(f"staging {bad.ref}: {fleet.stage(bad)}")
     return {"release": bad}
 
 
-def silent_bad_model(ctx: DrillContext) -> None:
+def _waves_local(ctx: DrillContext, bad: Bundle) -> dict[str, Any]:
+    """The engine in this process, on the local runtime's servers (``LocalWaveOps``)."""
+    from orchestrator.config import AnalysisConfig
     from orchestrator.drills.local_waves import LocalWaveOps
-    from orchestrator.model.datasets import load_dataset
     from orchestrator.releases.strategies.waves import RouterTraffic, WavePlan, default_waves, run_waves
+
+    fleet: Any = ctx.fleet
+    traffic = RouterTraffic([ctx.router.url], ctx.router.token)
+    try:
+        plan = WavePlan.from_config(default_waves(list(fleet.clouds), traffic.traffic(), None),
+                                    AnalysisConfig(**SILENT_BAD_ANALYSIS))
+        ops = LocalWaveOps(fleet.rt, bad, ctx.bundle, release="silently-bad", previous_release="current")
+        return run_waves(plan, ops, traffic, note=ctx.progress)
+    finally:
+        traffic.close()
+
+
+def _waves_kind(ctx: DrillContext, bad: Bundle) -> dict[str, Any]:
+    """``mco deploy --strategy waves`` on the clusters, shifting traffic on the drill's router."""
+    fleet: Any = ctx.fleet
+    result = fleet.waves_release(bad, router_url=ctx.router.url, token=ctx.router.token,
+                                 analysis=SILENT_BAD_ANALYSIS)
+    ctx.facts["deploy"] = {k: result.get(k) for k in ("release", "status", "clouds")}
+    return dict(result["waves"])
+
+
+def waves_outcome(doc: dict[str, Any]) -> dict[str, Any]:
+    """Where a waves rollout stopped and why, and what each step measured (for the report)."""
+    waves = []
+    for wave in doc.get("waves", []):
+        steps = [{"percent": s.get("percent"), "verdict": s.get("verdict"), "waited_s": s.get("waited_s"),
+                  "measured": {c["metric"]: c.get("value") for c in s.get("checks", [])},
+                  "samples": {c["metric"]: c.get("samples") for c in s.get("checks", [])}}
+                 for s in wave.get("steps", [])]
+        waves.append({"wave": wave.get("wave"), "clouds": wave.get("clouds"), "status": wave.get("status"),
+                      "steps": steps, "rollback": wave.get("rollback")})
+    out: dict[str, Any] = {"status": doc.get("status"), "release": doc.get("release"), "waves": waves,
+                           "rules": (doc.get("plan") or {}).get("rules"), "stopped_at": None,
+                           "never_touched": doc.get("never_touched", [])}
+    abort = doc.get("abort")
+    if abort:
+        check = abort.get("check") or {}
+        out["stopped_at"] = {"wave": abort.get("wave"), "clouds": abort.get("clouds"), "step": abort.get("step"),
+                             "reason": abort.get("reason"), "metric": check.get("metric"),
+                             "value": check.get("value"), "rule": check.get("rule"), "samples": check.get("samples")}
+    return out
+
+
+def silent_bad_model(ctx: DrillContext) -> None:
+    from orchestrator.model.datasets import load_dataset
     from orchestrator.testing.labelled import LabelledTraffic
 
     fleet: Any = ctx.fleet
@@ -236,29 +286,29 @@ def silent_bad_model(ctx: DrillContext) -> None:
     ctx.router._call("PUT", "/admin/weights", {"weights": dict.fromkeys(clouds, SILENT_BAD_WEIGHT),
                                                 "releases": dict.fromkeys(clouds, "current")})
     ds = load_dataset(str(bad.card["training_data"]["dataset"]))
-    traffic = RouterTraffic([ctx.router.url], ctx.router.token)
-    labelled = LabelledTraffic(ctx.router.url, ds.X, ds.y, rate=LABELLED_RATE).start()
+    labelled = LabelledTraffic(ctx.router.url, ds.X, ds.y, rate=ctx.spec.labelled_rate).start()
+    waves_run = _waves_local if getattr(fleet, "rt", None) is not None else _waves_kind
     try:
         ctx.baseline()
-        plan = WavePlan(waves=default_waves(clouds, traffic.traffic(), None), rules=SILENT_BAD_RULES,
-                        steps=[10, 50, 100], bake_s=2.0, max_wait_s=60.0, interval_s=0.5, min_samples=40)
-        ops = LocalWaveOps(fleet.rt, bad, ctx.bundle, release="silently-bad", previous_release="current")
         start = time.time()
-        doc = ctx.act("fault", None, lambda: run_waves(plan, ops, traffic, note=ctx.progress),
-                      describe=f"deploy {bad.ref} with --strategy waves")
+        doc = ctx.act("fault", None, lambda: waves_run(ctx, bad), describe=f"deploy {bad.ref} with --strategy waves")
         end = time.time()
         abort = doc.get("abort") or {}
+        for wave in doc.get("waves", []):
+            for step in wave.get("steps", []):
+                ctx.mark(f"{step['percent']} % step", ", ".join(wave["clouds"]), ts=step["started_at"],
+                         verdict=step.get("verdict"))
         if abort:
-            ctx.mark("rollback", ", ".join(abort.get("clouds", [])), reason=abort.get("reason"))
+            ctx.mark("rollback", ", ".join(abort.get("clouds", [])), ts=abort.get("at"), reason=abort.get("reason"))
         ctx.hold(ctx.timing.tail_s)
     finally:
         answers = labelled.stop()
-        traffic.close()
     after = {c: fleet.serving_digest(c) for c in clouds}
     records = ctx.records()
+    ctx.rollout = waves_outcome(doc)
     ctx.facts.update(waves=doc, serving_after=after, labelled_answers=len(answers),
                      labelled_errors=labelled.feedback_errors[:5])
-    first = plan.waves[0]
+    first = doc["plan"]["waves"][0]
     stopped = doc["status"] == "rolled_back" and abort.get("wave") == 1 and len(doc["waves"]) == 1
     ctx.check("waves_stop_at_first_cloud", "wave 1", f"wave {abort.get('wave')}" if abort else "none", stopped,
               f"the waves stopped at wave 1 ({', '.join(first)})" if stopped
@@ -273,7 +323,7 @@ def silent_bad_model(ctx: DrillContext) -> None:
               "only the first wave's clouds ever answered with the bad model" if others_clean
               else f"the bad model answered from {', '.join(bad_clouds)}")
     usual = doc["usual_weights"]
-    allowed = sum(usual[c] * plan.steps[0] / 100 for c in first)
+    allowed = sum(usual[c] * doc["plan"]["steps"][0] / 100 for c in first)
     step_share = allowed / (allowed + sum(w for c, w in usual.items() if c not in first))
     during = [r for r in records if start <= r.sent <= end] + [a for a in answers if start <= a.sent <= end]
     bad_share = sum(1 for r in during if r.digest == bad.digest) / max(1, len(during))

@@ -83,6 +83,24 @@ class DeployLock(ReentrantLock):
             return None
         return data if isinstance(data, dict) else None
 
+    def probe(self) -> tuple[bool, dict[str, Any] | None]:
+        """``(held, holder)`` without taking the lock: held when a live process holds it (the
+        kernel says so). A holder written into a lock nobody holds was a deploy that ended
+        without releasing it (killed with -9, or its machine died): the caller can say so."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False, None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True, self.holder()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False, self.holder()
+        finally:
+            os.close(fd)
+
     def acquire(self) -> None:
         from orchestrator.releases.store import current_user
 

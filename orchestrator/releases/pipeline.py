@@ -63,6 +63,7 @@ __all__ = [
     "settings_for",
     "short_digest",
     "stage_images",
+    "unfinished_release",
 ]
 
 Obj = dict[str, Any]
@@ -399,6 +400,120 @@ def cloud_status(cfg: MCOConfig, chosen: dict[str, CloudConfig]) -> dict[str, di
 
     with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
         return dict(zip(chosen, pool.map(one, chosen)))
+
+
+def unfinished_release(cfg: MCOConfig) -> dict[str, Any] | None:
+    """The newest release when it has not finished, and why (for ``mco status``).
+
+    ``state`` is ``running`` while a process holds the deploy lock (named), ``interrupted``
+    when nobody does: its deploy ended mid-way (killed with -9, its machine gone), so its
+    unfinished clouds are in no known state until the next deploy marks them ``interrupted``.
+    A waves deploy also says where it stopped (wave, step, weights) and what the routers'
+    weights are now: a killed wave leaves its cloud at the step's share."""
+    from orchestrator.releases.state.ops import lock_info
+    from orchestrator.releases.store import CLOUD_FINAL
+
+    store = open_history(cfg, create=False)
+    if store is None:
+        return None
+    with store:
+        newest = store.list(limit=1)
+    if not newest or newest[0].status != "in_progress":
+        return None
+    rel = newest[0]
+    out: dict[str, Any] = {"release": rel.number, "kind": rel.kind, "model_digest": rel.model_digest,
+                           "clouds": {c: v.status for c, v in rel.clouds.items()}}
+    try:
+        lock = lock_info(cfg)
+        out["state"] = "running" if lock["held"] and not lease_expired(
+            lock.get("holder"), skew_s=cfg.state.clock_skew_s) else "interrupted"
+        out["holder"] = lock.get("holder") or lock.get("ended_without_release")
+    except MCOError as exc:
+        out["state"], out["lock_error"] = "unknown", exc.message
+    finished = [c for c, st in out["clouds"].items() if st in CLOUD_FINAL]
+    unfinished = [c for c, st in out["clouds"].items() if st not in CLOUD_FINAL]
+    doc = rel.analysis
+    if doc and doc.get("waves"):
+        wave = doc["waves"][-1]
+        step = (wave.get("steps") or [None])[-1]
+        position: dict[str, Any] = {
+            "wave": wave["wave"], "of": len(doc.get("plan", {}).get("waves", [])), "clouds": wave["clouds"],
+            "step": step.get("percent") if step else None, "weights": step.get("weights") if step else None,
+            "usual_weights": doc.get("usual_weights")}
+        if out["state"] != "running":
+            position.update(_router_weights(cfg))
+        out["waves"] = position
+    out["message"] = _unfinished_message(out, finished, unfinished)
+    return out
+
+
+def lease_expired(holder: dict[str, Any] | None, *, skew_s: float = 0.0) -> bool:
+    """Whether a lease's holder let it run out (``until`` past): a live deploy renews it, so
+    an expired one was left by a deploy that ended without releasing it (objectstore state)."""
+    from datetime import UTC, datetime, timedelta
+
+    until = (holder or {}).get("until")
+    if not until:
+        return False
+    try:
+        end = datetime.fromisoformat(str(until))
+    except ValueError:
+        return False
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return datetime.now(UTC) > end + timedelta(seconds=skew_s)
+
+
+def _router_weights(cfg: MCOConfig) -> dict[str, Any]:
+    """The routers' weights now (the first router's), or why they could not be read."""
+    if not cfg.deploy.routers:
+        return {}
+    from orchestrator.releases.strategies.waves import RouterTraffic, router_token
+
+    try:
+        traffic = RouterTraffic(cfg.deploy.routers, router_token(cfg), timeout_s=5.0)
+        try:
+            return {"router_weights": traffic.weights()}
+        finally:
+            traffic.close()
+    except MCOError as exc:
+        return {"router_error": exc.message}
+
+
+def _unfinished_message(info: dict[str, Any], finished: list[str], unfinished: list[str]) -> str:
+    n, state = info["release"], info["state"]
+    holder = info.get("holder") or {}
+    who = f"pid {holder.get('pid')}, since {holder.get('since')}" if holder else "no holder recorded"
+    if state == "running":
+        head = f"release {n} is being deployed now ({who})"
+    elif state == "interrupted":
+        head = (f"release {n} was interrupted: its {info['kind']} ended without finishing ({who}; killed, or its "
+                "machine went away)")
+    else:
+        head = f"release {n} has not finished, and whether its deploy still runs is unknown ({info.get('lock_error')})"
+    parts = [head]
+    waves = info.get("waves")
+    if waves:
+        step = f", at the {waves['step']} % step" if waves.get("step") is not None else ", before its first step"
+        parts.append(f"waves: stopped in wave {waves['wave']} of {waves['of']} ({', '.join(waves['clouds'])}){step}")
+        now = waves.get("router_weights")
+        usual = waves.get("usual_weights") or {}
+        if now is not None:
+            moved = {c: w for c, w in now.items() if c in usual and usual[c] != w}
+            parts.append("the routers' weights are the usual ones" if not moved else
+                         "the routers still hold the wave's weights: " + ", ".join(
+                             f"{c} {w} (usual {usual[c]})" for c, w in moved.items()))
+        elif waves.get("router_error"):
+            parts.append(f"the routers' weights could not be read: {waves['router_error']}")
+    statuses = info["clouds"]
+    if finished:
+        parts.append("finished: " + ", ".join(f"{c} {statuses[c]}" for c in finished))
+    if unfinished:
+        parts.append("not finished: " + ", ".join(f"{c} ({statuses[c]})" for c in unfinished))
+    if state == "interrupted":
+        parts.append("the next `mco deploy` or `mco rollback` marks the unfinished clouds interrupted"
+                     + (" and a waves deploy gives the routers their usual weights back" if waves else ""))
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
     PUT  /admin/targets     replace the targets: {"targets": [{name, url, priority, weight, pricing_key}]}
     POST /admin/reload      re-read the config file (same as SIGHUP)
     GET  /admin/weights     each target's weight, the release it serves, and the policy
-    PUT  /admin/weights     {"weights": {"aws": 10}, "releases": {"aws": "7"}}: shares move, stats stay
+    PUT  /admin/weights     {"weights": {"aws": 10}, "releases": {"aws": "7"}, "models": {"aws": DIGEST}}:
+                            shares move, stats stay; a release's live metrics count its model's answers only
     GET  /admin/live        live metrics per cloud and release over ``?window_s=`` (feedback.py)
     GET  /admin/live/series drift and live F1 per cloud/release at each refresh (``mco monitor --report``)
 """
@@ -168,15 +169,19 @@ class AdminApi:
             doc = json.loads(body or b"null")
         except (ValueError, RecursionError):
             raise _BadRequest("body is not JSON") from None
-        if not isinstance(doc, dict) or not set(doc) <= {"weights", "releases"} or not doc:
-            raise _BadRequest('body must be {"weights": {"TARGET": 0..1000}, "releases": {"TARGET": "LABEL"}}')
+        if not isinstance(doc, dict) or not set(doc) <= {"weights", "releases", "models"} or not doc:
+            raise _BadRequest('body must be {"weights": {"TARGET": 0..1000}, "releases": {"TARGET": "LABEL"}, '
+                              '"models": {"TARGET": "MODEL DIGEST"}}')
         weights, releases = doc.get("weights") or {}, doc.get("releases") or {}
+        models = doc.get("models") or {}
+        if not isinstance(models, dict) or not all(isinstance(m, str) and m for m in models.values()):
+            raise _BadRequest("each model must be a non-empty digest string")
         if not isinstance(weights, dict) or not all(
                 isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 1000 for w in weights.values()):
             raise _BadRequest("each weight must be an integer from 0 to 1000")
         if not isinstance(releases, dict) or not all(isinstance(r, str) and r for r in releases.values()):
             raise _BadRequest("each release must be a non-empty string")
-        self.router.set_weights(weights, releases)
+        self.router.set_weights(weights, releases, models)
         return await self._weights(scope, b"")
 
     async def _live_series(self, scope: Scope, body: bytes) -> Reply:

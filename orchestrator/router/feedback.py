@@ -64,6 +64,9 @@ class KeptPredictions:
         self.dropped = 0
         self.feedback_joined = 0
         self.release_of: dict[str, str] = {}  # cloud -> release label, set through the admin API
+        # (cloud, release label) -> the model that label stands for: an answer from another model
+        # (a connection still on an old pod, a rollback in flight) is not judged as that release
+        self.release_model: dict[tuple[str, str], str] = {}
         self.cards: dict[str, dict[str, Any]] = {}  # model digest -> card
         self._digests: dict[str, str] = {}  # one string object per model digest
         self.snapshot_cache: dict[str, Any] | None = None
@@ -228,7 +231,12 @@ class KeptPredictions:
                     continue
                 parsed = self.parsed(entry)
                 digest = parsed[0] if parsed else None
-                release = entry[_RELEASE] or (digest[:12] if digest else "-")
+                release = entry[_RELEASE]
+                if release and digest:
+                    want = self.release_model.get((entry[_CLOUD], release))
+                    if want is not None and want != digest.removeprefix("sha256:"):
+                        release = None  # another model answered under this label: its own group
+                release = release or (digest[:12] if digest else "-")
                 key = (entry[_CLOUD] or "-", release, digest)
                 groups.setdefault(key, []).append((entry, parsed))
             return groups

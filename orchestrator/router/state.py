@@ -133,11 +133,13 @@ class Router:
 
 
     # -- traffic shares (a waves deploy) ---------------------------------------------
-    def set_weights(self, weights: dict[str, int], releases: dict[str, str] | None = None) -> None:
+    def set_weights(self, weights: dict[str, int], releases: dict[str, str] | None = None,
+                    models: dict[str, str] | None = None) -> None:
         """Change targets' weights in place (stats and health kept), and name the release each
-        cloud serves for the kept predictions; every name must be a target."""
+        cloud serves for the kept predictions, and the model that release is (``models``: its
+        live metrics count only that model's answers); every name must be a target."""
         unknown = sorted(set(weights) - set(self.balancer.targets))
-        unknown += sorted(set(releases or {}) - set(self.balancer.targets))
+        unknown += sorted((set(releases or {}) | set(models or {})) - set(self.balancer.targets))
         if unknown:
             raise ConfigError(f"no router target named {', '.join(unknown)}",
                               hint=f"targets: {', '.join(self.balancer.targets)}")
@@ -149,8 +151,13 @@ class Router:
         self.balancer.replace_targets(sorted(states, key=lambda t: t.index))
         if releases and self.kept is not None:
             self.kept.release_of.update(releases)
+        if models and self.kept is not None:
+            for cloud, digest in models.items():
+                label = self.kept.release_of.get(cloud)
+                if label is not None:
+                    self.kept.release_model[(cloud, label)] = digest.removeprefix("sha256:")
         self.events.emit("weights_changed", None, before=before, weights={t.name: t.cfg.weight for t in states},
-                         releases=dict(releases or {}))
+                         releases=dict(releases or {}), **({"models": dict(models)} if models else {}))
 
     # -- hot reload -----------------------------------------------------------------
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:

@@ -47,11 +47,22 @@ class SqliteBackend:
         return DeployLock(state_dir_for(self.cfg), self.cfg.project.name, wait_s=wait_s, purpose=purpose)
 
     def lock_info(self) -> dict[str, Any]:
-        lock = self.lock()
-        holder = lock.holder() if hasattr(lock, "holder") else None
-        return {"service": self.cfg.project.name, "backend": "sqlite", "held": bool(holder),
-                "holder": {"holder": holder.get("by"), "pid": holder.get("pid"), "purpose": holder.get("purpose"),
-                           "since": holder.get("since"), "until": None} if holder else None}
+        """Who holds the lock, asked of the kernel: a holder's note left in a lock nobody holds
+        is reported as ``ended_without_release`` (a deploy killed with -9), not as a holder."""
+        from orchestrator.releases.lock import DeployLock
+        from orchestrator.releases.store import state_dir_for
+
+        held, note = DeployLock(state_dir_for(self.cfg), self.cfg.project.name).probe()
+
+        def who(n: dict[str, Any]) -> dict[str, Any]:
+            return {"holder": n.get("by"), "pid": n.get("pid"), "purpose": n.get("purpose"), "since": n.get("since"),
+                    "until": None}
+
+        out: dict[str, Any] = {"service": self.cfg.project.name, "backend": "sqlite", "held": held,
+                               "holder": who(note) if held and note else None}
+        if not held and note:
+            out["ended_without_release"] = who(note)
+        return out
 
     def close(self) -> None:
         pass

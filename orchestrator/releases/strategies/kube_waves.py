@@ -36,6 +36,7 @@ class KubeWaveOps:
         self.by_cloud = {t.cloud: t for t in job.targets}
         settings = job.settings
         digest = job.model_digest.removeprefix("sha256:")
+        self.model_digest: str | None = digest
         self.store.recover_interrupted()
         plan = plan_release(self.store, self.by_cloud,
                             lambda cloud, n: _render(self.by_cloud[cloud], digest, settings, n, None))

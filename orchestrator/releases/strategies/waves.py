@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from orchestrator.config import AnalysisConfig, MCOConfig
     from orchestrator.releases.deployer import DeployResult
 
-__all__ = ["CloudOps", "RouterTraffic", "Traffic", "WavePlan", "Waves", "default_waves", "run_waves"]
+__all__ = ["CloudOps", "RouterTraffic", "Traffic", "WavePlan", "Waves", "default_waves", "restore_after_kill",
+           "run_waves"]
 
 Note = Callable[[str], None]
 
@@ -45,6 +46,7 @@ class CloudOps(Protocol):
     """How a wave changes the release its clouds serve."""
 
     release: str  # the new release's label (what the routers group live metrics by)
+    model_digest: str | None  # its model: the routers judge only that model's answers as the release
 
     def deploy(self, clouds: list[str]) -> dict[str, str | None]: ...  # cloud -> error (None: serving it)
 
@@ -66,7 +68,8 @@ class Traffic(Protocol):
 
     def check_weights_honoured(self) -> None: ...  # raises ConfigError when a router ignores weights
 
-    def set(self, weights: dict[str, int], releases: dict[str, str]) -> None: ...
+    def set(self, weights: dict[str, int], releases: dict[str, str], models: dict[str, str] | None = None,
+            ) -> None: ...
 
     def live(self, window_s: float) -> list[list[dict[str, Any]]]: ...  # per router: its groups
 
@@ -166,7 +169,7 @@ def _abort(plan: WavePlan, ops: CloudOps, traffic: Traffic, usual: dict[str, int
     reason = failure["reason"]
     note(f"wave {wave['wave']} ({', '.join(clouds)}) fails: {reason}; rolling back")
     wave["status"] = "rolled_back"
-    doc["abort"] = {"wave": wave["wave"], "clouds": clouds, **failure}
+    doc["abort"] = {"wave": wave["wave"], "clouds": clouds, **failure, "at": time.time()}
     if doc["status"] != "interrupted":
         doc["status"] = "rolled_back"
     # A second Ctrl-C must not leave the wave half rolled back: finish, then stop.
@@ -205,7 +208,10 @@ def _one_wave(plan: WavePlan, ops: CloudOps, traffic: Traffic, usual: dict[str, 
     wave_started = time.time()
     for percent in plan.steps:
         weights = {c: _scaled(usual[c], percent) for c in clouds}
-        traffic.set(weights, dict.fromkeys(clouds, new))
+        # the release's live metrics count its model's answers only: an old pod still answering
+        # on a kept-alive connection after the rollout is not judged as the new release
+        traffic.set(weights, dict.fromkeys(clouds, new),
+                    dict.fromkeys(clouds, ops.model_digest) if ops.model_digest else None)
         step: dict[str, Any] = {"percent": percent, "weights": weights, "started_at": time.time()}
         wave["steps"].append(step)
         ops.record(doc)
@@ -294,9 +300,13 @@ class RouterTraffic:
                                   "by weight, so a waves deploy cannot move a cloud's share",
                                   hint="set router.policy: weighted (or failover with equal priorities)")
 
-    def set(self, weights: dict[str, int], releases: dict[str, str]) -> None:
+    def set(self, weights: dict[str, int], releases: dict[str, str], models: dict[str, str] | None = None,
+            ) -> None:
+        body: dict[str, Any] = {"weights": weights, "releases": releases}
+        if models:
+            body["models"] = models
         for url in self.urls:
-            self._call("PUT", url, "/admin/weights", {"weights": weights, "releases": releases})
+            self._call("PUT", url, "/admin/weights", body)
 
     def live(self, window_s: float) -> list[list[dict[str, Any]]]:
         return [self._call("GET", url, f"/admin/live?window_s={window_s:.3f}")["groups"] for url in self.urls]
@@ -313,6 +323,30 @@ def router_token(cfg: MCOConfig) -> str:
     return token
 
 
+def restore_after_kill(store: Any, traffic: Traffic, note: Note) -> int | None:
+    """A waves deploy killed mid-wave (-9, a lost machine) left its cloud at a step's share
+    and its record ``in_progress``. Under the lock, before anything else: give the routers
+    the usual weights it recorded (else they would pass for the usual ones now), and record
+    the waves as interrupted. Returns that release's number, if any."""
+    newest = store.list(limit=1)
+    if not newest or newest[0].analysis is None or newest[0].analysis.get("status") != "in_progress":
+        return None
+    rel, doc = newest[0], dict(newest[0].analysis)
+    usual = {str(c): int(w) for c, w in (doc.get("usual_weights") or {}).items()}
+    if usual:
+        traffic.set(usual, {})
+    note(f"release {rel.number}'s waves deploy ended mid-wave without finishing; the routers' usual weights "
+         f"({', '.join(f'{c} {w}' for c, w in usual.items())}) are back")
+    doc.update(status="interrupted", finished_at=time.time(),
+               interrupted={"reason": "the deploy process ended mid-wave (killed, or its machine went away)",
+                            "restored_weights": usual, "restored_at": time.time()})
+    for wave in doc.get("waves", []):
+        if wave.get("status") == "in_progress":
+            wave["status"] = "interrupted"
+    store.set_analysis(rel.number, doc)
+    return int(rel.number)
+
+
 # ---------------------------------------------------------------------------- the strategy
 
 
@@ -327,13 +361,16 @@ class Waves(Strategy):
         traffic = job.extra.get("traffic") or RouterTraffic(job.cfg.deploy.routers, router_token(job.cfg))
         note = job.extra.get("note") or getattr(job.progress, "note", None) or (lambda text: None)
         try:
+            # before the release is recorded: a router that cannot move a share changes nothing
+            traffic.check_weights_honoured()
             clouds = [t.cloud for t in job.targets if t.cloud not in job.failed_before_apply]
             if job.failed_before_apply:
                 raise ReleaseError("a waves deploy needs every cloud ready before it starts: " + "; ".join(
                     f"{c}: {r} ({d})" for c, (r, d) in job.failed_before_apply.items()))
-            waves = default_waves(clouds, traffic.traffic(), job.cfg.deploy.waves)
-            plan = WavePlan.from_config(waves, job.cfg.analysis)
             with job.lock:
+                restore_after_kill(job.store, traffic, note)
+                waves = default_waves(clouds, traffic.traffic(), job.cfg.deploy.waves)
+                plan = WavePlan.from_config(waves, job.cfg.analysis)
                 ops = KubeWaveOps(job)
                 if ops.plan.unchanged:  # nothing new to judge: re-apply and watch, as all-at-once does
                     from orchestrator.releases.strategies.all_at_once import AllAtOnce

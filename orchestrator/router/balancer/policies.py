@@ -145,6 +145,15 @@ def _first_then_rest(first: TargetState, healthy: tuple[TargetState, ...]) -> tu
     return (first,) + tuple(t for t in healthy if t is not first)
 
 
+def _drawn_then_rest(first: TargetState, healthy: tuple[TargetState, ...]) -> tuple[TargetState, ...]:
+    """The drawn target, the others by priority, and drained ones (weight 0) last: a cloud a
+    waves deploy has drained gets a retry only when every other target has failed it."""
+    rest = tuple(t for t in healthy if t is not first)
+    if any(t.cfg.weight <= 0 for t in rest):
+        rest = tuple(t for t in rest if t.cfg.weight > 0) + tuple(t for t in rest if t.cfg.weight <= 0)
+    return (first,) + rest
+
+
 @register_policy
 class Failover(Policy):
     name = "failover"
@@ -162,7 +171,7 @@ class Failover(Policy):
     def order(self, healthy: tuple[TargetState, ...]) -> tuple[TargetState, ...]:
         if len(self._top) <= 1:
             return healthy
-        return _first_then_rest(_weighted_pick(self._top, self._rng), healthy)
+        return _drawn_then_rest(_weighted_pick(self._top, self._rng), healthy)
 
 
 @register_policy
@@ -175,7 +184,7 @@ class Weighted(Policy):
     def order(self, healthy: tuple[TargetState, ...]) -> tuple[TargetState, ...]:
         if len(healthy) <= 1:
             return healthy
-        return _first_then_rest(_weighted_pick(healthy, self._rng), healthy)
+        return _drawn_then_rest(_weighted_pick(healthy, self._rng), healthy)
 
 
 @register_policy

@@ -167,7 +167,8 @@ class Forwarder:
             # a try ends by its own timeouts; the deadline's timer is armed only when it could end later
             guard = remaining if remaining < self._try_bound else None
             try:
-                if attempt == 0 and retries.hedge and repeatable and n > 1:
+                # no hedge to a drained target (weight 0): a waves deploy keeps it out of the traffic
+                if attempt == 0 and retries.hedge and repeatable and n > 1 and candidates[1].cfg.weight > 0:
                     hedged = self._hedged(candidates, method, target_path, headers, body)
                     outcomes = await (asyncio.wait_for(hedged, remaining) if remaining < 2 * self._try_bound
                                       else hedged)

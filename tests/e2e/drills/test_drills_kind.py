@@ -105,4 +105,46 @@ def test_demo_on_kind(drill_config: tuple[Path, Any], kind_drill_fleet: Any, tmp
     assert proc.returncode == 0 and out["passed"], proc.stderr + proc.stdout
     assert out["runtime"] == "kind" and out["client_errors"] == 0
     assert Path(out["files"]["png"]).is_file() and Path(out["files"]["html"]).is_file()
+    waves = out["waves"]  # after cloud-outage: a silently bad model stopped at its first wave
+    assert waves["passed"] and waves["client_errors"] == 0, waves["missed"]
+    assert waves["rollout"]["stopped_at"]["wave"] == 1 and waves["rollout"]["stopped_at"]["metric"] == "live_macro_f1"
+    assert Path(waves["files"]["html"]).is_file()
     assert time.monotonic() - started < 900
+
+
+@pytest.mark.timeout(900)
+def test_silent_bad_model_on_kind_stops_at_the_first_wave(drill_config: tuple[Path, Any], kind_drill_fleet: Any,
+                                                          digits_bundle: Any, tmp_path: Path) -> None:
+    """`mco drill run silent-bad-model --runtime kind`: the permuted-label model goes out with
+    `mco deploy --strategy waves` on the clusters; the first wave's cloud rolls back by itself,
+    the others are never touched, and the report says where the rollout stopped and why."""
+    from tests.integration.drills.test_silent_bad_model import assert_report_shows_where_it_stopped
+
+    path, _ctx = drill_config
+    started = time.monotonic()
+    # --bundle: the release the fixture deployed, so the drill's own deploy of it is a no-op
+    proc = subprocess.run([str(Path(sys.executable).with_name("mco")), "drill", "run", "silent-bad-model",
+                           "--config", str(path), "--runtime", "kind", "--rate", "60", "--bundle",
+                           str(digits_bundle.path), "--runs-dir", str(tmp_path / "runs"), "--output", "json"],
+                          capture_output=True, text=True, timeout=840, env={**os.environ})
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0 and out["passed"], (out.get("missed"), proc.stderr[-3000:])
+    assert out["runtime"] == "kind" and out["client_errors"] == 0
+    stopped = out["rollout"]["stopped_at"]  # --output json says where and why
+    assert stopped["wave"] == 1 and stopped["metric"] == "live_macro_f1" and stopped["value"] < 0.3
+    assert "live_macro_f1 is" in stopped["reason"] and len(out["rollout"]["never_touched"]) == 2
+    report = json.loads((Path(out["run_dir"]) / "report.json").read_text())
+    assert_report_shows_where_it_stopped(report)
+    # the history holds the stopped release: its first cloud rolled back, the others never touched
+    history = json.loads(subprocess.run([str(Path(sys.executable).with_name("mco")), "history", "--config",
+                                         str(path), "--output", "json"], capture_output=True, text=True,
+                                        timeout=120).stdout)["releases"]
+    latest = history[0]
+    assert latest["status"] == "rolled_back" and latest["waves"]["abort"]["wave"] == 1
+    first = stopped["clouds"][0]
+    assert latest["clouds"][first]["status"] == "rolled_back" and latest["clouds"][first]["reason"] == "AnalysisFailed"
+    assert {latest["clouds"][c]["status"] for c in out["rollout"]["never_touched"]} == {"skipped"}
+    after = report["facts"]["serving_after"]
+    assert after == report["facts"]["serving_before"] and set(after.values()) == {digits_bundle.digest}
+    assert not list(path.parent.glob(".*waves-drill*"))  # the drill's config copy is gone
+    print(f"silent-bad-model on kind: {time.monotonic() - started:.0f} s")

@@ -142,7 +142,13 @@ def test_demo_local_passes_in_under_a_minute(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr + proc.stdout
     out = json.loads(proc.stdout)
     assert out["passed"] is True and out["runtime"] == "local" and out["client_errors"] == 0
-    assert [s["step"].split(" ")[0] for s in out["steps"]] == ["train", "evaluate", "bring", "start"]
+    assert [s["step"].split(" ")[0] for s in out["steps"]] == ["train", "evaluate", "bring", "start", "deploy"]
+    # the waves release: stopped at the first wave, the failing metric named, no client error
+    waves = out["waves"]
+    assert waves["passed"] is True and waves["client_errors"] == 0, waves["missed"]
+    stopped = waves["rollout"]["stopped_at"]
+    assert stopped["wave"] == 1 and stopped["metric"] == "live_macro_f1" and "live_macro_f1 is" in stopped["reason"]
+    assert len(waves["rollout"]["never_touched"]) == 2 and (tmp_path / waves["report"]).is_file()
     assert {r["name"] for r in out["clouds"]} == {"aws", "gcp", "azure"}
     assert all(r["cost_per_hour"] for r in out["clouds"])
     assert (tmp_path / out["report"]).is_file()

@@ -35,6 +35,27 @@ def test_silent_bad_model_stops_at_the_first_wave_and_names_the_metric(local_fle
     assert result["client_errors"] == 0
     doc = json.loads((Path(result["run_dir"]) / "report.json").read_text())
     assert "rollback" in [m["kind"] for m in doc["markers"]]
+    assert_report_shows_where_it_stopped(result)
+
+
+def assert_report_shows_where_it_stopped(result: dict) -> None:
+    """The report (JSON, HTML, PNG) says at which wave and step the rollout stopped and why."""
+    waves = result["facts"]["waves"]
+    stopped = result["rollout"]["stopped_at"]
+    first = waves["plan"]["waves"][0]
+    assert stopped["wave"] == 1 and stopped["clouds"] == first and stopped["metric"] == "live_macro_f1"
+    assert stopped["step"] == waves["abort"]["step"] and stopped["value"] == waves["abort"]["check"]["value"]
+    assert result["rollout"]["never_touched"] == waves["never_touched"]
+    assert result["rollout"]["waves"][0]["steps"][-1]["verdict"] == "failed"
+    run_dir = Path(result["run_dir"])
+    page = (run_dir / "timeline.html").read_text()
+    assert "Rollout in waves" in page and f"stopped at wave 1 ({', '.join(first)}, {stopped['step']} % step)" in page
+    assert "live_macro_f1 is" in page
+    doc = json.loads((run_dir / "report.json").read_text())
+    assert doc["rollout"] == result["rollout"]
+    steps = [m for m in doc["markers"] if m["kind"].endswith("% step")]
+    assert steps and steps[0]["target"] == ", ".join(first)
+    assert (run_dir / "timeline.png").stat().st_size > 10_000
 
 
 def test_drill_list_names_silent_bad_model() -> None:

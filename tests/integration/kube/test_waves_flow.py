@@ -28,7 +28,7 @@ from orchestrator.releases.strategies.waves import RouterTraffic, Waves
 from orchestrator.router.process import RouterProcess
 from orchestrator.testing.labelled import LabelledTraffic
 from orchestrator.testing.model_server import ModelServerProcess
-from tests.integration.kube.conftest import CLOUDS, IMAGE_A, IMAGE_B, MODEL_A, MODEL_B, SETTINGS
+from tests.integration.kube.conftest import CLOUDS, IMAGE_A, IMAGE_B, MODEL_A, SETTINGS
 from tests.integration.kube.conftest import targets as _targets
 
 TOKEN = "test-router-token-for-kube-waves"
@@ -49,7 +49,10 @@ def env(simulated_cluster: dict[str, Any], digits_bundle: Any, tmp_path: Path) -
     X, y = load_digits(return_X_y=True)
     try:
         with LabelledTraffic(router.url, X, y, rate=40):
-            yield {"clusters": clusters, "store": store, "lock": DeployLock(tmp_path, "waves"), "router": router}
+            # the release deployed in waves names the model the servers behind the router run: the
+            # routers judge a release by its own model's answers only
+            yield {"clusters": clusters, "store": store, "lock": DeployLock(tmp_path, "waves"), "router": router,
+                   "model": digits_bundle.digest}
     finally:
         store.close()
         router.stop()
@@ -69,7 +72,7 @@ def _waves(env: dict[str, Any], rules: list[str]) -> Any:
                                      "interval_s": 0.5, "min_samples": 5}})
     traffic = RouterTraffic([env["router"].url], TOKEN)
     try:
-        return Waves().run(DeployJob(cfg, env["store"], env["lock"], _targets(env, IMAGE_B), model_digest=MODEL_B,
+        return Waves().run(DeployJob(cfg, env["store"], env["lock"], _targets(env, IMAGE_B), model_digest=env["model"],
                                      settings=SETTINGS, extra={"traffic": traffic}))
     finally:
         traffic.close()
@@ -102,7 +105,7 @@ def test_passing_waves_deploy_every_cloud_and_record_each_step(env: dict[str, An
     result = _waves(env, ["error_rate<0.5", "p99_ms<5000"])
     rel = result.release
     assert rel.status == "deployed", rel.summary()
-    assert all(_live_model(env, c) == MODEL_B for c in CLOUDS)
+    assert all(_live_model(env, c) == env["model"] for c in CLOUDS)
     waves = rel.summary()["waves"]
     assert [w["clouds"] for w in waves["waves"]] == [["aws"], ["gcp"]]
     assert all([s["percent"] for s in w["steps"]] == [50, 100] and w["status"] == "passed" for w in waves["waves"])

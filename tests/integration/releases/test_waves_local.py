@@ -156,3 +156,35 @@ def test_ctrl_c_during_a_wave_rolls_it_back_and_records_why(fleet, digits_bundle
     assert ops.records[-1]["status"] == "interrupted"  # what the history keeps
     assert not [a for a in load.answers if a.status != 200]
     traffic.close()
+
+
+def test_a_router_that_cannot_move_a_share_is_refused_before_a_release_is_recorded(tmp_path: Path) -> None:
+    """failover with distinct priorities ignores weights: the waves strategy says so and the
+    history stays empty (nothing was applied, nothing to explain later)."""
+    from orchestrator.config import ClusterConfig, parse_config
+    from orchestrator.errors import ConfigError
+    from orchestrator.releases.deployer import CloudTarget, DeploySettings
+    from orchestrator.releases.lock import DeployLock
+    from orchestrator.releases.store import ReleaseStore
+    from orchestrator.releases.strategies import DeployJob
+    from orchestrator.releases.strategies.waves import Waves
+
+    cfg = RouterConfig(port=free_port(), policy="failover",
+                       targets=[RouterTargetConfig(name=c, url=f"http://127.0.0.1:{free_port()}", priority=i)
+                                for i, c in enumerate(CLOUDS)])
+    router = RouterProcess(cfg, token=TOKEN, state_dir=tmp_path / "router").start()
+    store = ReleaseStore(tmp_path / "releases.db", "refused")
+    traffic = RouterTraffic([router.url], TOKEN)
+    targets = [CloudTarget(c, ClusterConfig(context="never-contacted", namespace="mco"), "kind",
+                           image_ref="sha256:" + "1" * 64, image_digest="sha256:" + "1" * 64) for c in CLOUDS]
+    try:
+        job = DeployJob(parse_config({"analysis": {"require": RULES}}), store, DeployLock(tmp_path, "refused"),
+                        targets, model_digest="2" * 64, settings=DeploySettings(), extra={"traffic": traffic})
+        with pytest.raises(ConfigError) as err:
+            Waves().run(job)
+        assert "'failover' policy" in err.value.message and "router.policy: weighted" in str(err.value.hint)
+        assert store.list() == []
+    finally:
+        traffic.close()
+        store.close()
+        router.stop()

@@ -63,10 +63,16 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(LockHeld, match=f"pid {proc.pid}"):
             DeployLock(tmp_path, "digits").acquire()
+        held, note = DeployLock(tmp_path, "digits").probe()
+        assert held and note is not None and note["pid"] == proc.pid
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+        # the kernel dropped the lock; the dead holder's note is still in the file, and says so
+        held, note = DeployLock(tmp_path, "digits").probe()
+        assert not held and note is not None and note["pid"] == proc.pid
         with DeployLock(tmp_path, "digits"):
             pass
+        assert DeployLock(tmp_path, "digits").probe() == (False, None)  # a clean release leaves no note
     finally:
         if proc.poll() is None:
             proc.kill()

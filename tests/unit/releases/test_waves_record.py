@@ -52,3 +52,45 @@ def test_a_history_written_before_waves_existed_opens_and_gains_the_table(tmp_pa
         assert store.get(n).analysis is None
         store.set_analysis(n, {"status": "deployed"})
         assert store.get(n).summary()["waves"] == {"status": "deployed"}
+
+
+def test_history_shows_each_wave_and_where_a_waves_deploy_stopped(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "mco.yaml"
+    config.write_text(yaml.safe_dump({"project": {"name": "svc", "state_dir": "state"}}))
+    (tmp_path / "state").mkdir()
+    with ReleaseStore(tmp_path / "state" / "releases.db", "svc") as store:
+        n = store.begin(kind="deploy", model_digest="1" * 64, clouds={c: _plan() for c in ("aws", "gcp", "azure")})
+        store.set_analysis(n, {"status": "rolled_back", "waves": [
+            {"wave": 1, "clouds": ["aws"], "status": "rolled_back", "steps": [{"percent": 10}]}],
+            "abort": {"wave": 1, "reason": "live_macro_f1 is 0.02 on aws, needs >=0.7"}})
+        store.update_cloud(n, "aws", status="rolled_back", reason="AnalysisFailed")
+        for cloud in ("gcp", "azure"):
+            store.update_cloud(n, cloud, status="skipped", reason="NotStarted")
+        store.finish(n)
+    argv = [sys.executable, "-m", "orchestrator.cli.main", "history", "--config", str(config)]
+    table = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    text = " ".join(table.stdout.split())
+    assert "waves: aws ↩ (10 %); stopped: live_macro_f1 is 0.02 on aws, needs >=0.7" in text, table.stdout
+    data = json.loads(subprocess.run([*argv, "--output", "json"], capture_output=True, text=True, timeout=60).stdout)
+    assert data["releases"][0]["waves"]["abort"]["wave"] == 1
+
+
+def test_a_lease_past_its_until_counts_as_left_by_a_dead_deploy() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.releases.pipeline import lease_expired
+
+    now = datetime.now(UTC)
+    assert lease_expired({"until": (now - timedelta(seconds=5)).isoformat(timespec="seconds")})
+    assert not lease_expired({"until": (now + timedelta(seconds=60)).isoformat(timespec="seconds")})
+    assert not lease_expired({"until": (now - timedelta(seconds=5)).isoformat()}, skew_s=30)
+    assert not lease_expired({"until": None}) and not lease_expired(None)  # the file lock: no expiry
+    assert not lease_expired({"until": "not a time"})

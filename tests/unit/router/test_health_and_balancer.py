@@ -127,6 +127,19 @@ def test_weighted_policy_draws_by_weight():
     assert 0.7 < firsts.count("aws") / 4000 < 0.8
 
 
+@pytest.mark.parametrize("policy", ["weighted", "failover"])
+def test_a_drained_target_is_never_drawn_and_comes_last_for_retries(policy: str):
+    """Weight 0 (a waves deploy drained the cloud): never the first choice, never second for a
+    hedge or a first retry; only the last resort when every other target failed."""
+    ts = states(("aws", 0), ("gcp", 0), ("azure", 0))  # equal priorities: failover shares by weight too
+    ts[0].cfg = ts[0].cfg.model_copy(update={"weight": 0})
+    pol = make_policy(policy, slo_p95_s=0.05)
+    pol.refresh(tuple(ts))
+    orders = [[t.name for t in pol.order(tuple(ts))] for _ in range(500)]
+    assert all(o[-1] == "aws" for o in orders)
+    assert {o[0] for o in orders} == {"gcp", "azure"}
+
+
 def test_5xx_alone_never_ejects_a_target_whose_active_checks_pass():
     async def scenario() -> tuple[EventLog, Balancer]:
         log = EventLog()
