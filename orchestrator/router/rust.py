@@ -158,6 +158,7 @@ class RustLink:
         self.saturation: dict[str, Any] | None = None
         self.reports = 0
         self.last_report = 0.0
+        self.acked = 0  # the table version the data plane said it routes by, in its last report
         self.budget = _ReportedBudget(router.budget)
         router.budget = self.budget
         router.saturation = self._saturation
@@ -183,9 +184,19 @@ class RustLink:
             self.apply(doc)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return json_reply(400, {"error": f"bad report: {type(exc).__name__}: {exc}"})
+        self.acked = doc.get("version", 0)
         table = self.table()
-        fresh = doc.get("version") != self.version
+        fresh = self.acked != self.version
         return json_reply(200, {"version": self.version, "table": {**table, "version": self.version} if fresh else None})
+
+    def wait_synced(self, version: int, timeout: float = 3.0) -> bool:
+        """From another thread: wait until the data plane routes by table ``version`` or later."""
+        deadline = time.monotonic() + timeout
+        while self.acked < version:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def apply(self, doc: dict[str, Any]) -> None:
         """Fold one report into the router's state, as the Python data plane's accounting would have."""

@@ -74,6 +74,10 @@ class RouterServer:
 
     def set_targets(self, targets: list[RouterTargetConfig]) -> None:
         self._plane.set_targets(targets)
+        link = self.router.rust_link
+        if link is not None:  # returns once the Rust data plane routes by the new targets
+            link.table()  # (a new version, since the targets changed)
+            link.wait_synced(link.version)
 
     def stop(self) -> None:
         if self._rust is not None:

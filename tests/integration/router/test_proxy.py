@@ -15,7 +15,7 @@ import pytest
 from orchestrator.config import RouterRetryConfig, RouterTargetConfig
 from orchestrator.router.headers import CLOUD_HEADER
 from orchestrator.testing.traffic import predict_body, run_load
-from tests.integration.router.conftest import DATAPLANES, MCO, TOKEN, router_config
+from tests.integration.router.conftest import DATAPLANES, MCO, TOKEN, ensure_rust_dataplane, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD = {"instances": [[0.0] * 64]}
@@ -208,10 +208,13 @@ def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_
     assert bad.returncode != 0 and "refused the admin token" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_router_runs_in_process_too(servers):
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_router_runs_in_process_too(servers, dataplane):
     from orchestrator.router.server import RouterServer
 
-    cfg = router_config([s.url for s in servers], port=0)
+    if dataplane == "rust":
+        ensure_rust_dataplane()
+    cfg = router_config([s.url for s in servers], port=0, dataplane=dataplane)
     with RouterServer(cfg, token=TOKEN) as server:
         resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
         assert resp.status_code == 200 and resp.headers[CLOUD_HEADER] == "aws"
