@@ -14,7 +14,7 @@ accounting, cost, the event log, the admin API and ``/metrics``) and a Rust proc
   targets, and the order to try them in, which the policy computes here
   (``Policy.dataplane_plan``); the Rust side only draws the first target when the policy
   draws one (by weight, or power of two choices on its own latency EWMA).
-* **The link**: every 50 ms (200 ms when idle) the Rust process POSTs
+* **The link**: every 100 ms (250 ms when idle) the Rust process POSTs
   ``/admin/dataplane/report`` on the control port with ``x-mco-dataplane-secret`` (a random
   secret this process gives it in ``$MCO_DATAPLANE_SECRET``): per-target latency histograms,
   counters and the order of successes and failures, what clients saw, its own saturation

@@ -4,8 +4,8 @@
 //!     mco-dataplane --listen 127.0.0.1:8088 --control 127.0.0.1:PORT [--threads N]
 //!
 //! `$MCO_DATAPLANE_SECRET` authenticates it to the control plane, which listens on the
-//! loopback `--control` address (`orchestrator/router/rust.py` starts both). Every 50 ms
-//! (200 ms when idle) it POSTs `/admin/dataplane/report` there: the per-target outcomes,
+//! loopback `--control` address (`orchestrator/router/rust.py` starts both). Every 100 ms
+//! (250 ms when idle) it POSTs `/admin/dataplane/report` there: the per-target outcomes,
 //! latency histograms and client errors since the last report, and its own saturation; the
 //! answer carries the routing table (`table.rs`) whenever it changed: targets, the order
 //! to try them in, health, timeouts, limits and the retry allow-list.
@@ -242,6 +242,11 @@ fn build_report(dp: &Dp) -> Report {
     report
 }
 
+/// How often outcomes go to the control plane (and a changed table comes back): while
+/// requests flow, and while nothing happens. Ejections take effect within one report.
+const REPORT_BUSY_MS: u64 = 100;
+const REPORT_IDLE_MS: u64 = 250;
+
 /// Report now and take the table if it changed: after an admin call passed through (a hot
 /// reload, new weights), so the next request routes by it.
 pub async fn sync_now(dp: &Dp) {
@@ -279,7 +284,7 @@ async fn control_loop(dp: Arc<Dp>) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(if busy { 50 } else { 200 })).await;
+        tokio::time::sleep(Duration::from_millis(if busy { REPORT_BUSY_MS } else { REPORT_IDLE_MS })).await;
     }
 }
 

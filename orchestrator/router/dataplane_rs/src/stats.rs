@@ -121,13 +121,24 @@ impl Acc {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
     }
+}
+
+/// `map[key]`, inserted if missing, without allocating the key when it is there (the common case).
+fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
+}
+
+impl Acc {
 
     /// One try that got an answer (any status).
     pub fn answered(&self, target: &str, status: u16, seconds: f64, bytes_in: usize, bytes_out: usize) {
         let idx = self.bounds.index(seconds);
         self.with(|a| {
-            let ewma = a.ewma.entry(target.to_string()).or_insert(0.0);
-            let d = a.report.targets.entry(target.to_string()).or_default();
+            let ewma = slot(&mut a.ewma, target);
+            let d = slot(&mut a.report.targets, target);
             d.requests += 1;
             d.bytes_in += bytes_in as u64;
             if status >= 500 {
@@ -149,8 +160,8 @@ impl Acc {
     /// One try that failed before a whole answer came back.
     pub fn failed(&self, target: &str, kind: Kind, seconds: f64, bytes_in: usize, own_stall: bool) {
         self.with(|a| {
-            let ewma = a.ewma.entry(target.to_string()).or_insert(0.0);
-            let d = a.report.targets.entry(target.to_string()).or_default();
+            let ewma = slot(&mut a.ewma, target);
+            let d = slot(&mut a.report.targets, target);
             d.bytes_in += bytes_in as u64;
             if kind == Kind::TooLarge {
                 return; // the answer's fault as much as the cloud's: not counted (as the Python side)
@@ -167,11 +178,11 @@ impl Acc {
     }
 
     pub fn retry(&self, target: &str) {
-        self.with(|a| a.report.targets.entry(target.to_string()).or_default().retries += 1)
+        self.with(|a| slot(&mut a.report.targets, target).retries += 1)
     }
 
     pub fn hedge(&self, target: &str) {
-        self.with(|a| a.report.targets.entry(target.to_string()).or_default().hedges += 1)
+        self.with(|a| slot(&mut a.report.targets, target).hedges += 1)
     }
 
     pub fn client(&self, seconds: f64, bytes_out: usize) {
