@@ -29,6 +29,10 @@ use crate::forward::{forward, Answer, Req};
 use crate::guard::{fmt_s, ConnShared, IDLE};
 use crate::Dp;
 
+/// `MCO_DATAPLANE_SLOW_LOG=1`: a line on stderr for every request that took over 20 ms here.
+static SLOW_LOG: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var_os("MCO_DATAPLANE_SLOW_LOG").is_some_and(|v| v == "1"));
+
 const CONTROL_PATHS: [&str; 5] = ["/metrics", "/healthz", "/readyz", "/readyz/local", "/v1/feedback"];
 
 fn hop_by_hop(name: &str) -> bool {
@@ -120,6 +124,7 @@ impl Drop for Inflight<'_> {
 
 pub async fn handle(dp: Arc<Dp>, conn: Arc<ConnShared>, peer: Arc<str>, req: Request<Incoming>)
                     -> Result<Reply, Infallible> {
+    let entered = Instant::now();
     let table = dp.table();
     let s = &table.settings;
     let (parts, body) = req.into_parts();
@@ -187,6 +192,11 @@ pub async fn handle(dp: Arc<Dp>, conn: Arc<ConnShared>, peer: Arc<str>, req: Req
     let started = Instant::now();
     let answer = forward(dp.clone(), table.clone(), req).await;
     dp.acc.client(started.elapsed().as_secs_f64(), answer.body.len());
+    if *SLOW_LOG && entered.elapsed() > Duration::from_millis(20) {
+        eprintln!("mco-dataplane: slow request: body {:.1} ms, forward {:.1} ms, runtime lag {:.1} ms",
+                  (started - entered).as_secs_f64() * 1e3, started.elapsed().as_secs_f64() * 1e3,
+                  dp.monitor.current_lag_us() as f64 / 1e3);
+    }
     conn.phase.store(IDLE, Ordering::Relaxed);
     Ok(reply(&dp, answer, false, false))
 }
