@@ -299,7 +299,8 @@ class DataPlane:
         self._server: asyncio.AbstractServer | None = None
         self._admin_server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        router.saturation = self.saturation  # the status report shows it
+        if router.rust_link is None:  # (with the Rust data plane, its own figures: rust.py)
+            router.saturation = self.saturation  # the status report shows it
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

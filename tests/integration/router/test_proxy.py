@@ -222,3 +222,4 @@ def test_router_runs_in_process_too(servers, dataplane):
         resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
         assert resp.headers[CLOUD_HEADER] == "azure"
         assert server.router.status()["targets"][0]["name"] == "azure"
+        assert server.router.status()["saturation"].get("dataplane", "python") == dataplane
