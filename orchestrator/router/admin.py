@@ -67,6 +67,11 @@ class AdminApi:
             # the Rust data plane's reports (rust.py): its own secret, not the admin token
             secret = next((v for k, v in scope["headers"] if k == RUST_SECRET_HEADER), None)
             return link.handle(secret, await receive_all(receive))
+        if path == "/admin/dataplane/table" and link is not None and method == "GET":
+            secret = next((v for k, v in scope["headers"] if k == RUST_SECRET_HEADER), None)
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            have = query.get("version", ["0"])[0]
+            return await link.watch(secret, int(have) if have.isdigit() else 0)
         if path == "/metrics":
             view, _ = await merged_view(self.router)
             body, content_type = render_metrics(view)

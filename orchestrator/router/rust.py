@@ -21,6 +21,10 @@ accounting, cost, the event log, the admin API and ``/metrics``) and a Rust proc
   and retry budget. ``RustLink.handle`` folds them into the same ``TargetStats``, outlier
   detector and counters the Python data plane feeds, so ejection, status and metrics work
   unchanged; the answer carries the table whenever it changed.
+* **Changes at once**: the Rust side also keeps a long poll open,
+  ``GET /admin/dataplane/table?version=N``, answered as soon as the balancer's candidates
+  change (health, targets, weights: ``Balancer.on_change``) or after 5 s, so a failover or
+  failback reaches it in milliseconds, not at the next report.
 * **The binary** is built by ``make setup`` (``scripts/setup/56-dataplane-rs.sh``) into
   ``$MCO_CACHE/mco-dataplane-<key>/``, the key a hash of ``Cargo.lock``, ``Cargo.toml`` and
   the sources; ``$MCO_DATAPLANE_BIN`` overrides. Missing: ``NotBuiltError`` says how to build it.
@@ -163,6 +167,13 @@ class RustLink:
         router.budget = self.budget
         router.saturation = self._saturation
         router.rust_link = self
+        self._wake = asyncio.Event()
+        router.balancer.on_change = self._changed
+
+    def _changed(self) -> None:
+        loop = self.router.loop
+        if loop is not None:  # (from the control plane's loop, or a thread: the same wake-up)
+            loop.call_soon_threadsafe(self._wake.set)
 
     def _saturation(self) -> dict[str, Any]:
         return {**(self.saturation or {"inflight": 0, "max_concurrency": self.router.cfg.limits.max_concurrency,
@@ -188,6 +199,23 @@ class RustLink:
         table = self.table()
         fresh = self.acked != self.version
         return json_reply(200, {"version": self.version, "table": {**table, "version": self.version} if fresh else None})
+
+    async def watch(self, secret: bytes | None, have: int, *, hold_s: float = 5.0) -> Reply:
+        """The long poll: the table once it differs from version ``have``, or none after ``hold_s``."""
+        if secret is None or not hmac.compare_digest(secret, self.secret.encode()):
+            return json_reply(401, {"error": "the routing table is for the router's own data plane"})
+        deadline = time.monotonic() + hold_s
+        while True:
+            self._wake.clear()
+            table = self.table()
+            if self.version != have:
+                self.acked = max(self.acked, have)
+                return json_reply(200, {"version": self.version, "table": {**table, "version": self.version}})
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return json_reply(200, {"version": self.version, "table": None})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
 
     def wait_synced(self, version: int, timeout: float = 3.0) -> bool:
         """From another thread: wait until the data plane routes by table ``version`` or later."""

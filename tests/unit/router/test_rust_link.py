@@ -100,3 +100,24 @@ def test_what_the_rust_data_plane_cannot_do_is_said_up_front() -> None:
         check_supported(https)
     with pytest.raises(ConfigError, match="workers"):
         check_supported(RouterConfig(workers=2))
+
+
+def test_the_long_poll_answers_when_the_candidates_change() -> None:
+    async def run() -> None:
+        router = _router()
+        router.loop = asyncio.get_running_loop()
+        link = RustLink(router)
+        secret = link.secret.encode()
+        _, _, body = await link.watch(secret, 0)  # the data plane has nothing yet: at once
+        version = json.loads(body)["version"]
+        _, _, body = await link.watch(secret, version, hold_s=0.05)  # nothing changed: none
+        assert json.loads(body)["table"] is None
+        waiting = asyncio.ensure_future(link.watch(secret, version))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        router.balancer.sink("active").set_status("aws", False)  # a failover
+        _, _, body = await asyncio.wait_for(waiting, 1.0)
+        assert json.loads(body)["table"]["order"] == ["gcp", "azure"]
+        assert (await link.watch(b"wrong", 0))[0] == 401
+
+    asyncio.run(run())

@@ -8,7 +8,8 @@
 //! (250 ms when idle) it POSTs `/admin/dataplane/report` there: the per-target outcomes,
 //! latency histograms and client errors since the last report, and its own saturation; the
 //! answer carries the routing table (`table.rs`) whenever it changed: targets, the order
-//! to try them in, health, timeouts, limits and the retry allow-list.
+//! to try them in, health, timeouts, limits and the retry allow-list. A long poll
+//! (`GET /admin/dataplane/table?version=N`) brings a changed table at once.
 //!
 //! Modules: `server.rs` (client side, limits, shedding, the control plane's paths),
 //! `guard.rs` (header size, header and idle deadlines under hyper), `forward.rs` (tries,
@@ -188,6 +189,8 @@ async fn run(args: Args, secret: String) -> i32 {
     tokio::spawn(async move { monitor.monitor.run().await });
     let link = dp.clone();
     let mut control_task = tokio::spawn(async move { control_loop(link).await });
+    let watcher = dp.clone();
+    tokio::spawn(async move { watch_loop(watcher).await });
 
     let mut builder = http1::Builder::new();
     builder.auto_date_header(false).max_buf_size((max_header_bytes + 8192).max(400 * 1024));
@@ -253,7 +256,8 @@ pub async fn sync_now(dp: &Dp) {
     let report = build_report(dp);
     if let Ok(Some(doc)) = post_report(&dp.client, &dp.control_origin, &dp.secret, &report).await {
         match Table::from_doc(doc) {
-            Ok(table) => dp.install(Arc::new(table)),
+            Ok(table) if table.version >= dp.table().version => dp.install(Arc::new(table)),
+            Ok(_) => {}
             Err(e) => eprintln!("mco-dataplane: routing table refused: {e}"),
         }
     }
@@ -270,7 +274,8 @@ async fn control_loop(dp: Arc<Dp>) {
             Ok(Some(doc)) => {
                 lost_since = None;
                 match Table::from_doc(doc) {
-                    Ok(table) => dp.install(Arc::new(table)),
+                    Ok(table) if table.version >= dp.table().version => dp.install(Arc::new(table)),
+                    Ok(_) => {}
                     Err(e) => eprintln!("mco-dataplane: routing table refused: {e}"),
                 }
             }
@@ -285,6 +290,44 @@ async fn control_loop(dp: Arc<Dp>) {
             }
         }
         tokio::time::sleep(Duration::from_millis(if busy { REPORT_BUSY_MS } else { REPORT_IDLE_MS })).await;
+    }
+}
+
+/// The long poll: the control plane answers as soon as the table changes (or after 5 s), so
+/// a failover or failback takes effect here within milliseconds, not at the next report.
+async fn watch_loop(dp: Arc<Dp>) {
+    loop {
+        let have = dp.table().version;
+        let request = Request::get(format!("{}/admin/dataplane/table?version={have}", dp.control_origin))
+            .header("x-mco-dataplane-secret", dp.secret.as_str())
+            .body(Full::new(Bytes::new()));
+        let Ok(request) = request else { return };
+        let call = async {
+            let resp = dp.client.request(request).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            #[derive(serde::Deserialize)]
+            struct Answer {
+                table: Option<TableDoc>,
+            }
+            serde_json::from_slice::<Answer>(&body).map(|a| a.table).map_err(|e| format!("bad answer: {e}"))
+        };
+        match tokio::time::timeout(Duration::from_secs(15), call).await {
+            Ok(Ok(Some(doc))) => match Table::from_doc(doc) {
+                Ok(table) if table.version > dp.table().version => dp.install(Arc::new(table)),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("mco-dataplane: routing table refused: {e}");
+                    tokio::time::sleep(Duration::from_millis(REPORT_IDLE_MS)).await;
+                }
+            },
+            Ok(Ok(None)) => {}
+            // (the report loop notices a lost control plane; this one only retries)
+            _ => tokio::time::sleep(Duration::from_millis(REPORT_IDLE_MS)).await,
+        }
     }
 }
 
