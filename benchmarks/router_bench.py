@@ -2,14 +2,17 @@
 
     .venv/bin/python benchmarks/router_bench.py [--seconds 4] [--rounds 3] [--quick]
 
-Starts three real model servers (`mco serve`), the mco router (a child process, as in
-production) and HAProxy with the config `mco router export --format haproxy` renders
-for the same targets. An open-loop aiohttp load generator in this process drives them.
-Prints:
+Starts three real model servers (`mco serve`), the mco router twice (child processes, as in
+production): ``mco-python`` (the data plane on asyncio protocols) and ``mco-rust``
+(``router.dataplane: rust``: the Python control plane plus mco-dataplane, tokio + hyper;
+``--no-rust`` leaves it out), and HAProxy with the config `mco router export --format
+haproxy` renders for the same targets. An open-loop aiohttp load generator in this process
+drives them. Prints:
 
-1. at 300 and 1,000 requests/s, interleaved rounds of direct, mco and HAProxy: p50, p99,
-   added latency (the path's percentile minus direct's) and CPU per request of the proxy
-   process (from /proc/PID/stat; medians over rounds);
+1. at 300 and 1,000 requests/s, interleaved rounds of direct, mco-python, mco-rust and
+   HAProxy: p50, p99, added latency (the path's percentile minus direct's) and CPU per
+   request of the proxy's processes (from /proc/PID/stat; for mco-rust the control plane
+   and the Rust process together, and the Rust process alone in brackets; medians over rounds);
 2. saturation: closed loop, 64 connections: requests per second, and requests per
    CPU-second of the proxy (throughput per core, whatever the client could offer);
 3. the ratios against issue 15's targets, and the row the old hot path (uvicorn + an
@@ -162,6 +165,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("latency", "drills", "workers"), action="append",
                     help="run only these parts (repeatable; default: all)")
     ap.add_argument("--faults", default="kill -9,hang,reset_mid,http503", help="comma-separated drill faults")
+    ap.add_argument("--no-rust", action="store_true", help="leave the Rust data plane out")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.rounds = 2.0, 1
@@ -185,7 +189,8 @@ def main() -> None:
         parts = set(args.only or ("latency", "drills", "workers"))
         rss = peak = None
         if "latency" in parts:
-            rss, peak = cost_latency_saturation(urls, servers, work, args.seconds, args.rounds, routers)
+            rss, peak = cost_latency_saturation(urls, servers, work, args.seconds, args.rounds, routers,
+                                                rust=not args.no_rust)
         if "drills" in parts:
             drills(urls, servers, work, args.faults.split(","))
         if "workers" in parts:
@@ -201,46 +206,63 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) so far."""
+def cpu_seconds(pid: int | list[int]) -> float:
+    """User + system CPU time of process ``pid`` (all its threads; every one of a list) so far."""
+    if isinstance(pid, list):
+        return sum(cpu_seconds(p) for p in pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cost_latency_saturation(urls: list[str], servers: list[ModelServerProcess], work: Path, seconds: float,
-                            rounds: int, routers: list[RouterProcess]) -> tuple[float, float]:
-    """mco, HAProxy and direct in one run, interleaved: CPU per request, added latency, saturation."""
+                            rounds: int, routers: list[RouterProcess], *, rust: bool = True) -> tuple[float, float]:
+    """mco (each data plane), HAProxy and direct in one run, interleaved: CPU per request, added
+    latency, saturation."""
     router = RouterProcess(router_cfg(urls), token=TOKEN, state_dir=work / "r-main").start()
     routers.append(router)
+    mcos = {"mco-python": router}
+    if rust:
+        cfg = router_cfg(urls).model_copy(update={"dataplane": "rust"})
+        mcos["mco-rust"] = RouterProcess(cfg, token=TOKEN, state_dir=work / "r-rust").start()
+        routers.append(mcos["mco-rust"])
     with HAProxy(router_cfg(urls), work, "latency") as hap:
-        paths = {"direct": servers[0].url, "mco": router.url, "haproxy": hap.url}
-        pids: dict[str, int | None] = {"direct": None, "mco": router.pid, "haproxy": hap.proc.pid if hap.proc else None}
+        paths = {"direct": servers[0].url, **{n: r.url for n, r in mcos.items()}, "haproxy": hap.url}
+        pids: dict[str, list[int]] = {"direct": [], **{n: r.pids() for n, r in mcos.items()},
+                                      "haproxy": [hap.proc.pid] if hap.proc else []}
+        # the Rust process alone (the last child of its router), in brackets
+        dp_pid = {"mco-rust": pids["mco-rust"][1:]} if rust and len(pids["mco-rust"]) > 1 else {}
         for url in paths.values():
             load(url, 100, 1.0)  # warm the pools
         print(f"1. Open loop, {rounds} interleaved rounds of {seconds:.0f} s per rate (medians); "
               f"load average {os.getloadavg()[0]:.1f}")
-        print(f"   {'rate':>6} {'path':9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
+        print(f"   {'rate':>6} {'path':10} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
               f"{'CPU µs/req':>10} {'errors':>7}")
-        table: dict[int, dict[str, tuple[float, float, float, int]]] = {}
+        Row = tuple[float, float, float, int, float]
+        table: dict[int, dict[str, Row]] = {}
         for rate in (300, 1000):
-            got: dict[str, list[tuple[float, float, float, int]]] = {p: [] for p in paths}
+            got: dict[str, list[Row]] = {p: [] for p in paths}
             for _ in range(rounds):
                 for name, url in paths.items():  # interleaved, so drift hits every path alike
-                    pid = pids[name]
+                    pid, own = pids[name], dp_pid.get(name)
                     c0 = cpu_seconds(pid) if pid else 0.0
+                    o0 = cpu_seconds(own) if own else 0.0
                     res = load(url, rate, seconds)
-                    cpu = (cpu_seconds(pid) - c0) / max(1, len(res.samples)) * 1e6 if pid else float("nan")
+                    n = max(1, len(res.samples))
+                    cpu = (cpu_seconds(pid) - c0) / n * 1e6 if pid else float("nan")
+                    alone = (cpu_seconds(own) - o0) / n * 1e6 if own else float("nan")
                     got[name].append((res.percentile_ms(0.5) or float("nan"), res.percentile_ms(0.99) or float("nan"),
-                                      cpu, len(res.errors)))
+                                      cpu, len(res.errors), alone))
             med = {p: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
-                       statistics.median(x[2] for x in v), sum(x[3] for x in v)) for p, v in got.items()}
+                       statistics.median(x[2] for x in v), sum(x[3] for x in v), statistics.median(x[4] for x in v))
+                   for p, v in got.items()}
             table[rate] = med
             for name in paths:
-                p50, p99, cpu, errs = med[name]
+                p50, p99, cpu, errs, alone = med[name]
                 add50 = None if name == "direct" else p50 - med["direct"][0]
                 add99 = None if name == "direct" else p99 - med["direct"][1]
-                print(f"   {rate:>6} {name:9} {p50:8.2f} {p99:8.2f} {fmt(add50):>8} {fmt(add99):>8} "
-                      f"{fmt(None if name == 'direct' else cpu, 0):>10} {errs:>7}")
+                extra = f"  (Rust process alone {alone:.0f} µs/req)" if name in dp_pid else ""
+                print(f"   {rate:>6} {name:10} {p50:8.2f} {p99:8.2f} {fmt(add50):>8} {fmt(add99):>8} "
+                      f"{fmt(None if name == 'direct' else cpu, 0):>10} {errs:>7}{extra}")
         print()
 
         # ---- 2. saturation ------------------------------------------------------------
@@ -249,26 +271,35 @@ def cost_latency_saturation(urls: list[str], servers: list[ModelServerProcess], 
         for _ in range(rounds):
             for name in sat:
                 pid = pids[name]
-                assert pid is not None
+                assert pid
                 c0 = cpu_seconds(pid)
                 rate, done = asyncio.run(closed_loop(paths[name], 3.0))
                 sat[name].append((rate, done / max(1e-9, cpu_seconds(pid) - c0)))
         satm = {p: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for p, v in sat.items()}
         for name, (rate, per_core) in satm.items():
-            print(f"   {name:9} {rate:8.0f} req/s   {per_core:8.0f} req per CPU-second (per core)")
+            print(f"   {name:10} {rate:8.0f} req/s   {per_core:8.0f} req per CPU-second (per core)")
         print()
-    rss, peak = rss_mb(router.pid or 0)
-    print("3. Against the targets (issue 15), mco / HAProxy:")
-    for rate in (300, 1000):
-        ratio = table[rate]["mco"][2] / table[rate]["haproxy"][2]
-        print(f"   CPU per request at {rate:>4} req/s: {table[rate]['mco'][2]:.0f} / {table[rate]['haproxy'][2]:.0f} µs"
-              f" = {ratio:.2f}x (target <= 1.5x)")
-    add50 = table[1000]["mco"][0] - table[1000]["direct"][0]
-    add99 = table[1000]["mco"][1] - table[1000]["direct"][1]
-    print(f"   added latency at 1000 req/s: +{add50:.2f} ms p50 (target <= 0.2), +{add99:.2f} ms p99 (target <= 1.5)")
-    print(f"   saturation per core: {satm['mco'][1]:.0f} / {satm['haproxy'][1]:.0f} = "
-          f"{satm['mco'][1] / satm['haproxy'][1]:.2f}x (target >= 0.7x)")
-    print(f"   router RSS {rss:.0f} MB, peak {peak:.0f} MB (target < 100 MB)")
+    print("3. Against the targets (issue 15), each mco data plane / HAProxy:")
+    hap_row = {rate: table[rate]["haproxy"] for rate in (300, 1000)}
+    rss = peak = 0.0
+    for name, r in mcos.items():
+        print(f"   {name}:")
+        for rate in (300, 1000):
+            ratio = table[rate][name][2] / hap_row[rate][2]
+            print(f"     CPU per request at {rate:>4} req/s: {table[rate][name][2]:.0f} / {hap_row[rate][2]:.0f} µs"
+                  f" = {ratio:.2f}x (target <= 1.5x)")
+        add50 = table[1000][name][0] - table[1000]["direct"][0]
+        add99 = table[1000][name][1] - table[1000]["direct"][1]
+        print(f"     added latency at 1000 req/s: +{add50:.2f} ms p50 (target <= 0.2), +{add99:.2f} ms p99 "
+              f"(target <= 1.5)")
+        print(f"     saturation per core: {satm[name][1]:.0f} / {satm['haproxy'][1]:.0f} = "
+              f"{satm[name][1] / satm['haproxy'][1]:.2f}x (target >= 0.7x)")
+        mems = [rss_mb(p) for p in r.pids()]
+        now, top = sum(m[0] for m in mems), sum(m[1] for m in mems)
+        alone = f"; the Rust process alone {mems[-1][0]:.0f} MB" if len(mems) > 1 else ""
+        print(f"     router RSS {now:.0f} MB, peak {top:.0f} MB (target < 100 MB){alone}")
+        if name == "mco-python":
+            rss, peak = now, top
     print(f"   recorded, not measured: {OLD_HOT_PATH}")
     print()
     return rss, peak

@@ -450,6 +450,10 @@ class RouterConfig(StrictModel):
     spill: Literal["priority", "cost", "latency"] = Field(
         default="priority", description="locality policy: the order of the other clouds when the own one is down")
     workers: int = Field(default=1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
+    # python: the data plane on asyncio protocols in this process (router/dataplane/). rust: the
+    # control plane stays here and a Rust process forwards (router/dataplane_rs/, router/rust.py).
+    dataplane: Literal["python", "rust"] = Field(
+        default="python", description="what forwards requests: python (in process) or rust (mco-dataplane)")
     in_cluster: bool = Field(default=False, description="`mco deploy` also runs a router in every cloud's cluster")
     in_cluster_replicas: int = Field(default=2, ge=2, le=20, description="router pods per cluster (at least 2)")
 

@@ -11,6 +11,7 @@ the problem and the fix, and never a traceback.
     │   └── IntegrityError        -- a digest does not match what was recorded
     ├── GateError                 -- a model fails its evaluation gate
     ├── MissingExtraError         -- an optional dependency is not installed
+    ├── NotBuiltError             -- a binary mco builds itself (the Rust data plane) is not built
     ├── CapabilityError           -- a provider cannot do what was asked
     ├── ProviderError             -- a cloud (or its stand-in) refused or failed
     │   ├── AccessDenied
@@ -45,6 +46,7 @@ __all__ = [
     "MCOError",
     "MissingExtraError",
     "ModelError",
+    "NotBuiltError",
     "NotFound",
     "PreconditionFailed",
     "ProviderError",
@@ -101,6 +103,12 @@ class MissingExtraError(MCOError):
         )
         self.package = package
         self.extra = extra
+
+
+class NotBuiltError(MCOError):
+    """A binary mco builds from its own sources (e.g. the router's Rust data plane) is missing."""
+
+    exit_code = 2
 
 
 class CapabilityError(MCOError):

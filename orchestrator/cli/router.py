@@ -123,6 +123,8 @@ def serve(
     policy: Annotated[str | None, typer.Option(help="routing policy, e.g. failover, weighted, latency or cost")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="processes sharing the port with SO_REUSEPORT "
                                                                     "(default router.workers)")] = None,
+    dataplane: Annotated[str | None, typer.Option(help="what forwards: python (default router.dataplane) or rust "
+                                                       "(mco-dataplane, built by make setup)")] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Run the router in the foreground. SIGHUP re-reads the targets from the config file.
@@ -134,7 +136,14 @@ def serve(
     if policy:
         policy_class(policy)  # an unknown name fails here, listing the known ones
     mco = _load(config)
-    cfg = _router_config(mco, target, host=host or None, port=port, policy=policy or None)
+    if dataplane not in (None, "python", "rust"):
+        raise ConfigError(f"unknown data plane '{dataplane}'", hint="use --dataplane python or --dataplane rust")
+    cfg = _router_config(mco, target, host=host or None, port=port, policy=policy or None, dataplane=dataplane)
+    if cfg.dataplane == "rust":
+        from orchestrator.router.rust import check_supported, find_binary
+
+        check_supported(cfg.model_copy(update={"workers": workers or cfg.workers}))
+        find_binary()  # not built: a typed error with the command that builds it
     if not cfg.targets:
         raise ConfigError("the router has no targets",
                           hint="add router.targets or clouds with cluster.endpoint to mco.yaml, or pass --target NAME=URL")
@@ -145,6 +154,7 @@ def serve(
                       f"({cfg.token_file or mco.project.state_dir / 'router.token'})", highlight=False)
     if output == OutputFormat.json:
         typer.echo(json.dumps({"event": "serving", "url": f"http://{cfg.host}:{cfg.port}", "policy": cfg.policy,
+                               "dataplane": cfg.dataplane,
                                "targets": [{"name": t.name, "url": t.url, "priority": t.priority}
                                            for t in cfg.targets]}))
     n = workers or cfg.workers
@@ -155,6 +165,7 @@ def serve(
         path = prepare_worker_config(cfg, mco, overridden=overridden)
         os.environ[cfg.token_env] = token or ""  # the workers' token, through the environment as for one router
         raise typer.Exit(supervise(path, workers=n, host=cfg.host, port=cfg.port))
+    # (a --dataplane given here is not in the file a SIGHUP re-reads: only targets come from it)
     run(cfg, token=token, config_path=mco.source if not target else None)
 
 

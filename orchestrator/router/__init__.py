@@ -51,6 +51,11 @@ PNG/HTML report), ``balancer/`` (health-driven order; ``policies.py`` is the reg
 of routing policies), ``health/``, ``accounting.py``, ``retries.py``, ``asgi.py`` (the
 ``Reply`` shape), ``export/`` (HAProxy and Envoy configs).
 
+``router.dataplane: rust`` (``mco router serve --dataplane rust``): this package stays the
+control plane, on a loopback port, and ``mco-dataplane`` (``dataplane_rs/``, tokio + hyper,
+built by ``make setup``) forwards on ``router.port``; ``rust.py`` is the link between them
+(the routing table out, per-target outcomes in).
+
 HTTP surface
 ------------
 * Every path except ``/metrics``, ``/admin/...`` and the router's own probes is proxied

@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
             cfg = cfg.model_copy(update={"port": worker.public_port})
         else:
             workers = args.workers or cfg.workers
+            if cfg.dataplane == "rust":
+                from orchestrator.router.rust import check_supported
+
+                check_supported(cfg.model_copy(update={"workers": workers}))
             if workers > 1:
                 sys.exit(supervise(args.config, workers=workers, host=cfg.host, port=cfg.port))
         token = read_token(cfg, base=args.config.parent)

@@ -29,6 +29,8 @@ from orchestrator.router.metrics import render_metrics
 from orchestrator.router.report import series_report, status_report
 from orchestrator.router.workers import SECRET_HEADER, merged_view, worker_state
 
+RUST_SECRET_HEADER = b"x-mco-dataplane-secret"  # (rust.py's SECRET_HEADER, without importing it here)
+
 if TYPE_CHECKING:
     from orchestrator.router.state import Router
 
@@ -61,6 +63,16 @@ class AdminApi:
             if not worker.peer_ok(secret):
                 return _json(401, {"error": "worker-state is for the router's own workers"})
             return _json(200, worker_state(self.router))
+        link = self.router.rust_link
+        if path == "/admin/dataplane/report" and link is not None and method == "POST":
+            # the Rust data plane's reports (rust.py): its own secret, not the admin token
+            secret = next((v for k, v in scope["headers"] if k == RUST_SECRET_HEADER), None)
+            return link.handle(secret, await receive_all(receive))
+        if path == "/admin/dataplane/table" and link is not None and method == "GET":
+            secret = next((v for k, v in scope["headers"] if k == RUST_SECRET_HEADER), None)
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            have = query.get("version", ["0"])[0]
+            return await link.watch(secret, int(have) if have.isdigit() else 0)
         if path == "/metrics":
             view, _ = await merged_view(self.router)
             body, content_type = render_metrics(view)
@@ -208,6 +220,15 @@ class AdminApi:
     async def _reload(self, scope: Scope, body: bytes) -> Reply:
         self.router.reload_from_file()
         return await self._targets(scope, b"")
+
+
+async def receive_all(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class _BadRequest(Exception):

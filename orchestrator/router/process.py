@@ -8,6 +8,7 @@ uses the admin API instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,6 +46,17 @@ class RouterProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def pids(self) -> list[int]:
+        """The router's processes: this child and its own children (the Rust data plane of
+        ``router.dataplane: rust``, or the workers of ``--workers N``), for CPU and memory figures."""
+        if self.proc is None:
+            return []
+        found = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                found += [int(p) for p in (task / "children").read_text().split()]
+        return found
 
     def _write_config(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import RouterConfig, RouterTargetConfig
 from orchestrator.errors import ConfigError
@@ -28,6 +28,9 @@ from orchestrator.router.health.passive import OutlierDetector
 from orchestrator.router.retries import RetryBudget
 from orchestrator.router.sampler import Sampler
 from orchestrator.router.workers import WorkerInfo
+
+if TYPE_CHECKING:
+    from orchestrator.router.rust import RustLink
 
 __all__ = ["Router"]
 
@@ -74,6 +77,8 @@ class Router:
         # (SO_REUSEPORT) and every worker's private loopback admin port, which the status
         # and /metrics of any worker read to add up all of them
         self.worker: WorkerInfo | None = WorkerInfo.from_env()
+        # router.dataplane: rust: the link to the Rust process that forwards (rust.py)
+        self.rust_link: RustLink | None = None
 
     @staticmethod
     def _check_unique(targets: list[RouterTargetConfig]) -> None:

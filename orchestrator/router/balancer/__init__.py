@@ -15,6 +15,7 @@ every try fails the client gets a 503 naming what was tried.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,9 @@ class Balancer:
         self.healthy: tuple[TargetState, ...] = ()
         self.preferred: TargetState | None = None
         self.all_down = False
+        # called after every change of the candidates (health, targets, a policy refresh): a data
+        # plane in another process learns of it at once (router/rust.py)
+        self.on_change: Callable[[], None] | None = None
         self.replace_targets(targets)
 
     def sink(self, source: str) -> _Sink:
@@ -115,6 +119,8 @@ class Balancer:
         if preferred is not None:
             self.preferred = preferred
         self.policy.refresh(self.healthy)
+        if self.on_change is not None:
+            self.on_change()
 
     def candidates(self) -> tuple[TargetState, ...]:
         """Targets to try for one request, best first. Panic (all down): every target by priority."""
@@ -126,3 +132,5 @@ class Balancer:
     def refresh_policy(self) -> None:
         """Called by the sampler after the recent latency figures changed."""
         self.policy.refresh(self.healthy)
+        if self.on_change is not None:
+            self.on_change()

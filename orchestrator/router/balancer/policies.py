@@ -94,7 +94,15 @@ class Policy:
     def order(self, healthy: tuple[TargetState, ...]) -> tuple[TargetState, ...]:
         raise NotImplementedError
 
+    def dataplane_plan(self, healthy: tuple[TargetState, ...]) -> Plan:
+        """``order`` for a data plane in another process (router/rust.py): ``(pick, among, order)``.
+        ``pick`` is "first" (``order`` as it is), "weighted" (the first drawn by weight among
+        ``among``, then the rest of ``order``) or "p2c" (the lower latency EWMA of two drawn
+        from ``among``). By default: this policy's order, fixed until the next refresh."""
+        return "first", (), self.order(healthy)
 
+
+Plan = tuple[Literal["first", "weighted", "p2c"], tuple["TargetState", ...], tuple["TargetState", ...]]
 _REGISTRY: dict[str, type[Policy]] = {}
 P = TypeVar("P", bound=type[Policy])
 
@@ -173,6 +181,9 @@ class Failover(Policy):
             return healthy
         return _drawn_then_rest(_weighted_pick(self._top, self._rng), healthy)
 
+    def dataplane_plan(self, healthy: tuple[TargetState, ...]) -> Plan:
+        return ("weighted", self._top, healthy) if len(self._top) > 1 else ("first", (), healthy)
+
 
 @register_policy
 class Weighted(Policy):
@@ -185,6 +196,9 @@ class Weighted(Policy):
         if len(healthy) <= 1:
             return healthy
         return _drawn_then_rest(_weighted_pick(healthy, self._rng), healthy)
+
+    def dataplane_plan(self, healthy: tuple[TargetState, ...]) -> Plan:
+        return "weighted", healthy, healthy
 
 
 @register_policy
@@ -203,6 +217,9 @@ class LeastLatency(Policy):
             return healthy
         a, b = self._rng.sample(healthy, 2)
         return _first_then_rest(a if a.stats.ewma_s <= b.stats.ewma_s else b, healthy)
+
+    def dataplane_plan(self, healthy: tuple[TargetState, ...]) -> Plan:
+        return "p2c", healthy, healthy  # on the data plane's own EWMA of each target
 
 
 def _compute_price(target: RouterTargetConfig) -> float:
@@ -285,6 +302,11 @@ class Locality(Policy):
         if len(self._local) > 1:
             return _first_then_rest(_weighted_pick(self._local, self._rng), self._order)
         return self._order or healthy
+
+    def dataplane_plan(self, healthy: tuple[TargetState, ...]) -> Plan:
+        if len(self._local) > 1:
+            return "weighted", self._local, self._order
+        return "first", (), self._order or healthy
 
 
 PlanT = TypeVar("PlanT", HAProxyPlan, EnvoyPlan)

@@ -283,9 +283,12 @@ class ClientConnection(asyncio.Protocol):
 class DataPlane:
     """The listening socket, the connections, the admin adapter and the forwarder."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, *, listen: tuple[str, int] | None = None) -> None:
         self.router = router
         self.cfg = router.cfg
+        # (host, port); by default router.host and router.port. The Rust data plane's control
+        # plane listens on a loopback port instead (router/rust.py).
+        self.listen = listen
         stall_s = self.cfg.retries.per_try_timeout_s / 4
         self.monitor = LoopMonitor(shed_lag_s=self.cfg.limits.shed_lag_s, stall_s=stall_s)
         self.forwarder = Forwarder(router, self.monitor)
@@ -296,14 +299,16 @@ class DataPlane:
         self._server: asyncio.AbstractServer | None = None
         self._admin_server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        router.saturation = self.saturation  # the status report shows it
+        if router.rust_link is None:  # (with the Rust data plane, its own figures: rust.py)
+            router.saturation = self.saturation  # the status report shows it
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         await self.router.startup()
         self.monitor.start()
         worker = self.router.worker
-        self._server = await self.loop.create_server(lambda: ClientConnection(self), self.cfg.host, self.cfg.port,
+        host, port = self.listen or (self.cfg.host, self.cfg.port)
+        self._server = await self.loop.create_server(lambda: ClientConnection(self), host, port,
                                                      backlog=2048, reuse_address=True,
                                                      reuse_port=worker is not None)
         if worker is not None:  # the private port where the other workers read this one (workers.py)
@@ -469,8 +474,9 @@ def serve(cfg: RouterConfig, *, token: str | None, config_path: Path | None = No
 class DataPlaneThread:
     """The data plane on a background thread of this process (tests, the benchmark)."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, *, listen: tuple[str, int] | None = None) -> None:
         self.router = router
+        self.listen = listen
         self.plane: DataPlane | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -488,7 +494,7 @@ class DataPlaneThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            self.plane = DataPlane(self.router)
+            self.plane = DataPlane(self.router, listen=self.listen)
             try:
                 await self.plane.start()
             except BaseException as exc:

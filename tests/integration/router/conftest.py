@@ -69,11 +69,37 @@ def router_config(urls: list[str], **overrides: object) -> RouterConfig:
     return RouterConfig(**fields)  # type: ignore[arg-type]
 
 
+DATAPLANES = ["python", "rust"]  # `@pytest.mark.parametrize("dataplane", DATAPLANES)`: a test runs on both
+
+
 @pytest.fixture
-def start_router(tmp_path: Path) -> Iterator[Callable[..., RouterProcess]]:
+def dataplane() -> str:
+    """What forwards in ``start_router``'s routers: python unless a test is parametrized over DATAPLANES."""
+    return "python"
+
+
+def ensure_rust_dataplane() -> None:
+    """The Rust data plane's binary, built now (cargo, incremental) if `make setup` has not."""
+    import subprocess
+
+    from orchestrator.errors import NotBuiltError
+    from orchestrator.router.rust import CRATE, find_binary
+
+    try:
+        find_binary()
+    except NotBuiltError:
+        subprocess.run(["bash", str(CRATE / "build.sh")], check=True, stdout=subprocess.DEVNULL, timeout=1800)
+        find_binary()
+
+
+@pytest.fixture
+def start_router(tmp_path: Path, dataplane: str) -> Iterator[Callable[..., RouterProcess]]:
     started: list[RouterProcess] = []
+    if dataplane == "rust":
+        ensure_rust_dataplane()
 
     def start(cfg: RouterConfig) -> RouterProcess:
+        cfg = cfg.model_copy(update={"dataplane": dataplane})
         proc = RouterProcess(cfg, token=TOKEN, state_dir=tmp_path / f"router{len(started)}").start()
         started.append(proc)
         return proc

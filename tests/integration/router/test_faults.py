@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.router.headers import CLOUD_HEADER
 from orchestrator.testing.traffic import run_load
-from tests.integration.router.conftest import kinds, router_config
+from tests.integration.router.conftest import DATAPLANES, kinds, router_config
 
 
 RATE = 300
@@ -50,6 +50,7 @@ def assert_clean(result, *, fault_at: float, router=None) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_kill9_of_primary_gives_zero_client_errors_and_traffic_comes_back(servers, start_router):
     router = start_router(router_config([s.url for s in servers]))
     primary = servers[0]
@@ -78,6 +79,7 @@ def test_kill9_of_primary_gives_zero_client_errors_and_traffic_comes_back(server
     ("reset_mid", "reset", True),
     ("reset_mid", "reset", False),
 ])
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_fault_on_primary_is_invisible_to_clients(fault, reason, hedge, proxies, start_router):
     from orchestrator.config import RouterRetryConfig
 
@@ -126,6 +128,7 @@ def test_fault_on_primary_is_invisible_to_clients(fault, reason, hedge, proxies,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_every_cloud_down_gives_503_naming_the_tries_then_recovers(proxies, start_router):
     router = start_router(router_config([p.url for p in proxies]))
     for p in proxies:
@@ -175,6 +178,7 @@ def test_a_flapping_target_does_not_make_the_router_oscillate(proxies, start_rou
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_hedging_answers_around_a_hung_primary_and_still_ejects_it(proxies, start_router):
     from orchestrator.config import RouterRetryConfig
 

@@ -23,7 +23,7 @@ import pytest
 
 from orchestrator.config import RouterLimitsConfig, RouterRetryConfig
 from orchestrator.testing.traffic import predict_body, run_load
-from tests.integration.router.conftest import TOKEN, kinds, router_config
+from tests.integration.router.conftest import DATAPLANES, TOKEN, kinds, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CALM = RouterRetryConfig(per_try_timeout_s=2.0, connect_timeout_s=2.0, hedge=False)
@@ -120,6 +120,7 @@ def status_of(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_oversized_and_too_many_headers_get_431_and_nothing_reaches_upstream(upstreams, start_router):
     router = start_router(router_config([u.url for u in upstreams], retries=CALM))
     port = router.cfg.port
@@ -136,6 +137,7 @@ def test_oversized_and_too_many_headers_get_431_and_nothing_reaches_upstream(ups
     assert all(not t["ejected"] for t in router.status()["targets"])
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_slow_headers_and_a_body_never_sent_are_cut_off_by_deadlines(upstreams, start_router):
     limits = RouterLimitsConfig(header_timeout_s=1.0, body_timeout_s=1.0)
     router = start_router(router_config([u.url for u in upstreams], retries=CALM, limits=limits))
@@ -164,6 +166,7 @@ def test_slow_headers_and_a_body_never_sent_are_cut_off_by_deadlines(upstreams, 
     assert errors["header_timeout"] == 50 and errors["body_timeout"] == 1
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_a_body_cut_short_by_a_client_disconnect_is_never_forwarded(upstreams, start_router):
     router = start_router(router_config([u.url for u in upstreams], retries=CALM))
     with socket.create_connection(("127.0.0.1", router.cfg.port)) as sock:
@@ -176,6 +179,7 @@ def test_a_body_cut_short_by_a_client_disconnect_is_never_forwarded(upstreams, s
     assert [u.paths("POST") for u in upstreams] == [[], [], []]
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_concurrency_limit_answers_503_with_retry_after(upstreams, start_router):
     for u in upstreams:
         u.delay = 1.0
@@ -194,6 +198,7 @@ def test_concurrency_limit_answers_503_with_retry_after(upstreams, start_router)
     assert router.status()["overall"]["client_errors"]["shed_concurrency"] == 4
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_only_idempotent_and_allowed_requests_are_retried_or_hedged(upstreams, start_router):
     router = start_router(router_config([u.url for u in upstreams], retries=CALM))
     poison = json.dumps({"instances": "poison"}).encode()
@@ -223,6 +228,7 @@ def test_only_idempotent_and_allowed_requests_are_retried_or_hedged(upstreams, s
     assert sum(t["hedges"] for t in router2.status()["targets"]) == 1
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_every_connection_named_header_is_stripped_both_ways_and_xff_is_set(upstreams, start_router):
     router = start_router(router_config([u.url for u in upstreams], retries=CALM))
     request = (b"GET /conn HTTP/1.1\r\nHost: x\r\nConnection: X-A\r\nConnection: X-B, keep-alive\r\n"
@@ -249,6 +255,7 @@ def test_deeply_nested_admin_json_is_a_400(upstreams, start_router):
     assert [t["name"] for t in router.status()["targets"]] == ["aws", "gcp", "azure"]
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_an_answer_over_the_cap_is_a_502_naming_it(upstreams, start_router):
     for u in upstreams:
         u.big_bytes = 3 << 20
@@ -264,6 +271,7 @@ def test_an_answer_over_the_cap_is_a_502_naming_it(upstreams, start_router):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_a_query_of_death_among_good_traffic_ejects_no_cloud(upstreams, start_router):
     # Calm timeouts: the upstreams share the test's own process (and GIL) with the load, and a
     # starved CI machine must not turn their slowness into the timeouts this test is not about.
@@ -295,6 +303,7 @@ def test_a_query_of_death_among_good_traffic_ejects_no_cloud(upstreams, start_ro
 # Known open defect (#15): on a starved CI machine some overload tries still end in 502 instead
 # of a shed 503; one rerun until the data plane's overload handling is finished.
 @pytest.mark.flaky(reruns=1)
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_overload_sheds_with_503_and_ejects_no_healthy_cloud(upstreams, start_router):
     """Twice the router's capacity for 5 s: capacity here is 10 requests in flight over 50 ms answers."""
     for u in upstreams:
@@ -348,6 +357,7 @@ def test_a_stall_of_the_router_itself_is_not_blamed_on_a_cloud(upstreams, start_
     assert after.errors == [] and after.by_cloud().get("aws", 0) >= 0.8 * len(after.samples), after.summary()
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_open_inference_protocol_infer_is_retried_like_v1_predict(upstreams, start_router):
     router = start_router(router_config([u.url for u in upstreams], retries=CALM))
     poison = json.dumps({"inputs": "poison"}).encode()

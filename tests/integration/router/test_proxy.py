@@ -15,7 +15,7 @@ import pytest
 from orchestrator.config import RouterRetryConfig, RouterTargetConfig
 from orchestrator.router.headers import CLOUD_HEADER
 from orchestrator.testing.traffic import predict_body, run_load
-from tests.integration.router.conftest import MCO, TOKEN, router_config
+from tests.integration.router.conftest import DATAPLANES, MCO, TOKEN, ensure_rust_dataplane, router_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD = {"instances": [[0.0] * 64]}
@@ -28,6 +28,7 @@ def target_row(status: dict, name: str) -> dict:
     return next(t for t in status["targets"] if t["name"] == name)
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_prediction_is_passed_through_byte_for_byte(servers, start_router):
     router = start_router(router_config([s.url for s in servers]))
     body = predict_body()
@@ -38,6 +39,7 @@ def test_prediction_is_passed_through_byte_for_byte(servers, start_router):
     assert via.headers["content-type"] == direct.headers["content-type"]
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_upstream_4xx_is_passed_through_unchanged_and_never_retried(servers, start_router):
     # no hedging: a hedge copy (sent before any answer) must not be mistaken for a retry here
     router = start_router(router_config([s.url for s in servers], **CALM))
@@ -56,6 +58,7 @@ def test_upstream_4xx_is_passed_through_unchanged_and_never_retried(servers, sta
     assert not aws["ejected"]
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_body_over_the_limit_gets_413_and_is_not_sent_upstream(servers, start_router):
     router = start_router(router_config([s.url for s in servers], max_body_bytes=1000))
     resp = httpx.post(router.url + "/v1/predict", content=b"x" * 1001)
@@ -71,6 +74,7 @@ def test_body_over_the_limit_gets_413_and_is_not_sent_upstream(servers, start_ro
     assert all(t["requests"] == 0 for t in status["targets"])
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_hop_by_hop_headers_are_stripped_and_others_forwarded(proxies, start_router):
     router = start_router(router_config([p.url for p in proxies]))
     with socket.create_connection(("127.0.0.1", router.cfg.port)) as sock:
@@ -92,6 +96,7 @@ def test_hop_by_hop_headers_are_stripped_and_others_forwarded(proxies, start_rou
     assert b"x-request-id: abc-123" in head and b"content-type: application/json" in head
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_admin_calls_need_the_token(servers, start_router):
     router = start_router(router_config([s.url for s in servers]))
     for path in ("/admin/status", "/admin/events", "/admin/series", "/admin/targets"):
@@ -102,6 +107,7 @@ def test_admin_calls_need_the_token(servers, start_router):
     assert TOKEN not in router.log_path.read_text()
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_hot_reload_through_the_admin_api_and_sighup(servers, start_router):
     router = start_router(router_config([s.url for s in servers]))
     # admin API: gcp becomes the preferred cloud
@@ -168,6 +174,7 @@ def test_cost_policy_takes_the_cheapest_cloud_within_the_slo(proxies, start_rout
                                                           for t in status["targets"]])
 
 
+@pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_path: Path):
     # counting, not timing, is under test here: no hedging and a generous per-try timeout
     router = start_router(router_config([s.url for s in servers],
@@ -201,10 +208,13 @@ def test_metrics_and_status_report_per_cloud_numbers(servers, start_router, tmp_
     assert bad.returncode != 0 and "refused the admin token" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_router_runs_in_process_too(servers):
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_router_runs_in_process_too(servers, dataplane):
     from orchestrator.router.server import RouterServer
 
-    cfg = router_config([s.url for s in servers], port=0)
+    if dataplane == "rust":
+        ensure_rust_dataplane()
+    cfg = router_config([s.url for s in servers], port=0, dataplane=dataplane)
     with RouterServer(cfg, token=TOKEN) as server:
         resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
         assert resp.status_code == 200 and resp.headers[CLOUD_HEADER] == "aws"
@@ -212,3 +222,4 @@ def test_router_runs_in_process_too(servers):
         resp = httpx.post(server.url + "/v1/predict", json=GOOD, timeout=5)
         assert resp.headers[CLOUD_HEADER] == "azure"
         assert server.router.status()["targets"][0]["name"] == "azure"
+        assert server.router.status()["saturation"].get("dataplane", "python") == dataplane
