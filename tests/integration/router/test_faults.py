@@ -18,7 +18,6 @@ from orchestrator.router.headers import CLOUD_HEADER
 from orchestrator.testing.traffic import run_load
 from tests.integration.router.conftest import DATAPLANES, kinds, router_config
 
-
 RATE = 300
 
 
