@@ -77,8 +77,10 @@ def with_routers(cfg: MCOConfig, chosen: dict[str, CloudConfig], targets: list[C
         from orchestrator.packaging.router_image import build_router_image
         from orchestrator.releases.images import LocalImage, ensure_on_kind
 
-        progress("router", "building the router image…")
+        progress("router", "the router image (reused when its inputs are unchanged)…")
         built = build_router_image(packaging=cfg.packaging)
+        progress("router", f"router image {built.image_id[:19]}… "
+                           f"{'reused' if built.cached else 'built'} in {built.build_seconds:.1f} s")
         router_image = built.image_id
         image = LocalImage(name=built.image, image_id=built.image_id, bundle_digest=None)
         errors.update(ensure_on_kind(image, {n: str(c.cluster.kind_cluster) for n, c in chosen.items()
