@@ -60,7 +60,8 @@ def _pair(local: float | None, kind: float | None) -> str:
 
 @app.command()
 def run(
-    scenario: Annotated[str, typer.Argument(help="cloud-outage, pod-crash, latency, bad-release or storage-outage")],
+    scenario: Annotated[str, typer.Argument(help="a scenario of `mco drill list`, e.g. cloud-outage, pod-crash, "
+                                                 "latency, region-loss or router-crash")],
     cloud: Annotated[str | None, typer.Option(help="the cloud to break (default: the one serving most traffic)")] = None,
     config: ConfigOpt = None,
     runtime: RuntimeOpt = "auto",
