@@ -25,9 +25,11 @@ router-crash       through the global entry: one cloud's       0 client errors
                    router pods are deleted
 =================  ==========================================  ============================================
 
-``region-loss`` and ``router-crash`` need the routers in the clusters (``router.in_cluster``)
-and the local global entry (``mco local up global-entry``): the traffic goes to the entry,
-and the events come from the routers in the clusters (``drills/entry.py``).
+``region-loss`` and ``router-crash`` go through the global entry: the traffic goes to the
+entry, and the events come from the routers behind it (``drills/entry.py``). On kind those
+are the routers in the clusters (``router.in_cluster``, which ``mco local up clusters``
+turns on) and the HAProxy entry ``mco local up`` starts; on the local runtime, one router
+process per cloud and the same HAProxy entry in front of them (``drills/local_entry.py``).
 """
 
 from __future__ import annotations
