@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator.config import CloudConfig, MCOConfig, RouterTargetConfig
 from orchestrator.errors import CapabilityError, ClusterError
-from orchestrator.kube.router import ROUTER_NODE_PORT, RouterValues
+from orchestrator.kube.router import ROUTER_NODE_PORT, RouterValues, token_fingerprint
 from orchestrator.progress import ProgressFn, quiet
 from orchestrator.releases.deployer import CloudTarget
 
@@ -107,7 +107,7 @@ def with_routers(cfg: MCOConfig, chosen: dict[str, CloudConfig], targets: list[C
         out.append(replace(t, router=RouterValues(
             image=router_image, cloud=t.cloud, remote_targets=remote, replicas=cfg.router.in_cluster_replicas,
             token_secret=TOKEN_SECRET, node_port=ROUTER_NODE_PORT, pricing_key=chosen[t.cloud].pricing_key,
-            extra=_router_settings(cfg))))
+            extra=_router_settings(cfg), token_fingerprint=token_fingerprint(token))))
     return out, errors
 
 

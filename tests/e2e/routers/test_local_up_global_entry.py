@@ -157,7 +157,8 @@ def _drill(work: Path, bundle: Any, scenario: str, cloud: str) -> dict[str, Any]
                 "--rate", "100", "--bundle", str(bundle.path), "--runs-dir", str(work / "runs"), "--output", "json",
                 timeout=900)
     out = json.loads(proc.stdout)
-    assert {"scenario", "passed", "rto_seconds", "client_errors", "requests", "failback_seconds", "report"} <= set(out)
+    assert {"scenario", "passed", "rto_seconds", "client_errors", "requests", "failback_seconds", "report"} <= set(out), \
+        (out, proc.stderr[-2000:])
     run_dir = Path(out["run_dir"])
     for name in ("report.json", "timeline.png", "timeline.html"):
         assert (run_dir / name).stat().st_size > 0
