@@ -84,7 +84,9 @@ def _release_objectives(runtime: str, policy: str) -> Objectives:
 
 
 def _region_objectives(runtime: str, policy: str) -> Objectives:
-    return Objectives(max_rto_s=5.0, max_errors=0, max_failback_s=180.0)
+    # failback: the cloud's router is back in the entry and its model serves (20 answers, a few
+    # tenths of a second of its share), not one request another router retried there
+    return Objectives(max_rto_s=5.0, max_errors=0, max_failback_s=180.0, failback_answers=20)
 
 
 def router_crash(ctx: DrillContext) -> None:
