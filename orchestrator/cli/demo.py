@@ -188,12 +188,12 @@ def _run_kind(cfg: Any, config: Path | None, bundle: Any, cloud: str, runs_dir: 
 
 def _local_up(config_path: Path) -> None:
     """``mco local up``: every stand-in, idempotently; their endpoints go into ``config_path``."""
-    from orchestrator.local.base import LocalContext, update_local_config
-    from orchestrator.local.registry import STAND_INS, get_stand_in
+    from orchestrator.local.base import LocalContext
+    from orchestrator.local.registry import STAND_INS, bring_up
 
     ctx = LocalContext(config_path=config_path)
     for name in STAND_INS:
-        update_local_config(ctx.config_path, get_stand_in(name).up(ctx))
+        bring_up(name, ctx)
 
 
 def register(app: typer.Typer) -> None:

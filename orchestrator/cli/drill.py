@@ -60,8 +60,8 @@ def _pair(local: float | None, kind: float | None) -> str:
 
 @app.command()
 def run(
-    scenario: Annotated[str, typer.Argument(help="a scenario from `mco drill list`, e.g. cloud-outage or "
-                                                 "silent-bad-model")],
+    scenario: Annotated[str, typer.Argument(help="a scenario of `mco drill list`, e.g. cloud-outage, pod-crash, "
+                                                 "latency, region-loss, router-crash or silent-bad-model")],
     cloud: Annotated[str | None, typer.Option(help="the cloud to break (default: the one serving most traffic)")] = None,
     config: ConfigOpt = None,
     runtime: RuntimeOpt = "auto",
@@ -128,6 +128,7 @@ def execute(spec: Any, runtime: str, cfg: Any, bundle_dir: Path | None, output: 
     """Run ``spec`` on ``runtime``, with a spinner for people."""
     from orchestrator.drills.environments import local_fleet, reference_bundle
     from orchestrator.drills.runner import run_drill
+    from orchestrator.drills.scenarios import get_scenario
     from orchestrator.model.bundle import load_bundle
 
     status = console.status("preparing the drill…", spinner="dots") if output == OutputFormat.table else nullcontext()
@@ -149,7 +150,7 @@ def execute(spec: Any, runtime: str, cfg: Any, bundle_dir: Path | None, output: 
         # one runtime directory per drill process: concurrent drills never share ports or pidfiles
         root = state / "local-runtime" / str(os.getpid())
         try:
-            with local_fleet(bundle, root) as fleet:
+            with local_fleet(bundle, root, entry=get_scenario(spec.scenario).entry, router=spec.router) as fleet:
                 return run_drill(fleet, spec, bundle=bundle, progress=progress)
         finally:
             shutil.rmtree(root, ignore_errors=True)

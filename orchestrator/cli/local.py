@@ -35,17 +35,13 @@ def _ctx(config_out: Path) -> Any:
 def up(kind: KindArg = None, config_out: ConfigOut = Path("mco.local.yaml"),
        output: OutputOpt = OutputFormat.table) -> None:
     """Start local stand-ins and write their endpoints to mco.local.yaml."""
-    from orchestrator.local.base import update_local_config
-    from orchestrator.local.registry import get_stand_in
+    from orchestrator.local.registry import bring_up
 
     ctx = _ctx(config_out)
     result: dict[str, Any] = {}
     for name in _selected(kind):
-        stand_in = get_stand_in(name)
         with console.status(f"starting {name}…") if output == OutputFormat.table else nullcontext():
-            sections = stand_in.up(ctx)
-        update_local_config(ctx.config_path, sections)
-        result[name] = sections
+            result[name] = bring_up(name, ctx)
     emit({"config": str(ctx.config_path), "started": result}, output,
          lambda d: console.print(f"[green]started[/] {', '.join(result)}; config written to {ctx.config_path}"))
 

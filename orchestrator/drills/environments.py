@@ -104,14 +104,25 @@ def reference_bundle(cache_dir: Path, *, quiet: bool = True) -> tuple[Bundle, bo
 
 @contextmanager
 def local_fleet(bundle: Bundle, root: Path, *, clouds: tuple[str, ...] = CLOUDS,
-                pricing: dict[str, str] | None = None) -> Iterator[LocalFleet]:
-    """Three model servers (one per cloud name) serving ``bundle``; all stopped on exit."""
+                pricing: dict[str, str] | None = None, entry: bool = False,
+                router: Any = None) -> Iterator[LocalFleet]:
+    """Three model servers (one per cloud name) serving ``bundle``; all stopped on exit.
+
+    ``entry``: also a router per cloud and the global entry in front of them
+    (``drills/local_entry.py``), for the drills that go through the entry; ``router`` is the
+    config's ``router`` section, whose timings those routers take."""
     from orchestrator.local.runtime import LocalRuntime
 
     rt = LocalRuntime(root, clouds=clouds)
     try:
         rt.deploy(bundle)
-        yield LocalFleet(rt, pricing)
+        if entry:
+            from orchestrator.drills.local_entry import local_entry_fleet
+
+            with local_entry_fleet(rt, root / "entry", router=router) as fleet:
+                yield fleet
+        else:
+            yield LocalFleet(rt, pricing)
     finally:
         rt.down()
 

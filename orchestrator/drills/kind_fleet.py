@@ -128,13 +128,19 @@ class KindFleet:
         entry = GlobalEntry(self.local_ctx.dir_for(GlobalEntryStandIn.name), [])
         if not entry.running():
             raise ConfigError("the global entry is not running",
-                              hint="deploy with router.in_cluster: true, then `mco local up global-entry`")
+                              hint="`mco local up` starts it (with the clusters' router ports in mco.local.yaml); "
+                                   "run the drill from the directory where you ran it")
         return entry.url
 
     def entry_routers(self) -> Any:
         from orchestrator.drills.entry import EntryRouters
         from orchestrator.releases.routers import _token
 
+        if not self.cfg.router.in_cluster:
+            raise ConfigError(f"this drill goes through the routers in the clusters, and {self.config_path} "
+                              "does not run them (router.in_cluster is off)",
+                              hint="set router.in_cluster: true (`mco local up clusters` writes it for clusters "
+                                   "that publish a router port)")
         urls = [u for name in self.clouds for u in self.cfg.clouds[name].router_urls]
         if not urls:
             raise ConfigError("no cloud lists its routers (clouds.<cloud>.router_urls)",

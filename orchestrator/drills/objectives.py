@@ -40,6 +40,9 @@ class Objectives:
     # latency scenario: whether traffic must leave the slow cloud (True) or stay (False)
     expect_traffic_moves: bool | None = None
     max_slow_share: float = 0.2  # "moved" means the slow cloud answers at most this share afterwards
+    # failback: the repaired cloud answered this many clients again (1: its first answer). Behind
+    # the global entry one stray answer (a retry another router sent there) is not the cloud back.
+    failback_answers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_rto_s", "max_failback_s"):
@@ -49,6 +52,8 @@ class Objectives:
                                   hint="give a time in seconds, e.g. --max-rto 2")
         if self.max_errors is not None and self.max_errors < 0:
             raise ConfigError("the client error budget cannot be negative", hint="e.g. --max-errors 0")
+        if self.failback_answers < 1:
+            raise ConfigError("failback needs at least one answer from the repaired cloud", hint="e.g. 1 or 20")
         if self.slow_request_s <= 0:
             raise ConfigError("the slow-request threshold must be positive", hint="e.g. 1 second")
 
@@ -133,8 +138,10 @@ def settled(records: Sequence[RequestRecord], *, now: float, window_s: float, sl
     return len(recent) >= least and all(r.ok and r.latency <= slow_s for r in recent)
 
 
-def first_return(records: Sequence[RequestRecord], cloud: str, *, fault: float, repair: float) -> float | None:
-    """When ``cloud`` answered a client again after the fault (end of that request), or None.
+def first_return(records: Sequence[RequestRecord], cloud: str, *, fault: float, repair: float,
+                 answers: int = 1) -> float | None:
+    """When ``cloud`` had answered ``answers`` clients again after the fault (the end of the
+    last of those requests), or None.
 
     The broken cloud may still answer a few requests between the fault mark and the moment
     the fault bites (a kill takes milliseconds): a return only counts after traffic had left.
@@ -143,16 +150,16 @@ def first_return(records: Sequence[RequestRecord], cloud: str, *, fault: float, 
     if not left:
         return None
     since = max(repair, min(left))
-    back = [r.done for r in records if r.sent >= since and r.ok and r.cloud == cloud]
-    return min(back) if back else None
+    back = sorted(r.done for r in records if r.sent >= since and r.ok and r.cloud == cloud)
+    return back[answers - 1] if len(back) >= answers else None
 
 
 def failback_time(records: Sequence[RequestRecord], events: Iterable[dict[str, Any]], *, fault: float,
-                  repair: float, faulted: str, start: float) -> float | None:
+                  repair: float, faulted: str, start: float, answers: int = 1) -> float | None:
     baseline = [r for r in records if start <= r.sent < fault and r.ok]
     carried_before = any(r.cloud == faulted for r in baseline)
     if carried_before:
-        back = first_return(records, faulted, fault=fault, repair=repair)
+        back = first_return(records, faulted, fault=fault, repair=repair, answers=answers)
         return (back - repair) if back is not None else None
     marks = [float(e["ts"]) for e in events if e.get("target") == faulted and e.get("kind") in READMIT_KINDS
              and float(e["ts"]) >= repair]
@@ -208,7 +215,8 @@ def measure(records: Sequence[RequestRecord], events: Sequence[dict[str, Any]], 
             m.traffic_moved = share_after <= objectives.max_slow_share and share_after < share_before
         if repair is not None:
             m.failback_seconds = _round(failback_time(records, events, fault=fault, repair=repair,
-                                                      faulted=faulted, start=start))
+                                                      faulted=faulted, start=start,
+                                                      answers=objectives.failback_answers))
     return m
 
 

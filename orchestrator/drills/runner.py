@@ -184,7 +184,8 @@ class DrillContext:
         self.progress(f"waiting for traffic to fail back to {cloud} (up to {limit:g} s)")
         while time.time() < deadline:
             if carried:
-                if first_return(self.records(), cloud, fault=fault, repair=since) is not None:
+                if first_return(self.records(), cloud, fault=fault, repair=since,
+                                answers=self.objectives.failback_answers) is not None:
                     return True
             else:
                 events = _admin(self.router, "events")

@@ -25,9 +25,11 @@ router-crash       through the global entry: one cloud's       0 client errors
                    router pods are deleted
 =================  ==========================================  ============================================
 
-``region-loss`` and ``router-crash`` need the routers in the clusters (``router.in_cluster``)
-and the local global entry (``mco local up global-entry``): the traffic goes to the entry,
-and the events come from the routers in the clusters (``drills/entry.py``).
+``region-loss`` and ``router-crash`` go through the global entry: the traffic goes to the
+entry, and the events come from the routers behind it (``drills/entry.py``). On kind those
+are the routers in the clusters (``router.in_cluster``, which ``mco local up clusters``
+turns on) and the HAProxy entry ``mco local up`` starts; on the local runtime, one router
+process per cloud and the same HAProxy entry in front of them (``drills/local_entry.py``).
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def _release_objectives(runtime: str, policy: str) -> Objectives:
 
 
 def _region_objectives(runtime: str, policy: str) -> Objectives:
-    return Objectives(max_rto_s=5.0, max_errors=0, max_failback_s=180.0)
+    # failback: the cloud's router is back in the entry and its model serves (20 answers, a few
+    # tenths of a second of its share), not one request another router retried there
+    return Objectives(max_rto_s=5.0, max_errors=0, max_failback_s=180.0, failback_answers=20)
 
 
 def router_crash(ctx: DrillContext) -> None:

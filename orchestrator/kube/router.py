@@ -12,7 +12,10 @@ cloud label) and returns, sorted for apply:
   and container security context, ``/readyz`` (*I can route somewhere*) as readiness,
   ``/healthz`` as liveness, the token from the Secret ``values.token_secret`` (key
   ``token``) as ``MCO_ROUTER_TOKEN``, a checksum of the config on the pod template so a
-  new config rolls the pods;
+  new config rolls the pods, and a fingerprint of the token (``values.token_fingerprint``,
+  a truncated sha256 of a salted token, never the token) so a new token rolls them too: a
+  container reads its environment once, and pods left running with the old token would
+  refuse every admin call made with the new one;
 * ``PodDisruptionBudget`` (``minAvailable: 1``);
 * ``Service`` ``mco-router``: NodePort ``values.node_port`` on kind, a load balancer on
   the clouds (where the global entry's health checks reach ``/readyz/local``);
@@ -37,7 +40,7 @@ from orchestrator.config import RouterTargetConfig
 from orchestrator.errors import ConfigError
 from orchestrator.kube.render import _DIGEST_REF, APP_NAME, LABEL_CLOUD, MODEL_CONTAINER, sort_for_apply
 
-__all__ = ["ROUTER_APP", "ROUTER_NODE_PORT", "RouterValues", "model_service_url", "render_router"]
+__all__ = ["ROUTER_APP", "ROUTER_NODE_PORT", "RouterValues", "model_service_url", "render_router", "token_fingerprint"]
 
 Obj = dict[str, Any]
 ROUTER_APP = "mco-router"
@@ -46,6 +49,7 @@ ROUTER_NODE_PORT = 30088
 CONFIG_PATH = "/etc/mco"
 ANNOTATION_ROUTER_IMAGE = "mco.dev/router-image"
 ANNOTATION_CONFIG = "mco.dev/router-config-sha256"
+ANNOTATION_TOKEN = "mco.dev/router-token-fingerprint"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class RouterValues:
     spill: str = "priority"
     pricing_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # more `router:` keys (timeouts, health)
+    token_fingerprint: str | None = None  # token_fingerprint(token): a new token rolls the pods
 
     def __post_init__(self) -> None:
         if not _DIGEST_REF.match(self.image):
@@ -69,6 +74,11 @@ class RouterValues:
                               hint="one replica is a single point of failure in the cloud")
         if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", self.token_secret):
             raise ConfigError(f"'{self.token_secret}' is not a valid Secret name")
+
+
+def token_fingerprint(token: str) -> str:
+    """16 hex digits of a salted sha256 of the admin token: tells tokens apart, reveals nothing."""
+    return hashlib.sha256(b"mco-router-token-fingerprint\0" + token.encode()).hexdigest()[:16]
 
 
 def _meta(name: str, namespace: str, cloud: str) -> Obj:
@@ -124,7 +134,9 @@ def render_router(model_objs: list[Obj], values: RouterValues) -> list[Obj]:
              "selector": {"matchLabels": selector},
              "template": {
                  "metadata": {"labels": {**selector, "app.kubernetes.io/part-of": "mco", LABEL_CLOUD: values.cloud},
-                              "annotations": {ANNOTATION_CONFIG: checksum}},
+                              "annotations": {ANNOTATION_CONFIG: checksum,
+                                              **({ANNOTATION_TOKEN: values.token_fingerprint}
+                                                 if values.token_fingerprint else {})}},
                  "spec": {
                      "serviceAccountName": ROUTER_APP, "automountServiceAccountToken": False,
                      "enableServiceLinks": False, "terminationGracePeriodSeconds": 30,

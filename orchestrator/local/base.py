@@ -11,6 +11,7 @@ under the state directory, and contributes per-cloud sections to ``mco.local.yam
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import tempfile
@@ -63,6 +64,10 @@ class StandIn(Protocol):
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         """One row per server or cluster: at least ``name``, ``cloud``, ``state``."""
 
+    def router_defaults(self, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Keys of the ``router:`` section that what ``up`` returned calls for (set unless the
+        file already has them), e.g. the clusters' ``in_cluster: true``."""
+
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
@@ -96,20 +101,25 @@ STAND_IN_PRICING = _stand_in_pricing()
 STAND_IN_ROUTER = {"retries": {"per_try_timeout_s": 1.5}, "health": {"timeout_s": 1.0}}
 
 
-def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remove: tuple[str, ...] = ()) -> None:
+def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remove: tuple[str, ...] = (),
+                        router: dict[str, Any] | None = None) -> None:
     """Merge ``{cloud: {section: values}}`` into the YAML file at ``path`` atomically.
 
-    ``remove`` names sections to drop from every cloud (used by ``down``).
+    ``remove`` names sections to drop from every cloud (used by ``down``). ``router`` holds
+    keys of the top-level ``router:`` section to set where the file has none (a user's own
+    value, such as ``in_cluster: false``, is kept).
     """
     with _locked(path):
         data: dict[str, Any] = {}
         if path.is_file():
             data = yaml.safe_load(path.read_text()) or {}
         clouds = data.setdefault("clouds", {})
-        data.setdefault("router", STAND_IN_ROUTER)
+        section = data.setdefault("router", copy.deepcopy(STAND_IN_ROUTER))
+        for key, value in (router or {}).items():
+            section.setdefault(key, value)
         for cloud in list(clouds):
-            for section in remove:
-                clouds[cloud].pop(section, None)
+            for name in remove:
+                clouds[cloud].pop(name, None)
         for cloud, secs in sections.items():
             entry = clouds.setdefault(cloud, {"provider": cloud})
             if cloud in STAND_IN_PRICING:
@@ -117,7 +127,8 @@ def update_local_config(path: Path, sections: dict[str, dict[str, Any]], *, remo
             entry.update(secs)
         fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as fh:
-            fh.write("# Written by `mco local up`: the local stand-ins for each cloud, and router timeouts\n"
-                     "# that allow for three clusters sharing this machine's cores (kept if edited).\n")
+            fh.write("# Written by `mco local up`: the local stand-ins for each cloud, and router settings\n"
+                     "# for them (timeouts that allow for three clusters sharing this machine's cores, and\n"
+                     "# routers in the kind clusters); a setting you edit is kept.\n")
             yaml.safe_dump(data, fh, sort_keys=False)
         os.replace(tmp, path)

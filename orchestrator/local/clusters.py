@@ -282,6 +282,12 @@ class ClusterStandIn:
             update_local_config(ctx.config_path, {}, remove=("cluster",))
         SysctlGuard(state_dir).restore()
 
+    def router_defaults(self, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Clusters that publish their routers' port get routers: ``mco deploy`` runs 2 router
+        replicas in each (``router.in_cluster``) and the global entry checks them."""
+        published = bool(sections) and all(sec.get("router_urls") for sec in sections.values())
+        return {"in_cluster": True} if published else {}
+
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         rows = []
         # Only our own node image is rebuilt by `make setup`; stock kind's image is kind's business.

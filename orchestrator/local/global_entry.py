@@ -163,6 +163,9 @@ class GlobalEntryStandIn:
     def down(self, ctx: LocalContext) -> None:
         GlobalEntry(ctx.dir_for(self.name), []).stop()
 
+    def router_defaults(self, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         entry = GlobalEntry(ctx.dir_for(self.name), routers_from_config(ctx.config_path))
         if not entry.routers:

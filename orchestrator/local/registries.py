@@ -135,6 +135,9 @@ class RegistryStandIn:
         for cloud in CLOUDS:
             self.process(ctx, cloud).stop()
 
+    def router_defaults(self, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         rows = []
         for cloud in CLOUDS:

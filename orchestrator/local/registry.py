@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
-from orchestrator.local.base import StandIn
+from orchestrator.local.base import LocalContext, StandIn, update_local_config
 
-__all__ = ["STAND_INS", "get_stand_in"]
+__all__ = ["STAND_INS", "bring_up", "get_stand_in"]
 
 # name -> "module:Class". Each module is imported only when that stand-in is used.
 STAND_INS: dict[str, str] = {
@@ -26,3 +27,12 @@ def get_stand_in(name: str) -> StandIn:
         raise ConfigError(f"unknown local stand-in '{name}'", hint=f"choose from: {', '.join(STAND_INS) or 'none yet'}")
     module, cls = STAND_INS[name].split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def bring_up(name: str, ctx: LocalContext) -> dict[str, dict[str, Any]]:
+    """``mco local up NAME``: start the stand-in, write its sections (and the ``router:`` keys
+    they call for) into ``ctx.config_path``; returns the sections."""
+    stand_in = get_stand_in(name)
+    sections = stand_in.up(ctx)
+    update_local_config(ctx.config_path, sections, router=stand_in.router_defaults(sections))
+    return sections

@@ -181,6 +181,9 @@ class StorageStandIn:
         for cloud in CLOUDS:
             self.stop(ctx, cloud)
 
+    def router_defaults(self, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
     def status(self, ctx: LocalContext) -> list[dict[str, Any]]:
         rows = []
         for cloud in CLOUDS:

@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator.config import CloudConfig, MCOConfig, RouterTargetConfig
 from orchestrator.errors import CapabilityError, ClusterError
-from orchestrator.kube.router import ROUTER_NODE_PORT, RouterValues
+from orchestrator.kube.router import ROUTER_NODE_PORT, RouterValues, token_fingerprint
 from orchestrator.progress import ProgressFn, quiet
 from orchestrator.releases.deployer import CloudTarget
 
@@ -77,8 +77,10 @@ def with_routers(cfg: MCOConfig, chosen: dict[str, CloudConfig], targets: list[C
         from orchestrator.packaging.router_image import build_router_image
         from orchestrator.releases.images import LocalImage, ensure_on_kind
 
-        progress("router", "building the router image…")
+        progress("router", "the router image (reused when its inputs are unchanged)…")
         built = build_router_image(packaging=cfg.packaging)
+        progress("router", f"router image {built.image_id[:19]}… "
+                           f"{'reused' if built.cached else 'built'} in {built.build_seconds:.1f} s")
         router_image = built.image_id
         image = LocalImage(name=built.image, image_id=built.image_id, bundle_digest=None)
         errors.update(ensure_on_kind(image, {n: str(c.cluster.kind_cluster) for n, c in chosen.items()
@@ -105,7 +107,7 @@ def with_routers(cfg: MCOConfig, chosen: dict[str, CloudConfig], targets: list[C
         out.append(replace(t, router=RouterValues(
             image=router_image, cloud=t.cloud, remote_targets=remote, replicas=cfg.router.in_cluster_replicas,
             token_secret=TOKEN_SECRET, node_port=ROUTER_NODE_PORT, pricing_key=chosen[t.cloud].pricing_key,
-            extra=_router_settings(cfg))))
+            extra=_router_settings(cfg), token_fingerprint=token_fingerprint(token))))
     return out, errors
 
 

@@ -66,3 +66,19 @@ def test_the_router_image_is_small_and_routes(docker_engine: Any, digits_bundle,
     finally:
         box.remove(force=True)
         server.stop()
+
+
+def test_the_router_image_is_reused_while_its_inputs_are_unchanged(docker_engine: Any) -> None:
+    from orchestrator.packaging.router_image import LABEL_ROUTER_KEY, build_router_image
+
+    first = build_router_image(client=docker_engine)
+    again = build_router_image(client=docker_engine)
+    assert again.cached and again.image_id == first.image_id and again.image == first.image
+    key = docker_engine.images.get(first.image_id).labels[LABEL_ROUTER_KEY]
+    assert len(key) == 64
+    # another image under the router's name (its key label does not match) is not taken for it
+    repository, tag = first.image.rsplit(":", 1)
+    docker_engine.images.get("mco-base/bookworm:latest").tag(repository, tag)
+    rebuilt = build_router_image(client=docker_engine)
+    assert not rebuilt.cached
+    assert docker_engine.images.get(rebuilt.image).labels[LABEL_ROUTER_KEY] == key

@@ -50,3 +50,12 @@ def test_latency_faults_need_a_kind_node() -> None:
         fleet.slow("aws")
     with pytest.raises(ConfigError, match="has no cluster"):
         fleet.outage("azure")
+
+
+def test_the_drills_through_the_entry_need_routers_in_the_clusters() -> None:
+    clouds = {c: {"provider": c, "cluster": cluster(c, 31001 + i), "router_urls": [f"http://127.0.0.1:{31011 + i}"]}
+              for i, c in enumerate(("aws", "gcp"))}
+    fleet = KindFleet(parse_config({"clouds": clouds}), Path("mco.yaml"))
+    with pytest.raises(ConfigError) as caught:
+        fleet.entry_routers()
+    assert "in_cluster" in (caught.value.hint or "")

@@ -166,3 +166,26 @@ def test_settled_needs_recent_good_answers_and_a_client_that_is_still_sending() 
     # nothing sent lately (the client itself stalled): not settled, however good the old answers
     assert not settled(good, now=now + 2.0, window_s=1.0, slow_s=1.0)
     assert not settled(good[:3], now=now, window_s=1.0, slow_s=1.0)  # too few to tell
+
+
+def test_behind_the_entry_one_stray_answer_is_not_a_failback() -> None:
+    # aws's router is away; one request another router retried there comes back from aws at 105.5,
+    # and aws's share returns only at 107 (its router back in the entry)
+    recs = steady(97.0, FAULT, "aws") + steady(FAULT, 108.0, "gcp")
+    recs.append(RequestRecord(105.5, 0.002, 200, "aws"))
+    recs += steady(107.0, 108.0, "aws", rate=33)
+    assert first_return(recs, "aws", fault=FAULT, repair=REPAIR) == pytest.approx(105.502)
+    assert first_return(recs, "aws", fault=FAULT, repair=REPAIR, answers=20) == \
+        pytest.approx(107.0 + 18 / 33 + 0.002)
+    assert failback_time(recs, [], fault=FAULT, repair=REPAIR, faulted="aws", start=97.0, answers=20) == \
+        pytest.approx(2.0 + 18 / 33 + 0.002)
+    assert first_return(recs[:-33], "aws", fault=FAULT, repair=REPAIR, answers=20) is None
+    with pytest.raises(ConfigError):
+        Objectives(failback_answers=0)
+    assert get_region_objectives().failback_answers == 20
+
+
+def get_region_objectives() -> Objectives:
+    from orchestrator.drills.scenarios import get_scenario
+
+    return get_scenario("region-loss").objectives("kind", "locality")

@@ -54,3 +54,23 @@ def test_off_by_default_and_refused_for_clusters_that_are_not_kind() -> None:
 def test_the_token_secret_holds_the_token_base64_and_nothing_else() -> None:
     secret = routers.token_secret("mco", "s3cret-token")
     assert secret["data"] == {"token": "czNjcmV0LXRva2Vu"} and secret["metadata"]["name"] == "mco-router-token"
+
+
+def test_a_new_token_rolls_the_router_pods_without_the_token_in_the_manifests(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.kube.router import ANNOTATION_TOKEN
+
+    cfg = _cfg()
+    monkeypatch.setattr(routers, "_apply_secret", lambda t, token: None)
+
+    def template(token: str) -> dict:
+        monkeypatch.setattr(routers, "_token", lambda cfg: token)
+        out, _ = routers.with_routers(cfg, dict(cfg.clouds), _targets(cfg), router_image=ROUTER_IMAGE,
+                                      addresses={"aws": "172.18.0.2", "gcp": "172.18.0.3"})
+        objs = _render(out[0], "b" * 64, DeploySettings(), None, None)
+        assert token not in str(objs)
+        dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "mco-router")
+        return dict(dep["spec"]["template"]["metadata"]["annotations"])
+
+    first, same, other = template("k7" * 20), template("k7" * 20), template("q3" * 20)
+    assert first == same  # the same token: the same pods
+    assert first[ANNOTATION_TOKEN] != other[ANNOTATION_TOKEN]  # a new token: new pods, which read it
