@@ -20,7 +20,7 @@ probabilities) triples that feedback joined, flattened by ``flatten_metrics`` an
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +86,11 @@ def _percentile_ms(values: list[float], q: float) -> float | None:
 
 
 def live_metrics(rows: Sequence[LiveRow], card: dict[str, Any] | None, *, drift_threshold: float = 0.2,
-                 skipped_ok: int = 0) -> dict[str, Any]:
+                 skipped_ok: int = 0, evaluate: Callable[..., dict[str, Any]] = evaluation_report) -> dict[str, Any]:
     """The live figures of ``rows`` (one cloud/release, one window); see the module docstring.
-    ``skipped_ok``: successful answers left out of ``rows`` by sampling (counted, not measured)."""
+    ``skipped_ok``: successful answers left out of ``rows`` by sampling (counted, not measured).
+    ``evaluate``: ``evaluation_report`` here, or the router's ``ReportWorker.evaluate`` (the same
+    function in a child process, so the router never imports scikit-learn)."""
     n = len(rows) + skipped_ok
     errors = sum(1 for r in rows if r.status >= 500)
     latencies = [r.latency_s for r in rows if r.status < 500]
@@ -131,7 +133,7 @@ def live_metrics(rows: Sequence[LiveRow], card: dict[str, Any] | None, *, drift_
         y_true = np.asarray([by_text[str(r.label)] for r in labelled])
         y_pred = np.asarray([by_text.get(str(r.predicted), r.predicted) for r in labelled])
         proba = np.asarray([list(r.proba or ()) for r in labelled], dtype=np.float64)
-        report = evaluation_report(y_true, y_pred, proba, classes)
+        report = evaluate(y_true, y_pred, proba, classes)
         out["report"] = {k: report[k] for k in ("accuracy", "macro", "per_class", "confusion_matrix")}
         metrics.update({f"live_{k}": v for k, v in flatten_metrics(report).items()})
     return out

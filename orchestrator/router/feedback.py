@@ -73,6 +73,10 @@ class KeptPredictions:
         self._drifting: set[tuple[str, str, str]] = set()
         # what `mco monitor --report` draws: per refresh, drift and live F1 per cloud/release (about 1 h at 5 s)
         self.series: deque[dict[str, Any]] = deque(maxlen=720)
+        # the gate's metrics on labelled answers, in a child process started on the first labels
+        from orchestrator.monitoring.worker import ReportWorker
+
+        self.reports = ReportWorker()
 
     # -- the hot path -----------------------------------------------------------------
     def keep(self, cloud: str | None, status: int, latency_s: float, body: bytes) -> bytes:
@@ -272,7 +276,8 @@ class KeptPredictions:
                         proba = parsed[2][i] if i < len(parsed[2]) else None
                         rows.append(LiveRow(entry[_T], entry[_STATUS], entry[_LATENCY], pred, proba,
                                             labels[i] if labels else None))
-                live = live_metrics(rows, cards.get(key), drift_threshold=drift_threshold, skipped_ok=slot["skipped"])
+                live = live_metrics(rows, cards.get(key), drift_threshold=drift_threshold, skipped_ok=slot["skipped"],
+                                    evaluate=self.reports.evaluate)
                 out.append({"cloud": key[0], "release": key[1], "model_digest": slot["digest"], **live})
             return out
 

@@ -113,8 +113,8 @@ class Router:
         await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
         self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
         if self.kept is not None:
-            # scikit-learn takes seconds to import, holding the GIL: pay it before the router listens,
-            # not while it serves (an import in a thread lagged the loop enough to shed requests)
+            # numpy takes a moment to import, holding the GIL: pay it before the router listens, not
+            # while it serves (an import in a thread lagged the loop enough to shed requests)
             _warm_live_metrics()
             fb = self.cfg.feedback
             self._tasks.append(self.loop.create_task(self.kept.run(fb.refresh_s, fb.window_s, fb.drift_threshold),
@@ -135,6 +135,8 @@ class Router:
         self._tasks.clear()
         self.passive.stop()
         await self.active.stop()
+        if self.kept is not None:
+            self.kept.reports.close()
 
 
     # -- traffic shares (a waves deploy) ---------------------------------------------
@@ -224,9 +226,9 @@ class Router:
 
 
 def _warm_live_metrics() -> None:
+    # numpy only: scikit-learn is imported by the live metrics' own child process
+    # (monitoring/worker.py), never here
     try:
-        import sklearn.metrics  # noqa: F401
-
         import orchestrator.monitoring.live  # noqa: F401
     except ImportError:  # reported by /admin/live when asked, with the extra to install
         pass

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -80,6 +81,13 @@ def test_live_metrics_equal_sklearn_on_1000_labelled_requests(servers, start_rou
         assert m["class_drift_psi"] is not None and m["class_drift_psi"] < 0.2  # the same population as the holdout
     metrics = httpx.get(router.url + "/metrics").text
     assert "mco_router_kept_predictions" in metrics
+    # scikit-learn computed those in the router's child process (monitoring/worker.py): the
+    # router itself never loads it or SciPy, and stays small with 1,000 answers kept
+    maps = Path(f"/proc/{router.pid}/maps").read_text()
+    assert "/sklearn/" not in maps and "/scipy/" not in maps
+    status = Path(f"/proc/{router.pid}/status").read_text()
+    rss_mb = int(status.split("VmRSS:")[1].split()[0]) / 1024
+    assert rss_mb < 100, rss_mb
 
 
 @pytest.mark.timeout(120)
