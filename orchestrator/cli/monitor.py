@@ -20,7 +20,7 @@ from orchestrator.cli.router import UrlOpt, _admin_get, _load
 def _table(data: dict[str, Any]) -> Any:
     table = compact_table(f"live, last {data['window_s']:g} s", caption=f"kept {data['kept']} of {data['capacity']} "
                           f"answers, {data['dropped']} dropped, {data['feedback_joined']} labelled")
-    for col in ("cloud", "release", "req", "fb", "err", "p95 ms", "class psi", "proba psi", "live acc",
+    for col in ("cloud", "release", "req", "fb", "err", "p95 ms", "class psi", "proba psi", "vs peers psi", "live acc",
                 "live F1", "most shifted class (live / training)"):
         table.add_column(col)
 
@@ -33,7 +33,8 @@ def _table(data: dict[str, Any]) -> Any:
             psi = f"[red]{psi} drift[/]"
         shift = ", ".join(f"{c}: {v['live']:.2f}/{v['training']:.2f}" for c, v in list(r["class_shift"].items())[:2])
         table.add_row(r["cloud"], r["release"], str(r["requests"]), str(r["feedback"]), f(r["error_rate"]),
-                      f(r["p95_ms"], 1), psi, f(r["proba_drift_psi"]), f(r["live_accuracy"]), f(r["live_macro_f1"]),
+                      f(r["p95_ms"], 1), psi, f(r["proba_drift_psi"]), f(r["peer_class_drift_psi"]),
+                      f(r["live_accuracy"]), f(r["live_macro_f1"]),
                       shift or "-")
     return table
 

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from orchestrator.model.evaluate import TOP_PROBA_EDGES, evaluation_report, flatten_metrics
+from orchestrator.monitoring.rules import PEER_METRICS
 
-__all__ = ["Baseline", "LiveRow", "live_metrics", "psi"]
+__all__ = ["Baseline", "LiveRow", "live_metrics", "peer_drift", "psi"]
 
 _EPS = 1e-4  # a bin empty on one side counts as this share: PSI stays finite and an empty bin still weighs
 
@@ -115,14 +116,16 @@ def live_metrics(rows: Sequence[LiveRow], card: dict[str, Any] | None, *, drift_
     total = sum(base.class_counts) or 1.0
     out["training_distribution"] = {str(c): base.class_counts[i] / total for i, c in enumerate(base.classes)}
     metrics["class_drift_psi"] = psi(base.class_counts, counts)
+    out["class_counts"] = counts  # in the card's class order: what peer_drift compares
     tops = [max(r.proba) for r in predicted if r.proba]
-    if base.top_proba_counts is not None and tops:
-        hist, _ = np.histogram(np.asarray(tops), bins=np.asarray(TOP_PROBA_EDGES))
-        metrics["proba_drift_psi"] = psi(base.top_proba_counts, [float(h) for h in hist])
-    else:
-        metrics["proba_drift_psi"] = None
+    top_counts = [float(h) for h in np.histogram(np.asarray(tops), bins=np.asarray(TOP_PROBA_EDGES))[0]] \
+        if tops else None
+    out["top_proba_counts"] = top_counts
+    metrics["proba_drift_psi"] = psi(base.top_proba_counts, top_counts) \
+        if base.top_proba_counts is not None and top_counts else None
     out["mean_top_proba"] = float(np.mean(tops)) if tops else None
     drift = [k for k in ("class_drift_psi", "proba_drift_psi") if (metrics[k] or 0.0) > drift_threshold]
+    metrics.update(dict.fromkeys(PEER_METRICS))  # set by peer_drift, which sees every group of the window
     out["drift"] = drift
     labelled = [r for r in predicted if r.label is not None and r.proba]
     out["feedback"] = len(labelled)
@@ -137,3 +140,31 @@ def live_metrics(rows: Sequence[LiveRow], card: dict[str, Any] | None, *, drift_
         out["report"] = {k: report[k] for k in ("accuracy", "macro", "per_class", "confusion_matrix")}
         metrics.update({f"live_{k}": v for k, v in flatten_metrics(report).items()})
     return out
+
+
+def peer_drift(groups: list[dict[str, Any]], *, drift_threshold: float = 0.2) -> None:
+    """Set each group's ``peer_*`` drift: its predicted classes and top-class probabilities
+    against those of the *other clouds serving another release* in the same window (during a
+    waves deploy, the previous release on the clouds not yet changed), summed. Same traffic,
+    same time: what differs is the model, so a shift the holdout comparison blames on the
+    traffic shows here only if the new release answers differently. None (and ``peers``
+    empty) when no other cloud serves another release, e.g. once every cloud has it.
+    A group is one ``live_metrics`` output plus its ``cloud`` and ``release``; in place."""
+    for g in groups:
+        peers = [p for p in groups if p is not g and p.get("cloud") != g.get("cloud")
+                 and p.get("release") != g.get("release") and p.get("class_counts")
+                 and len(p["class_counts"]) == len(g.get("class_counts") or ())]
+        g["peers"] = [{"cloud": p["cloud"], "release": p["release"]} for p in peers]
+        metrics = g.setdefault("metrics", {})
+        if not peers or not g.get("class_counts"):
+            metrics.update(dict.fromkeys(PEER_METRICS))
+            g["peer_requests"] = 0
+            continue
+        summed = [sum(col) for col in zip(*(p["class_counts"] for p in peers))]
+        g["peer_requests"] = int(sum(summed))
+        metrics["peer_class_drift_psi"] = psi(summed, g["class_counts"])
+        tops = [p["top_proba_counts"] for p in peers if p.get("top_proba_counts")]
+        metrics["peer_proba_drift_psi"] = psi([sum(col) for col in zip(*tops)], g["top_proba_counts"]) \
+            if tops and g.get("top_proba_counts") else None
+        over = [k for k in PEER_METRICS if (metrics[k] or 0.0) > drift_threshold]
+        g["drift"] = [*(k for k in g.get("drift", []) if k not in PEER_METRICS), *over]

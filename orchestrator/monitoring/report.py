@@ -30,6 +30,8 @@ def monitor_rows(live: dict[str, Any]) -> list[dict[str, Any]]:
             "cloud": g["cloud"], "release": g["release"], "requests": g["requests"], "feedback": g.get("feedback", 0),
             "error_rate": m.get("error_rate"), "p95_ms": m.get("p95_ms"),
             "class_drift_psi": m.get("class_drift_psi"), "proba_drift_psi": m.get("proba_drift_psi"),
+            "peer_class_drift_psi": m.get("peer_class_drift_psi"),
+            "peers": [f"{p['cloud']}/{p['release']}" for p in g.get("peers", [])],
             "drifting": g.get("drift", []), "live_accuracy": m.get("live_accuracy"),
             "live_macro_f1": m.get("live_macro_f1"),
             "class_shift": {c: {"live": round(dist[c], 4), "training": round(prior.get(c, 0.0), 4)} for c in moved},
@@ -85,7 +87,7 @@ def _fmt(v: Any) -> str:
 def _html(rows: list[dict[str, Any]], png: str, n_points: int) -> str:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     cols = ("cloud", "release", "requests", "feedback", "error_rate", "p95_ms", "class_drift_psi", "proba_drift_psi",
-            "live_accuracy", "live_macro_f1", "drifting", "class_shift")
+            "peer_class_drift_psi", "peers", "live_accuracy", "live_macro_f1", "drifting", "class_shift")
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>mco monitor report</title>

@@ -209,7 +209,7 @@ class KeptPredictions:
         many (labelled and failed ones are all kept; counts stay exact): the refresh must not
         hold the GIL long enough to delay the hot path, which at 1,000 requests/s it did."""
         try:
-            from orchestrator.monitoring.live import LiveRow, live_metrics
+            from orchestrator.monitoring.live import LiveRow, live_metrics, peer_drift
         except ImportError as exc:  # a lean router (the in-cluster image) keeps answers but computes nothing
             from orchestrator.errors import MissingExtraError
 
@@ -282,6 +282,7 @@ class KeptPredictions:
             return out
 
         results = await asyncio.to_thread(compute)
+        peer_drift(results, drift_threshold=drift_threshold)
         snap = {"window_s": window_s, "at": time.time(), "kept": len(self.items), "capacity": self.capacity,
                 "dropped": self.dropped, "issued": self.next_n, "feedback_joined": self.feedback_joined,
                 "drift_threshold": drift_threshold, "groups": results}

@@ -109,7 +109,7 @@ def _scaled(usual: int, percent: int) -> int:
 def _judge(plan: WavePlan, per_router: list[list[dict[str, Any]]], cloud: str, release: str) -> list[dict[str, Any]]:
     """Every rule on every router for (cloud, release): the worst verdict per rule wins."""
     worst: dict[str, dict[str, Any]] = {}
-    rank = {"passed": 0, "inconclusive": 1, "failed": 2}
+    rank = {"not_applicable": 0, "passed": 0, "inconclusive": 1, "failed": 2}
     for i, groups in enumerate(per_router):
         group = next((g for g in groups if g["cloud"] == cloud and g["release"] == release), {})
         for check in check_rules(plan.rules, group, min_samples=plan.min_samples):

@@ -52,3 +52,45 @@ def test_a_rule_without_enough_samples_is_inconclusive_not_passed() -> None:
     assert checks["live_macro_f1"].verdict == "failed" and checks["live_macro_f1"].value == 0.1
     missing = check_rules(["p95_ms<50"], {"requests": 100, "metrics": {}}, min_samples=5)[0]
     assert missing.verdict == "inconclusive" and missing.value is None
+
+
+def _group(cloud: str, release: str, zeros: int, ones: int) -> dict:
+    rows = [LiveRow(0.0, 200, 0.002, 0, [0.97, 0.03], None) for _ in range(zeros)]
+    rows += [LiveRow(0.0, 200, 0.002, 1, [0.03, 0.97], None) for _ in range(ones)]
+    return {"cloud": cloud, "release": release, **live_metrics(rows, _card(), drift_threshold=0.2)}
+
+
+def test_peer_drift_compares_a_release_with_the_other_clouds_previous_one_in_the_same_window() -> None:
+    from orchestrator.monitoring.live import peer_drift
+
+    # The window's traffic leans to class 1 (so both releases drift from the holdout alike);
+    # the new release on aws answers class 0 where the old one on gcp and azure does not.
+    groups = [_group("aws", "r2", 60, 40), _group("gcp", "r1", 20, 80), _group("azure", "r1", 25, 75)]
+    peer_drift(groups, drift_threshold=0.2)
+    aws, gcp, azure = groups
+    assert {(p["cloud"], p["release"]) for p in aws["peers"]} == {("gcp", "r1"), ("azure", "r1")}
+    assert aws["peer_requests"] == 200
+    assert aws["metrics"]["peer_class_drift_psi"] == pytest.approx(psi([45, 155], [60, 40]))
+    assert aws["metrics"]["peer_class_drift_psi"] > 0.2 and "peer_class_drift_psi" in aws["drift"]
+    # same release on the same probabilities: no shift in confidence against the peers
+    assert aws["metrics"]["peer_proba_drift_psi"] == pytest.approx(0.0)
+    assert [p["cloud"] for p in gcp["peers"]] == ["aws"]  # azure serves the same release: not a peer
+    # every cloud on one release: nothing to compare with
+    alone = [_group("aws", "r2", 50, 50), _group("gcp", "r2", 50, 50)]
+    peer_drift(alone)
+    assert alone[0]["peers"] == [] and alone[0]["metrics"]["peer_class_drift_psi"] is None
+
+
+def test_a_peer_rule_fails_on_a_shift_and_does_not_apply_without_a_peer() -> None:
+    from orchestrator.monitoring.live import peer_drift
+
+    groups = [_group("aws", "r2", 60, 40), _group("gcp", "r1", 20, 80)]
+    peer_drift(groups)
+    (check,) = check_rules(["peer_class_drift_psi<0.2"], groups[0], min_samples=50)
+    assert check.verdict == "failed" and check.samples == 100
+    few = [_group("aws", "r2", 60, 40), _group("gcp", "r1", 5, 10)]
+    peer_drift(few)
+    assert check_rules(["peer_class_drift_psi<0.2"], few[0], min_samples=50)[0].verdict == "inconclusive"
+    alone = [_group("aws", "r2", 60, 40)]
+    peer_drift(alone)
+    assert check_rules(["peer_class_drift_psi<0.2"], alone[0], min_samples=50)[0].verdict == "not_applicable"
