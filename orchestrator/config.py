@@ -314,6 +314,10 @@ class RouterTargetConfig(StrictModel):
     # Plain HTTP to another host crosses networks in the clear (and can be redirected); it is
     # refused unless the target says so, e.g. a Service address inside the router's own cluster.
     allow_insecure_http: bool = Field(default=False, description="allow a plain-HTTP URL on a non-loopback host")
+    # Another cloud's router as a target: its /readyz says "I can route somewhere", which could be
+    # true only because it spills back here; /readyz/local says whether its own cloud can serve.
+    health_path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_.-]*$",
+                                    description="active-check path for this target (default: router.health.path)")
 
     @field_validator("url")
     @classmethod
