@@ -460,6 +460,9 @@ class RouterConfig(StrictModel):
         default="python", description="what forwards requests: python (in process) or rust (mco-dataplane)")
     in_cluster: bool = Field(default=False, description="`mco deploy` also runs a router in every cloud's cluster")
     in_cluster_replicas: int = Field(default=2, ge=2, le=20, description="router pods per cluster (at least 2)")
+    image_repository: str = Field(default="mco-router", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+                                  description="the router image's repository in each cloud's registry (under "
+                                              "clouds.<c>.registry.repository), next to the model's")
 
     @field_validator("policy")
     @classmethod
