@@ -314,6 +314,10 @@ class RouterTargetConfig(StrictModel):
     # Plain HTTP to another host crosses networks in the clear (and can be redirected); it is
     # refused unless the target says so, e.g. a Service address inside the router's own cluster.
     allow_insecure_http: bool = Field(default=False, description="allow a plain-HTTP URL on a non-loopback host")
+    # Another cloud's router as a target: its /readyz says "I can route somewhere", which could be
+    # true only because it spills back here; /readyz/local says whether its own cloud can serve.
+    health_path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_.-]*$",
+                                    description="active-check path for this target (default: router.health.path)")
 
     @field_validator("url")
     @classmethod
@@ -456,6 +460,9 @@ class RouterConfig(StrictModel):
         default="python", description="what forwards requests: python (in process) or rust (mco-dataplane)")
     in_cluster: bool = Field(default=False, description="`mco deploy` also runs a router in every cloud's cluster")
     in_cluster_replicas: int = Field(default=2, ge=2, le=20, description="router pods per cluster (at least 2)")
+    image_repository: str = Field(default="mco-router", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+                                  description="the router image's repository in each cloud's registry (under "
+                                              "clouds.<c>.registry.repository), next to the model's")
 
     @field_validator("policy")
     @classmethod

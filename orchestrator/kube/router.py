@@ -107,6 +107,19 @@ def _router_section(model_objs: list[Obj], values: RouterValues) -> dict[str, An
                         for t in targets]}
 
 
+def _remote_ports(values: RouterValues) -> list[int]:
+    """443 and the kind NodePort, then any other port a remote entry names (https://host:8443)."""
+    from urllib.parse import urlsplit
+
+    ports = [443, 30080]
+    for t in values.remote_targets:
+        parts = urlsplit(t.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def render_router(model_objs: list[Obj], values: RouterValues) -> list[Obj]:
     deployment = next((o for o in model_objs if o["kind"] == "Deployment"), None)
     if deployment is None:
@@ -183,7 +196,7 @@ def render_router(model_objs: list[Obj], values: RouterValues) -> list[Obj]:
                       {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": APP_NAME}}}],
                        "ports": [{"port": 8080, "protocol": "TCP"}]},
                       # the other clouds' entry points: HTTPS, or the kind nodes' NodePorts
-                      {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 30080, "protocol": "TCP"}]},
+                      {"ports": [{"port": p, "protocol": "TCP"} for p in _remote_ports(values)]},
                   ]}},
     ]
     return sort_for_apply(objs)

@@ -61,15 +61,18 @@ def configured_registries(cfg: MCOConfig, clouds: list[str] | None = None) -> di
 
 
 def push_image(image: str, registries: dict[str, Any], *, image_id: str | None = None,
-               progress: ProgressFn = quiet, verify: bool = True) -> ImagePushes:
+               progress: ProgressFn = quiet, verify: bool = True, repository: str | None = None) -> ImagePushes:
     """Push ``image`` (a local name:tag) to every registry at once; its layers are compressed once.
 
     ``image_id`` pins exactly which image goes (the tag could move while we push).
+    ``repository`` names the repository under each registry's prefix (default: the image's
+    own name, ``mco/digits:abc`` -> ``digits``); the router image goes under ``router.image_repository``.
     ``progress`` hears about the export (subject: the image) and each cloud's push (subject: the cloud)."""
     from orchestrator.packaging.engine import docker_client
     from orchestrator.packaging.oci import export_image
 
     name, tag = split_image_name(image)
+    name = repository or name
     client = docker_client(timeout=900)
     try:
         progress(image, "exporting (each new layer is compressed once)…")

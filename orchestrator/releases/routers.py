@@ -10,8 +10,22 @@ kind: the other clusters' nodes on the project's Docker network, at their model 
 The router objects then go into the release's manifests (``kube/router.py``), so the
 record names the router image per cloud and a rollback restores it.
 
-Clouds other than kind are refused for now: their routers need the image pushed to each
-cloud's registry and HTTPS entry points with certificates (see the report of issue 19).
+**Real clouds** (a cluster without ``kind_cluster``) need two things the config names:
+
+* ``clouds.<c>.registry``: the router image is pushed there like the model image, by the same
+  publisher (``packaging/publish.push_image``), under ``router.image_repository``
+  (``<registry>/<repository>/mco-router``), and the Deployment runs it pinned by digest
+  (``REGISTRY/REPO@sha256:…``), never by tag. A cloud whose push fails is recorded as failed;
+  the others go on.
+* ``clouds.<c>.router_urls``: the first one is the cloud's public entry, the HTTPS address in
+  front of its ``mco-router`` Service. The other clouds' routers spill to it, with TLS
+  verification on, checking it on ``/readyz/local`` (can *that* cloud serve?). A cloud whose
+  entry is missing, or plain HTTP to a host other than loopback, is refused before anything
+  is built or pushed. Routers calling routers do not loop: the receiving router serves a
+  request that came through a router (``x-mco-hop``) from its own cloud only
+  (``router/headers.py``).
+
+Between two kind clusters nothing changes: the other node on the project's Docker network.
 """
 
 from __future__ import annotations
@@ -21,16 +35,20 @@ import subprocess
 from dataclasses import replace
 from typing import Any
 
-from orchestrator.config import CloudConfig, MCOConfig, RouterTargetConfig
-from orchestrator.errors import CapabilityError, ClusterError
+from orchestrator.config import CloudConfig, MCOConfig, RouterTargetConfig, is_loopback_host
+from orchestrator.errors import ClusterError, ConfigError, MCOError
 from orchestrator.kube.router import ROUTER_NODE_PORT, RouterValues, token_fingerprint
 from orchestrator.progress import ProgressFn, quiet
 from orchestrator.releases.deployer import CloudTarget
 
-__all__ = ["TOKEN_SECRET", "kind_node_address", "token_secret", "with_routers"]
+__all__ = ["REMOTE_HEALTH_PATH", "TOKEN_SECRET", "kind_node_address", "public_entry", "publish_router_image",
+           "token_secret", "with_routers"]
 
 TOKEN_SECRET = "mco-router-token"
 MODEL_NODE_PORT = 30080
+# another cloud's router is checked on whether its own cloud can serve, not whether it can route
+# somewhere (it could, by spilling back here)
+REMOTE_HEALTH_PATH = "/readyz/local"
 
 
 def kind_node_address(cloud: str) -> str:
@@ -60,44 +78,119 @@ def _router_settings(cfg: MCOConfig) -> dict[str, Any]:
             "retries": r.retries.model_dump(mode="json")}
 
 
+def _is_kind(cloud: CloudConfig) -> bool:
+    return cloud.cluster is not None and bool(cloud.cluster.kind_cluster)
+
+
+def public_entry(cfg: MCOConfig, name: str) -> str:
+    """Cloud ``name``'s public router entry: the first of ``clouds.<name>.router_urls``, HTTPS
+    (plain HTTP only on loopback, for local stand-ins)."""
+    from urllib.parse import urlparse
+
+    where = cfg.source or "mco.yaml"
+    urls = cfg.cloud(name).router_urls
+    if not urls:
+        raise ConfigError(f"{where}: clouds.{name}.router_urls is empty, so the other clouds' routers have no "
+                          f"public entry to spill to {name} through",
+                          hint=f"add clouds.{name}.router_urls: [https://router.{name}.example.com], the HTTPS "
+                               f"address (a certificate the routers verify) in front of {name}'s mco-router Service")
+    parsed = urlparse(urls[0])
+    if parsed.scheme != "https" and not is_loopback_host(parsed.hostname):
+        raise ConfigError(f"{where}: clouds.{name}.router_urls[0] is {urls[0]}: plain HTTP between clouds sends "
+                          "requests and answers in the clear", hint=f"serve {name}'s router entry over HTTPS "
+                                                                    "and list it as https://…")
+    return urls[0]
+
+
+def _remote_targets(cfg: MCOConfig, chosen: dict[str, CloudConfig], own: str,
+                    addresses: dict[str, str]) -> tuple[RouterTargetConfig, ...]:
+    """The other clouds, for ``own``'s router: between kind clusters the other node on the Docker
+    network (at its model NodePort); otherwise the other cloud's public HTTPS router entry."""
+    out = []
+    for name, cloud in chosen.items():
+        if name == own:
+            continue
+        if _is_kind(chosen[own]) and _is_kind(cloud):
+            # the other kind nodes, on the project's own Docker network
+            out.append(RouterTargetConfig(name=name, url=f"http://{addresses[name]}:{MODEL_NODE_PORT}",
+                                          pricing_key=cloud.pricing_key, allow_insecure_http=True))
+        else:
+            out.append(RouterTargetConfig(name=name, url=public_entry(cfg, name), pricing_key=cloud.pricing_key,
+                                          health_path=REMOTE_HEALTH_PATH))
+    return tuple(out)
+
+
+def publish_router_image(cfg: MCOConfig, image: str, image_id: str, clouds: list[str], *,
+                         progress: ProgressFn = quiet) -> tuple[dict[str, str], dict[str, str]]:
+    """Push the router image to ``clouds``' registries (the model's publisher, under
+    ``router.image_repository``): ``({cloud: REGISTRY/REPO@sha256:…}, {cloud: error})``."""
+    from orchestrator.packaging.publish import configured_registries, push_image
+
+    if not clouds:
+        return {}, {}
+    pushes = push_image(image, configured_registries(cfg, clouds), image_id=image_id, progress=progress,
+                        repository=cfg.router.image_repository)
+    refs = {c: str(r.ref) for c, r in pushes.results.items() if not isinstance(r, MCOError)}
+    return refs, {c: f"router image push failed: {exc.message}" for c, exc in pushes.failed.items()}
+
+
 def with_routers(cfg: MCOConfig, chosen: dict[str, CloudConfig], targets: list[CloudTarget], *,
                  progress: ProgressFn = quiet, addresses: dict[str, str] | None = None,
-                 router_image: str | None = None) -> tuple[list[CloudTarget], dict[str, str]]:
+                 router_image: str | None = None, router_refs: dict[str, str] | None = None,
+                 ) -> tuple[list[CloudTarget], dict[str, str]]:
     """``targets`` with their ``RouterValues``, and ``{cloud: error}`` for clusters that could not
-    get the router's image or token. Unchanged when ``router.in_cluster`` is off."""
+    get the router's image or token. Unchanged when ``router.in_cluster`` is off.
+
+    ``router_image`` (the image ID kind nodes run) and ``router_refs`` (``{cloud: REGISTRY/REPO@sha256:…}``
+    for the clouds that pull) skip the build and the push when given."""
     if not cfg.router.in_cluster:
         return targets, {}
-    not_kind = [n for n, c in chosen.items() if c.cluster is None or not c.cluster.kind_cluster]
-    if not_kind:
-        raise CapabilityError(f"router.in_cluster runs routers only in kind clusters so far; "
-                              f"{', '.join(not_kind)} would need the router image in its registry and an HTTPS "
-                              "entry point", hint="set router.in_cluster: false for these clouds' deploys")
+    kind = {n: c for n, c in chosen.items() if _is_kind(c)}
+    pulling = [n for n in chosen if n not in kind]
+    for name in pulling:  # refused before anything is built or pushed
+        if chosen[name].registry is None:
+            raise ConfigError(f"{cfg.source or 'mco.yaml'}: cloud '{name}' has no registry for the router image",
+                              hint=f"add clouds.{name}.registry (the router image is pushed there like the "
+                                   "model's), or set router.in_cluster: false")
+    for own in chosen:
+        _remote_targets(cfg, chosen, own, dict.fromkeys(kind, "0.0.0.0"))  # every public entry is valid
+
     errors: dict[str, str] = {}
-    if router_image is None:
+    images: dict[str, str] = {}
+    need_build = (kind and router_image is None) or (pulling and router_refs is None)
+    if need_build:
         from orchestrator.packaging.router_image import build_router_image
-        from orchestrator.releases.images import LocalImage, ensure_on_kind
 
         progress("router", "the router image (reused when its inputs are unchanged)…")
         built = build_router_image(packaging=cfg.packaging)
         progress("router", f"router image {built.image_id[:19]}… "
                            f"{'reused' if built.cached else 'built'} in {built.build_seconds:.1f} s")
-        router_image = built.image_id
-        image = LocalImage(name=built.image, image_id=built.image_id, bundle_digest=None)
-        errors.update(ensure_on_kind(image, {n: str(c.cluster.kind_cluster) for n, c in chosen.items()
-                                             if c.cluster is not None}, progress))
+        if kind and router_image is None:
+            from orchestrator.releases.images import LocalImage, ensure_on_kind
+
+            router_image = built.image_id
+            image = LocalImage(name=built.image, image_id=built.image_id, bundle_digest=None)
+            errors.update(ensure_on_kind(image, {n: str(c.cluster.kind_cluster) for n, c in kind.items()
+                                                 if c.cluster is not None}, progress))
+        if pulling and router_refs is None:
+            router_refs, push_errors = publish_router_image(cfg, built.image, built.image_id, pulling,
+                                                            progress=progress)
+            errors.update(push_errors)
+    for name in kind:
+        images[name] = str(router_image)
+    for name, ref in (router_refs or {}).items():
+        if name in pulling:
+            images[name] = ref
     if addresses is None:
-        addresses = {n: kind_node_address(n) for n in chosen}
+        addresses = {n: kind_node_address(n) for n in kind} if len(kind) > 1 else {}
     token = _token(cfg)
     out = []
     for t in targets:
-        if t.cloud in errors:
+        if t.cloud in errors or t.cloud not in images:
+            errors.setdefault(t.cloud, "no router image for this cloud")
             out.append(t)
             continue
-        remote = tuple(RouterTargetConfig(name=n, url=f"http://{addresses[n]}:{MODEL_NODE_PORT}",
-                                          pricing_key=c.pricing_key,
-                                          # the other kind nodes, on the project's own Docker network
-                                          allow_insecure_http=True)
-                       for n, c in chosen.items() if n != t.cloud)
+        remote = _remote_targets(cfg, chosen, t.cloud, addresses)
         try:
             _apply_secret(t, token)
         except ClusterError as exc:
@@ -105,9 +198,10 @@ def with_routers(cfg: MCOConfig, chosen: dict[str, CloudConfig], targets: list[C
             out.append(t)
             continue
         out.append(replace(t, router=RouterValues(
-            image=router_image, cloud=t.cloud, remote_targets=remote, replicas=cfg.router.in_cluster_replicas,
-            token_secret=TOKEN_SECRET, node_port=ROUTER_NODE_PORT, pricing_key=chosen[t.cloud].pricing_key,
-            extra=_router_settings(cfg), token_fingerprint=token_fingerprint(token))))
+            image=images[t.cloud], cloud=t.cloud, remote_targets=remote, replicas=cfg.router.in_cluster_replicas,
+            token_secret=TOKEN_SECRET, node_port=ROUTER_NODE_PORT if t.cloud in kind else None,
+            pricing_key=chosen[t.cloud].pricing_key, extra=_router_settings(cfg),
+            token_fingerprint=token_fingerprint(token))))
     return out, errors
 
 

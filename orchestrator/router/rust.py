@@ -101,6 +101,13 @@ def check_supported(cfg: RouterConfig) -> None:
     if https:
         raise ConfigError(f"router.dataplane: rust forwards plain HTTP only; https targets: {', '.join(https)}",
                           hint="use router.dataplane: python for https targets")
+    if cfg.cloud is not None:
+        # the hop rule (router/headers.py): a request that came through another router is served by
+        # this router's own cloud only; the Rust side neither reads nor sets x-mco-hop
+        raise ConfigError(f"router.dataplane: rust does not keep the hop rule that a router in a cloud "
+                          f"(router.cloud: {cfg.cloud}) needs, so routers calling routers could spill back and forth",
+                          hint="use router.dataplane: python for a router in a cloud (the routers mco deploy runs "
+                               "in the clusters always do), or leave router.cloud unset")
     if cfg.workers > 1:
         raise ConfigError("router.workers > 1 is for the python data plane",
                           hint="the rust data plane is one process; set router.workers: 1")

@@ -58,7 +58,7 @@ class Router:
         # what the data plane refused or could not do, and its own saturation (overload.py)
         self.client_errors.update(dict.fromkeys(
             ("header_too_large", "header_timeout", "body_timeout", "bad_request", "client_gone",
-             "response_too_large", "shed_concurrency", "shed_lag"), 0))
+             "response_too_large", "shed_concurrency", "shed_lag", "hop_no_local", "hop_loop"), 0))
         # the data plane's own load (inflight, loop lag), for the status report; set by the data plane
         self.saturation: Callable[[], dict[str, Any]] | None = None
         self.own_stall_timeouts = 0  # per-try timeouts a stall of the router itself caused: not a cloud's fault
@@ -110,7 +110,7 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
-        await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority})
+        await self.active.start({t.name: t.cfg.url for t in self.balancer.by_priority}, _health_paths(self.cfg.targets))
         self._tasks.append(self.loop.create_task(self.sampler.run(), name="router-sampler"))
         if self.kept is not None:
             # numpy takes a moment to import, holding the GIL: pay it before the router listens, not
@@ -185,7 +185,7 @@ class Router:
         self.passive.update([t.name for t in targets])
         self.balancer.replace_targets(states)
         if self.loop is not None:
-            self.active.update({t.name: t.url for t in targets})
+            self.active.update({t.name: t.url for t in targets}, _health_paths(targets))
         self.events.emit("targets_reloaded", None, targets=[t.name for t in targets])
 
     def reload_from_file(self) -> None:
@@ -223,6 +223,11 @@ class Router:
         from orchestrator.router.report import status_report
 
         return status_report(self)
+
+
+def _health_paths(targets: list[RouterTargetConfig]) -> dict[str, str]:
+    """The targets checked on a path of their own (another cloud's router: ``/readyz/local``)."""
+    return {t.name: t.health_path for t in targets if t.health_path}
 
 
 def _warm_live_metrics() -> None:

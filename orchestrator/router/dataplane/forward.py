@@ -136,11 +136,22 @@ class Forwarder:
         return done
 
     # -- one request -----------------------------------------------------------------
-    async def forward(self, method: bytes, path: bytes, query: bytes, headers: bytes, body: bytes) -> Answer:
+    async def forward(self, method: bytes, path: bytes, query: bytes, headers: bytes, body: bytes, *,
+                      hopped: bool = False) -> Answer:
+        """``hopped``: the request came through another mco router (``x-mco-hop``), which chose
+        this cloud; it is served by this router's own cloud only, never spilled again."""
         router = self.router
         retries = router.cfg.retries
         router.budget.request()
         candidates = router.balancer.candidates()
+        if hopped and router.cfg.cloud is not None:
+            candidates = tuple(t for t in candidates if t.local and t.healthy)
+            if not candidates:
+                router.client_errors["hop_no_local"] += 1
+                return Answer(*json_reply(503, {"error": f"this request came through another mco router, so it is "
+                                                         f"served by this router's own cloud ({router.cfg.cloud}) "
+                                                         "only, and no target there is healthy"},
+                                          (b"retry-after", b"1")), None)
         if not candidates:
             router.client_errors["no_target"] += 1
             return Answer(*json_reply(503, {"error": "the router has no targets configured"}), None)

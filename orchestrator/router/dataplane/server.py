@@ -14,6 +14,13 @@ minimal ASGI adapter); anything else is shed with 503 + ``Retry-After`` when
 else forwarded (``forward.py``). Headers both ways lose the hop-by-hop ones and every
 header any ``Connection`` line names; ``X-Forwarded-For`` gets the client's address;
 the answer gets ``x-mco-cloud`` naming the cloud that answered.
+
+The hop rule (``headers.HOP_HEADER``): every forwarded request carries ``x-mco-hop`` with
+the names of the routers it came through, this one last. A request that arrives with it
+already came through an mco router, which chose this cloud: it is served by this router's
+own cloud only (``Forwarder.forward(hopped=True)``), never spilled again, and answered 503
++ ``Retry-After`` at once when that cloud has no healthy target, so the router before can
+try its next cloud. One whose ``x-mco-hop`` names this router is a loop: 508.
 """
 
 from __future__ import annotations
@@ -33,10 +40,10 @@ import httptools
 from orchestrator.config import RouterConfig, RouterTargetConfig
 from orchestrator.router.admin import AdminApi
 from orchestrator.router.asgi import Headers, Reply, json_reply
-from orchestrator.router.dataplane.forward import Forwarder
+from orchestrator.router.dataplane.forward import Answer, Forwarder
 from orchestrator.router.dataplane.overload import LoopMonitor
 from orchestrator.router.feedback import REQUEST_ID_HEADER, handle_feedback
-from orchestrator.router.headers import CLOUD_HEADER_BYTES, ROUTER_HEADER_BYTES
+from orchestrator.router.headers import CLOUD_HEADER_BYTES, HOP_HEADER_BYTES, ROUTER_HEADER_BYTES
 from orchestrator.router.state import Router
 
 __all__ = ["DataPlane", "DataPlaneThread", "serve"]
@@ -46,7 +53,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"pro
                         b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade"})
 # what the router sets itself on the way up (Host, Content-Length, X-Forwarded-For) or
 # must not pass on (Expect: the body is already read)
-_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for"}
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for", HOP_HEADER_BYTES}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", CLOUD_HEADER_BYTES, ROUTER_HEADER_BYTES, REQUEST_ID_HEADER}
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _SWEEP_S = 0.25
@@ -380,26 +387,43 @@ class DataPlane:
                    close=False)
         conn.answered(request)
 
-    def _upstream_headers(self, conn: ClientConnection, request: _Request) -> bytes:
+    def _upstream_headers(self, conn: ClientConnection, request: _Request) -> tuple[bytes, bytes]:
+        """The headers to forward, and the ``x-mco-hop`` the request came with (b"": none)."""
         named = request.connection
         forwarded = b""
+        via = b""
         parts: list[bytes] = []
         for name, value in request.headers:
             if name in _REQUEST_DROP or name in named:
                 if name == b"x-forwarded-for":
                     forwarded = forwarded + b", " + value if forwarded else value
+                elif name == HOP_HEADER_BYTES:
+                    via = via + b", " + value if via else value
                 continue
             parts += (name, b": ", value, b"\r\n")
         parts += (b"x-forwarded-for: ", forwarded + b", " + conn.peer if forwarded else conn.peer, b"\r\n")
-        return b"".join(parts)
+        name = self.router.name_bytes
+        parts += (HOP_HEADER_BYTES, b": ", via + b", " + name if via else name, b"\r\n")
+        return b"".join(parts), via
+
+    def _loop(self, via: bytes) -> bool:
+        """Does ``x-mco-hop`` already name this router?"""
+        return self.router.name_bytes in (h.strip() for h in via.split(b","))
 
     async def _proxy(self, conn: ClientConnection, request: _Request, path: bytes, query: bytes) -> None:
         router = self.router
         started = time.perf_counter()
         try:
             body = b"".join(request.body)
-            answer = await self.forwarder.forward(request.method, path, query, self._upstream_headers(conn, request),
-                                                  body)
+            headers, via = self._upstream_headers(conn, request)
+            if via and self._loop(via):
+                router.client_errors["hop_loop"] += 1
+                answer = Answer(*json_reply(508, {"error": f"request loop: it already came through this router "
+                                                          f"({router.name}); x-mco-hop: {via.decode('latin-1')}"}),
+                                None)
+            else:
+                answer = await self.forwarder.forward(request.method, path, query, headers, body,
+                                                      hopped=bool(via))
             elapsed = time.perf_counter() - started
             router.overall.observe(elapsed, len(answer.body))
             kept = router.kept

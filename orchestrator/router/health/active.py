@@ -39,6 +39,7 @@ __all__ = ["ActiveChecker"]
 @dataclass
 class _CheckState:
     url: str
+    path: str | None = None  # the target's own check path (health_path); None: cfg.path
     up: bool = True
     ok_run: int = 0
     fail_run: int = 0
@@ -64,19 +65,22 @@ class ActiveChecker:
         state = self._states.get(name)
         return state is not None and (not state.up or state.fail_run > 0)
 
-    async def start(self, targets: dict[str, str]) -> None:
-        self.update(targets)
+    async def start(self, targets: dict[str, str], paths: dict[str, str] | None = None) -> None:
+        self.update(targets, paths)
 
-    def update(self, targets: dict[str, str]) -> None:
-        """Check exactly ``targets`` (name -> base URL) from now on."""
+    def update(self, targets: dict[str, str], paths: dict[str, str] | None = None) -> None:
+        """Check exactly ``targets`` (name -> base URL) from now on, each on ``paths[name]`` when
+        given (another cloud's router: ``/readyz/local``), else on the configured path."""
+        paths = paths or {}
         for name in list(self._states):
-            if name not in targets or targets[name] != self._states[name].url:
-                state = self._states.pop(name)
+            state = self._states[name]
+            if name not in targets or targets[name] != state.url or paths.get(name) != state.path:
+                self._states.pop(name)
                 if state.task is not None:
                     state.task.cancel()
         for name, url in targets.items():
             if name not in self._states:
-                state = _CheckState(url=url)
+                state = _CheckState(url=url, path=paths.get(name))
                 self._states[name] = state
                 state.task = asyncio.get_running_loop().create_task(self._run(name, state), name=f"check-{name}")
 
@@ -99,7 +103,7 @@ class ActiveChecker:
             state.last_error = f"connect: {exc.strerror or type(exc).__name__}"
             return False
         try:
-            path = parts.path.rstrip("/") + self.cfg.path
+            path = parts.path.rstrip("/") + (state.path or self.cfg.path)
             writer.write(f"GET {path} HTTP/1.1\r\nhost: {parts.netloc}\r\nconnection: close\r\n"
                          f"user-agent: mco-router-check\r\n\r\n".encode())
             status = await _read_status(reader)

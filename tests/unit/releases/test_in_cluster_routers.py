@@ -1,12 +1,12 @@
 """`router.in_cluster`: each cloud's deploy target gets the router, its remote targets are the other
-kind nodes, and non-kind clouds are refused until their routers can be reached over HTTPS."""
+kind nodes; clusters that pull need a registry (and public HTTPS entries: test_cloud_routers.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from orchestrator.config import parse_config
-from orchestrator.errors import CapabilityError
+from orchestrator.errors import ConfigError
 from orchestrator.releases import routers
 from orchestrator.releases.deployer import CloudTarget, DeploySettings, _render
 
@@ -42,13 +42,16 @@ def test_every_target_gets_a_router_pointing_at_the_other_nodes(monkeypatch: pyt
     assert "per_try_timeout_s: 1.5" in config and "t" * 40 not in config  # timings carry over; the token never
 
 
-def test_off_by_default_and_refused_for_clusters_that_are_not_kind() -> None:
+def test_off_by_default_and_a_cloud_cluster_needs_a_registry_and_a_public_entry() -> None:
     cfg = _cfg(in_cluster=False)
     targets = _targets(cfg)
     assert routers.with_routers(cfg, dict(cfg.clouds), targets) == (targets, {})
+    # a cluster that pulls its images (not kind): refused, before any build, without a registry...
     eks = _cfg(provider_cluster={"context": "eks", "endpoint": "https://model.example.com"})
-    with pytest.raises(CapabilityError, match="only in kind clusters"):
+    with pytest.raises(ConfigError, match="cloud 'aws' has no registry for the router image") as err:
         routers.with_routers(eks, dict(eks.clouds), _targets(eks))
+    assert "clouds.aws.registry" in (err.value.hint or "")
+    # ...and without the other clouds' public router entries (tests/unit/releases/test_cloud_routers.py)
 
 
 def test_the_token_secret_holds_the_token_base64_and_nothing_else() -> None:

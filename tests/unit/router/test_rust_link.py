@@ -100,6 +100,8 @@ def test_what_the_rust_data_plane_cannot_do_is_said_up_front() -> None:
         check_supported(https)
     with pytest.raises(ConfigError, match="workers"):
         check_supported(RouterConfig(workers=2))
+    with pytest.raises(ConfigError, match="hop rule"):  # a router in a cloud must not spill what another sent
+        check_supported(RouterConfig(cloud="aws"))
 
 
 def test_the_long_poll_answers_when_the_candidates_change() -> None:
