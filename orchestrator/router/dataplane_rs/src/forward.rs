@@ -114,13 +114,24 @@ pub async fn try_once(dp: Arc<Dp>, table: Arc<Table>, target: Arc<Target>, req: 
             let own = dp.monitor.stalled_since(started_us);
             let seconds = started.elapsed().as_secs_f64();
             dp.acc.failed(&target.name, Kind::Timeout, seconds, req.body.len(), own);
+            if !own {
+                dp.urgent.notify_one();
+            }
             return Outcome::Fail(Kind::Timeout, "per-try timeout".into());
         }
     };
     let seconds = started.elapsed().as_secs_f64();
     match &outcome {
-        Outcome::Answer(status, _, body) => dp.acc.answered(&target.name, status.as_u16(), seconds, req.body.len(), body.len()),
-        Outcome::Fail(kind, _) => dp.acc.failed(&target.name, *kind, seconds, req.body.len(), false),
+        Outcome::Answer(status, _, body) => {
+            dp.acc.answered(&target.name, status.as_u16(), seconds, req.body.len(), body.len());
+            if status.as_u16() >= 500 {
+                dp.urgent.notify_one();
+            }
+        }
+        Outcome::Fail(kind, _) => {
+            dp.acc.failed(&target.name, *kind, seconds, req.body.len(), false);
+            dp.urgent.notify_one();
+        }
     }
     outcome
 }

@@ -54,6 +54,10 @@ pub struct Dp {
     secret: String,
     pub inflight: AtomicUsize,
     pub rng: Mutex<Rng>,
+    /// A try failed: report now rather than at the next tick, so the control plane's outlier
+    /// detection ejects as soon as the Python data plane's would (a 100 ms lag let a hung
+    /// cloud take that many more hedges from the retry budget).
+    pub urgent: tokio::sync::Notify,
 }
 
 impl Dp {
@@ -165,6 +169,7 @@ async fn run(args: Args, secret: String) -> i32 {
         secret,
         inflight: AtomicUsize::new(0),
         rng: Mutex::new(Rng::new()),
+        urgent: tokio::sync::Notify::new(),
     });
     dp.install(table);
 
@@ -249,6 +254,7 @@ fn build_report(dp: &Dp) -> Report {
 /// requests flow, and while nothing happens. Ejections take effect within one report.
 const REPORT_BUSY_MS: u64 = 100;
 const REPORT_IDLE_MS: u64 = 250;
+const REPORT_URGENT_MS: u64 = 10;
 
 /// Report now and take the table if it changed: after an admin call passed through (a hot
 /// reload, new weights), so the next request routes by it.
@@ -289,7 +295,15 @@ async fn control_loop(dp: Arc<Dp>) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(if busy { REPORT_BUSY_MS } else { REPORT_IDLE_MS })).await;
+        let tick = tokio::time::sleep(Duration::from_millis(if busy { REPORT_BUSY_MS } else { REPORT_IDLE_MS }));
+        tokio::select! {
+            _ = tick => {}
+            _ = dp.urgent.notified() => {
+                // the failures of the next few ms go in the same report: a storm of them costs
+                // the control plane at most one report per REPORT_URGENT_MS
+                tokio::time::sleep(Duration::from_millis(REPORT_URGENT_MS)).await;
+            }
+        }
     }
 }
 
