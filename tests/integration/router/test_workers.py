@@ -59,19 +59,22 @@ def test_two_workers_share_the_port_and_add_up(servers, tmp_path: Path) -> None:
         # a killed worker is restarted by the supervisor; clients keep being served meanwhile
         victim = next(iter(pids))
         os.kill(victim, signal.SIGKILL)
-        errors = 0
+        errors = dropped = 0
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with httpx.Client(timeout=5) as client:
                 try:
                     if _predict(client, router.url).status_code != 200:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
+                        errors += 1  # an answer other than 200: never acceptable
+                except httpx.TransportError:
+                    dropped += 1
             doc = httpx.get(f"{router.url}/admin/status", headers=AUTH, timeout=5).json()
             now = {w["pid"] for w in doc["workers"] if w["reachable"]}
             if len(now) == 2 and victim not in now:
                 break
             time.sleep(0.1)
         assert len(now) == 2 and victim not in now, doc["workers"]
-        assert errors == 0
+        # The kernel resets the connections still queued at a SO_REUSEPORT socket when its
+        # process dies (kill -9 leaves no time to drain it): one such connection, if the kill
+        # lands while it waits, is what SO_REUSEPORT costs; never an error answer.
+        assert errors == 0 and dropped <= 1, (errors, dropped)
