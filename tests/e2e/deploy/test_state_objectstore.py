@@ -64,13 +64,22 @@ def _wait_for_holder(proc: subprocess.Popen[str], config: Path, timeout: float =
 
 def _wait_for_rollout(proc: subprocess.Popen[str], config: Path, *, after: int, timeout: float = 300) -> None:
     """Until ``proc``'s release (numbered above ``after``) is in the history with a cloud still rolling out."""
+    from orchestrator.config import load_config
+    from orchestrator.releases.state import open_history
+
+    # Read in this process, ten times a second: a CLI call per read (a second or two on a busy
+    # machine) could miss a rollout of kind nodes that already hold the image.
+    cfg = load_config(config)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        latest = mco_json("history", config=config)["releases"][0]
-        if latest["release"] > after and any(c["status"] in ("pending", "applying")
-                                             for c in latest["clouds"].values()):
+        store = open_history(cfg, create=False)
+        assert store is not None
+        with store:
+            latest = [r.summary() for r in store.list(limit=1)]
+        if latest and latest[0]["release"] > after and any(c["status"] in ("pending", "applying")
+                                                           for c in latest[0]["clouds"].values()):
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"pid {proc.pid}'s release never showed up rolling out (exit code {proc.poll()})")
 
 
