@@ -206,6 +206,8 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
             # manifest), so it goes up beside the files instead of adding a round trip after them.
             # An unchanged manifest means it was written before.
             pointed = pool.submit(store.put_bytes, layout.digest_key(bundle.digest), pointer) if new_manifest else None
+            # the version index is read beside the uploads; it is written after the manifest
+            index_read = pool.submit(_read_index, store, layout, bundle)
             errors = []
             for f, fut in futures:  # wait for every upload, so none is still running when we report
                 try:
@@ -225,7 +227,7 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
             if new_manifest:  # last: it makes the bundle visible
                 result.verification.append(store.put_bytes(mkey, manifest).verified)
                 result.bytes_uploaded += len(manifest)
-            result.bytes_uploaded += _add_to_index(store, layout, bundle)
+            result.bytes_uploaded += _add_to_index(store, layout, bundle, index_read.result())
             result.verified = True
             result.verification = sorted(set(result.verification))
     except MCOError as exc:
@@ -238,21 +240,23 @@ def push_to_provider(provider: Provider, bundle: Bundle, files: list[BundleFile]
     return result
 
 
-def _add_to_index(store: Any, layout: BundleLayout, bundle: Bundle) -> int:
-    """Append the digest to the model's version index unless it is listed. Returns bytes written.
+def _read_index(store: Any, layout: BundleLayout, bundle: Bundle) -> dict[str, Any]:
+    """The model's version index as stored; empty if there is none or it is not an index."""
+    try:
+        index = json.loads(store.get_bytes(layout.index_key(bundle.name)))
+    except (NotFound, ValueError):
+        return {}
+    return index if isinstance(index, dict) and isinstance(index.get("versions"), list) else {}
+
+
+def _add_to_index(store: Any, layout: BundleLayout, bundle: Bundle, index: dict[str, Any]) -> int:
+    """Append the digest to the model's version ``index`` (as read by ``_read_index``) unless
+    it is listed. Returns bytes written.
 
     Read-modify-write without a lock: two concurrent pushes of different versions may drop
     one entry from the index (never a bundle); the next push of it restores the entry.
     """
     key = layout.index_key(bundle.name)
-    try:
-        index = json.loads(store.get_bytes(key))
-        if not isinstance(index, dict) or not isinstance(index.get("versions"), list):
-            index = {}
-    except NotFound:
-        index = {}
-    except ValueError:
-        index = {}
     versions = index.get("versions", [])
     if any(isinstance(v, dict) and v.get("digest") == bundle.digest for v in versions):
         return 0
