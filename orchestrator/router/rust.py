@@ -317,28 +317,29 @@ class RustDataPlane:
             return f"mco-dataplane exited with code {self.proc.returncode} (its log is the router's)"
         return None
 
+    def _started(self, deadline: float) -> bool:
+        """Listening yet? ``Unreachable`` (after stopping it) once it exited or the deadline passed."""
+        if self.listening():
+            return True
+        failure = self.failed()
+        if failure or time.monotonic() > deadline:
+            self.stop()
+            raise Unreachable(f"the Rust data plane did not start on {self.host}:{self.port}: "
+                              f"{failure or 'not listening in time'}")
+        return False
+
     def start(self, timeout: float = 15.0) -> None:
         """Spawn and wait until it listens (from a thread that is not the control plane's loop)."""
         self.spawn()
         deadline = time.monotonic() + timeout
-        while not self.listening():
-            failure = self.failed()
-            if failure or time.monotonic() > deadline:
-                self.stop()
-                raise Unreachable(f"the Rust data plane did not start on {self.host}:{self.port}: "
-                                  f"{failure or 'not listening in time'}")
+        while not self._started(deadline):
             time.sleep(0.05)
 
     async def start_async(self, timeout: float = 15.0) -> None:
         """As ``start``, from the control plane's own loop (which must keep answering reports)."""
         self.spawn()
         deadline = time.monotonic() + timeout
-        while not self.listening():
-            failure = self.failed()
-            if failure or time.monotonic() > deadline:
-                self.stop()
-                raise Unreachable(f"the Rust data plane did not start on {self.host}:{self.port}: "
-                                  f"{failure or 'not listening in time'}")
+        while not self._started(deadline):
             await asyncio.sleep(0.05)
 
     def stop(self, timeout: float = 5.0) -> None:
