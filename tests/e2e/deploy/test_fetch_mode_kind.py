@@ -35,6 +35,7 @@ from orchestrator.kube.render import APP_NAME
 from orchestrator.local.base import LocalContext
 from orchestrator.local.clusters import ClusterStandIn
 from orchestrator.net import free_port, wait_for_port
+from orchestrator.testing.processes import stop_process
 from tests.e2e.clusters.conftest import cluster_report, docker, kubectl, node_ip
 from tests.e2e.deploy.conftest import mco
 
@@ -113,12 +114,7 @@ def store(aws_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
                 bucket.ensure_bucket()
         yield Store(endpoint, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
 @pytest.fixture(scope="module")

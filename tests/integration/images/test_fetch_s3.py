@@ -20,6 +20,7 @@ import pytest
 
 from orchestrator.config import PackagingConfig, parse_config
 from orchestrator.model.bundle import Bundle
+from orchestrator.testing.processes import stop_process
 from tests.integration.images.conftest import wait_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -64,12 +65,7 @@ def s3_config(docker_engine: Any, digits_bundle: Bundle, tmp_path_factory: pytes
         assert results["aws"].ok, results["aws"].error
         yield cfg, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
 @pytest.fixture(scope="module")

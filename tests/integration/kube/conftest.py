@@ -23,6 +23,7 @@ import pytest
 
 from orchestrator.net import free_port
 from orchestrator.releases.deployer import CloudTarget, DeploySettings
+from orchestrator.testing.processes import stop_process
 
 CACHE = Path(os.environ.get("MCO_CACHE", Path.home() / ".cache" / "mco"))
 
@@ -113,12 +114,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
         yield {"kubeconfig": kubeconfig, "context": "mco-test", "url": url, "port": api_port}
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=15)
 
 
 @pytest.fixture(scope="session")
@@ -140,12 +136,7 @@ def controllers(apiserver: dict[str, object], tmp_path_factory: pytest.TempPathF
     try:
         yield apiserver
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 # Images the simulated node treats specially (any other image starts and becomes ready).
