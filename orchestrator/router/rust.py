@@ -243,12 +243,7 @@ class RustLink:
             if target is None:
                 continue  # a target removed by a reload since
             s = target.stats
-            last = len(s.counts) - 1
-            for index, n in d["counts"].items():
-                s.counts[min(int(index), last)] += n
-            s.requests += d["requests"]
-            s.latency_sum_s += d["latency_sum_s"]
-            s.bytes_out += d["bytes_out"]
+            _add_answers(s, d)
             s.bytes_in += d["bytes_in"]
             s.responses_4xx += d["responses_4xx"]
             s.retries += d["retries"]
@@ -265,12 +260,7 @@ class RustLink:
                         router.passive.failure(name, kind)
         o, overall = router.overall, doc.get("overall", {})
         if overall.get("requests"):
-            last = len(o.counts) - 1
-            for index, n in overall["counts"].items():
-                o.counts[min(int(index), last)] += n
-            o.requests += overall["requests"]
-            o.latency_sum_s += overall["latency_sum_s"]
-            o.bytes_out += overall["bytes_out"]
+            _add_answers(o, overall)
         for kind, n in doc.get("client_errors", {}).items():
             router.client_errors[kind] = router.client_errors.get(kind, 0) + n
         router.own_stall_timeouts += doc.get("own_stall_timeouts", 0)
@@ -394,3 +384,13 @@ def serve_rust(cfg: RouterConfig, *, token: str | None, config_path: Path | None
 
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(main())
+
+
+def _add_answers(stats: Any, d: dict[str, Any]) -> None:
+    """Fold one report's latency histogram, request count, latency sum and bytes out into ``stats``."""
+    last = len(stats.counts) - 1
+    for index, n in d["counts"].items():
+        stats.counts[min(int(index), last)] += n
+    stats.requests += d["requests"]
+    stats.latency_sum_s += d["latency_sum_s"]
+    stats.bytes_out += d["bytes_out"]

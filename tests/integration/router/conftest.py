@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -111,3 +112,11 @@ def start_router(tmp_path: Path, dataplane: str) -> Iterator[Callable[..., Route
 
 def kinds(events: list[dict]) -> list[tuple[str, str | None]]:
     return [(e["kind"], e["target"]) for e in events]
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 8.0, step: float = 0.1) -> None:
+    """Poll ``cond`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(step)

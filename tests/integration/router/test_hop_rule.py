@@ -12,18 +12,11 @@ import pytest
 from orchestrator.config import RouterRetryConfig, RouterTargetConfig
 from orchestrator.net import free_port
 from orchestrator.router.headers import HOP_HEADER
-from tests.integration.router.conftest import TOKEN, router_config
+from tests.integration.router.conftest import TOKEN, router_config, wait_until
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BODY = {"instances": [[0.0] * 64]}
-
-
-def _wait(cond, timeout: float = 8.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def _pair(proxies, start_router):  # type: ignore[no-untyped-def]
@@ -49,13 +42,13 @@ def test_a_spilled_request_is_served_by_the_other_cloud_and_never_comes_back(pro
     routers = _pair(proxies, start_router)
     aws, gcp = routers["aws"], routers["gcp"]
     with httpx.Client(timeout=10) as client:
-        _wait(lambda: client.get(f"{aws.url}/readyz").json()["healthy_targets"] == ["aws", "gcp"])
+        wait_until(lambda: client.get(f"{aws.url}/readyz").json()["healthy_targets"] == ["aws", "gcp"])
         # all healthy: locality, each router serves from its own cloud
         assert {client.post(f"{aws.url}/v1/predict", json=BODY).headers["x-mco-cloud"] for _ in range(10)} == {"aws"}
 
         # aws's model goes away: aws's router spills to gcp's router, which serves from gcp
         proxies[0].set_mode("refuse")
-        _wait(lambda: client.get(f"{aws.url}/readyz/local").status_code == 503)
+        wait_until(lambda: client.get(f"{aws.url}/readyz/local").status_code == 503)
         spilled = [client.post(f"{aws.url}/v1/predict", json=BODY) for _ in range(20)]
         assert {r.status_code for r in spilled} == {200}
         assert {r.headers["x-mco-cloud"] for r in spilled} == {"gcp"} and \
@@ -65,8 +58,8 @@ def test_a_spilled_request_is_served_by_the_other_cloud_and_never_comes_back(pro
         # router does not spill it to aws (whose router is up), it answers 503 at once
         proxies[0].set_mode("pass")
         proxies[1].set_mode("refuse")
-        _wait(lambda: client.get(f"{gcp.url}/readyz/local").status_code == 503)
-        _wait(lambda: client.get(f"{gcp.url}/readyz").json()["healthy_targets"] == ["aws"])
+        wait_until(lambda: client.get(f"{gcp.url}/readyz/local").status_code == 503)
+        wait_until(lambda: client.get(f"{gcp.url}/readyz").json()["healthy_targets"] == ["aws"])
         t0 = time.monotonic()
         hopped = client.post(f"{gcp.url}/v1/predict", json=BODY, headers={HOP_HEADER: "router-elsewhere"})
         assert hopped.status_code == 503 and hopped.headers["retry-after"] == "1", hopped.text
@@ -85,11 +78,11 @@ def test_with_both_models_down_the_routers_answer_an_error_in_bounded_time_witho
     routers = _pair(proxies, start_router)
     aws, gcp = routers["aws"], routers["gcp"]
     with httpx.Client(timeout=10) as client:
-        _wait(lambda: client.get(f"{aws.url}/readyz").json()["healthy_targets"] == ["aws", "gcp"])
+        wait_until(lambda: client.get(f"{aws.url}/readyz").json()["healthy_targets"] == ["aws", "gcp"])
         before_aws, before_gcp = _overall(aws)["requests"], _overall(gcp)["requests"]
         proxies[0].set_mode("refuse")
         proxies[1].set_mode("refuse")
-        _wait(lambda: client.get(f"{aws.url}/readyz/local").status_code == 503
+        wait_until(lambda: client.get(f"{aws.url}/readyz/local").status_code == 503
               and client.get(f"{gcp.url}/readyz/local").status_code == 503)
         sent = 10
         for _ in range(sent):

@@ -10,18 +10,11 @@ import pytest
 
 from orchestrator.config import RouterRetryConfig
 from orchestrator.net import free_port
-from tests.integration.router.conftest import TOKEN, router_config
+from tests.integration.router.conftest import TOKEN, router_config, wait_until
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BODY = {"instances": [[0.0] * 64]}
-
-
-def _wait(cond, timeout: float = 8.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_locality_serves_from_the_own_cloud_and_spills_when_it_is_down(proxies, start_router) -> None:
@@ -35,7 +28,7 @@ def test_locality_serves_from_the_own_cloud_and_spills_when_it_is_down(proxies, 
         assert client.get(f"{router.url}/readyz/local").status_code == 200
 
         proxies[1].set_mode("refuse")  # gcp's model goes away; its router stays up
-        _wait(lambda: client.get(f"{router.url}/readyz/local").status_code == 503)
+        wait_until(lambda: client.get(f"{router.url}/readyz/local").status_code == 503)
         ready = client.get(f"{router.url}/readyz")
         assert ready.status_code == 200 and ready.json()["healthy_targets"] == ["aws", "azure"]
         spilled = [client.post(f"{router.url}/v1/predict", json=BODY) for _ in range(20)]
@@ -49,7 +42,7 @@ def test_locality_serves_from_the_own_cloud_and_spills_when_it_is_down(proxies, 
         assert rows["aws"]["egress_gb"] > 0 and rows["aws"]["egress_usd"] > 0  # cross-cloud bytes are priced
 
         proxies[1].set_mode("pass")
-        _wait(lambda: client.get(f"{router.url}/readyz/local").status_code == 200)
+        wait_until(lambda: client.get(f"{router.url}/readyz/local").status_code == 200)
         back = client.post(f"{router.url}/v1/predict", json=BODY)
         assert back.headers["x-mco-cloud"] == "gcp"
 
@@ -69,12 +62,12 @@ def test_a_router_whose_every_target_is_down_answers_503_within_its_deadline(pro
             assert resp.status_code == 503 and resp.headers["retry-after"] == "1", resp.text
             assert took < deadline_s + 0.4, took
             assert "x-mco-router" in resp.headers
-        _wait(lambda: client.get(f"{router.url}/readyz").status_code == 503)
+        wait_until(lambda: client.get(f"{router.url}/readyz").status_code == 503)
     # refused everywhere (nothing listens): answered at once, still 503 + Retry-After once health knows
     dead = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
     router2 = start_router(router_config(dead))
     with httpx.Client(timeout=10) as client:
-        _wait(lambda: client.get(f"{router2.url}/readyz").status_code == 503)
+        wait_until(lambda: client.get(f"{router2.url}/readyz").status_code == 503)
         t0 = time.monotonic()
         resp = client.post(f"{router2.url}/v1/predict", json=BODY)
         assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
